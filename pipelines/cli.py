@@ -76,7 +76,6 @@ def data_synth(
 
     def body() -> None:
         from features.sources.simulator import simulate_market
-
         from features.sources.store import write_panel
 
         wd = resolve_workdir(workdir)
@@ -108,7 +107,6 @@ def data_import(
 
     def body() -> None:
         from features.sources.importer import import_exports
-
         from features.sources.store import write_panel
 
         wd = resolve_workdir(workdir)
@@ -165,6 +163,183 @@ def data_info(workdir: Workdir = None) -> None:
                 for pid, r in summary.iterrows()]
         console.print(_table("pools", ["pool", "protocol", "pair", "fee", "rows", "gaps",
                                        "median TVL USD", "median volume USD"], rows))
+
+    _run(body)
+
+
+@features_app.command("build")
+def features_build(
+    workdir: Workdir = None,
+    config: Annotated[Path | None, typer.Option(help="TOML config; reads [features].")] = None,
+    horizon: Annotated[str | None, typer.Option(help="Label horizon, e.g. 24h or 7d.")] = None,
+) -> None:
+    """Build the feature table and forward labels from the stored panel."""
+
+    def body() -> None:
+        from features.build import FeatureConfig, build_features, write_features
+        from features.sources.store import read_panel
+        from pipelines.config import config_from
+
+        wd = resolve_workdir(workdir)
+        cfg = config_from(FeatureConfig, config, "features", horizon=horizon)
+        panel = read_panel(wd)
+        fs = build_features(panel, cfg, progress=True)
+        path = write_features(fs, wd)
+        n_feat = len(fs.features.columns) - 3
+        console.print(f"wrote {len(fs.features):,} rows x {n_feat} features, labels over "
+                      f"{fs.horizon} (feature set {fs.version}) to {path}")
+
+    _run(body)
+
+
+@app.command("train")
+def train_cmd(
+    workdir: Workdir = None,
+    model: Annotated[str, typer.Option(help="baseline | lightgbm | torch | all")] = "all",
+    folds: Annotated[int | None, typer.Option(help="Walk-forward folds.")] = None,
+    config: Annotated[Path | None, typer.Option(help="TOML config; reads [train].")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+) -> None:
+    """Fit, evaluate walk-forward, log to MLflow and register the champion models."""
+
+    def body() -> None:
+        from pipelines.config import config_from
+        from pipelines.train import TrainConfig, train
+
+        wd = resolve_workdir(workdir)
+        models = ["baseline", "lightgbm", "torch"] if model == "all" else [model]
+        cfg = config_from(TrainConfig, config, "train", models=models, n_folds=folds, seed=seed)
+        res = train(wd, cfg, progress=True)
+        rows = res.summary_rows()
+        console.print(_table("walk-forward evaluation", res.summary_columns(), rows))
+
+    _run(body)
+
+
+@app.command("tune")
+def tune_cmd(
+    workdir: Workdir = None,
+    trials: Annotated[int, typer.Option(help="Trials to add to the study.")] = 20,
+    model: Annotated[str, typer.Option(help="lightgbm | torch")] = "lightgbm",
+    target: Annotated[str, typer.Option(help="fee_yield | volatility | stress")] = "fee_yield",
+    storage: Annotated[str | None, typer.Option(
+        help="Optuna storage URL (default sqlite in the work dir; postgresql://... for workers)",
+        envvar="LPA_OPTUNA_STORAGE")] = None,
+    study: Annotated[str | None, typer.Option(help="Study name (resumes if it exists).")] = None,
+) -> None:
+    """Tune a model's hyper-parameters with Optuna on walk-forward folds."""
+
+    def body() -> None:
+        from pipelines.tune import tune
+
+        res = tune(resolve_workdir(workdir), model=model, target=target, trials=trials,
+                   storage=storage, study_name=study, progress=True)
+        console.print(_table("tuning", res.summary_columns(), res.summary_rows()))
+
+    _run(body)
+
+
+@app.command("backtest")
+def backtest_cmd(
+    workdir: Workdir = None,
+    model: Annotated[str | None, typer.Option(help="baseline | lightgbm | torch")] = None,
+    config: Annotated[Path | None, typer.Option(help="TOML config; reads [backtest].")] = None,
+    capital: Annotated[float | None, typer.Option(help="Starting capital, USD.")] = None,
+) -> None:
+    """Walk-forward backtest of the allocator against baselines and the hindsight oracle."""
+
+    def body() -> None:
+        from features.build import read_features
+        from features.sources.store import read_panel, read_truth
+        from pipelines.backtest.engine import BacktestConfig, run_backtest
+        from pipelines.config import config_from
+
+        wd = resolve_workdir(workdir)
+        cfg = config_from(BacktestConfig, config, "backtest", model=model, capital_usd=capital)
+        res = run_backtest(read_panel(wd), read_features(wd), cfg, workdir=wd,
+                           truth=read_truth(wd), progress=True)
+        _print_metrics(res.metrics)
+        console.print(f"report: {res.report_dir}")
+
+    _run(body)
+
+
+def _print_metrics(metrics: dict[str, dict[str, float]]) -> None:
+    """Print the strategy x metric table."""
+    names = ["net_return", "fee_income", "il", "lvr", "gas", "slippage", "turnover",
+             "volatility", "sharpe", "max_drawdown", "cvar_5", "stress_return", "oracle_capture"]
+    rows = [[s, *[float(m.get(n, float("nan"))) for n in names]] for s, m in metrics.items()]
+    console.print(_table("backtest (fractions of starting capital)", ["strategy", *names], rows))
+
+
+@app.command("serve")
+def serve_cmd(
+    workdir: Workdir = None,
+    host: Annotated[str, typer.Option(help="Bind address.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+) -> None:
+    """Serve allocation recommendations over HTTP (FastAPI + uvicorn)."""
+
+    def body() -> None:
+        from pipelines.serve import run_server
+
+        run_server(resolve_workdir(workdir), host=host, port=port)
+
+    _run(body)
+
+
+@app.command("recommend")
+def recommend_cmd(
+    pools: Annotated[str, typer.Option(help="Comma-separated pool ids (default: all).")] = "",
+    capital: Annotated[float, typer.Option(help="Capital to allocate, USD.")] = 1_000_000.0,
+    risk_aversion: Annotated[float, typer.Option(help="Risk-aversion knob.")] = 1.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    workdir: Workdir = None,
+) -> None:
+    """Print an allocation recommendation without a server."""
+
+    def body() -> None:
+        from pipelines.recommend import recommend_from_workdir
+
+        ids = [p.strip() for p in pools.split(",") if p.strip()] or None
+        resp = recommend_from_workdir(resolve_workdir(workdir), ids, capital,
+                                      risk_aversion=risk_aversion)
+        if as_json:
+            typer.echo(resp.model_dump_json(indent=2))
+            return
+        rows = [[p.pool_id, p.weight, p.move_usd, p.expected_fee_yield, p.p_stress, p.reason]
+                for p in resp.pools]
+        console.print(_table(f"recommendation as of {resp.as_of}",
+                             ["pool", "weight", "move USD", "fee yield", "P(stress)", "reason"],
+                             rows))
+
+    _run(body)
+
+
+@app.command("demo")
+def demo_cmd(
+    workdir: Workdir = None,
+    data: Annotated[Path | None, typer.Option(help="Run on real exports instead.")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="Format of --data.")]
+    = "uniswap-v3-subgraph",
+    pools: Annotated[int, typer.Option(help="Simulated pools.")] = 30,
+    days: Annotated[int, typer.Option(help="Simulated days.")] = 180,
+    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    models: Annotated[str, typer.Option(help="Comma-separated model kinds to train.")]
+    = "baseline,lightgbm,torch",
+) -> None:
+    """Run data -> features -> train -> register -> backtest end to end and print the table."""
+
+    def body() -> None:
+        from pipelines.demo import run_demo
+
+        wd = resolve_workdir(workdir)
+        res = run_demo(wd, console, data=data, fmt=fmt, pools=pools, days=days, seed=seed,
+                       models=[m.strip() for m in models.split(",") if m.strip()])
+        _print_metrics(res.metrics)
+        console.print(f"report: {res.report_dir}")
+        console.print(f"MLflow UI: mlflow ui --backend-store-uri sqlite:///{wd / 'mlflow.db'}")
+        console.print(f"service:   lpa serve --workdir {wd}")
 
     _run(body)
 

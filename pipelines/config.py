@@ -37,11 +37,13 @@ def load_toml_section(path: Path | None, section: str) -> dict[str, Any]:
     return sect
 
 
-def config_from(model: type[M], path: Path | None, section: str, **overrides: Any) -> M:
+def config_from(
+    cls: type[M], path: Path | None, section: str, **overrides: Any
+) -> M:
     """Build a pydantic config from a TOML section, then CLI overrides that are not None."""
     values = load_toml_section(path, section)
     values.update({k: v for k, v in overrides.items() if v is not None})
-    return model(**values)
+    return cls(**values)
 
 
 def tracking_uri(workdir: Path) -> str:
