@@ -100,6 +100,10 @@ class Panel:
 
 def parse_duration(value: str | pd.Timedelta) -> pd.Timedelta:
     """Parse a duration such as '24h' or '7d' into a Timedelta."""
+    if isinstance(value, str):
+        import re
+
+        value = re.sub(r"(\d)d\b", r"\1D", value.strip())  # pandas deprecates lowercase 'd'
     try:
         td = pd.Timedelta(value)
     except (ValueError, TypeError) as exc:
