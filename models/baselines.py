@@ -1,0 +1,137 @@
+"""Honest baselines: naive, seasonal naive, EWMA, HAR and the stress base rate.
+
+Regression baselines read a trailing proxy of the target from the feature table (for example
+``fee_yield_24h`` for the forward 24 h fee yield) and scale it to the horizon. Their quantiles
+come from the empirical distribution of log(y / forecast) on the training rows.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from features.schema import POOL_ID
+from models.base import PROB_COLUMN, QUANTILE_COLUMNS, QUANTILES, BaseForecaster, ForecastError
+
+__all__ = ["ColumnForecaster", "HARForecaster", "BaseRateStress"]
+
+EPS = 1e-12
+
+
+def _ratio_quantiles(y: np.ndarray, pred: np.ndarray) -> list[float]:
+    """Quantiles of the log ratio y / pred (multiplicative error bands)."""
+    ok = np.isfinite(y) & np.isfinite(pred) & (pred > 0) & (y >= 0)
+    if ok.sum() < 10:
+        return [0.0, 0.0, 0.0]
+    lr = np.log((y[ok] + EPS) / (pred[ok] + EPS))
+    return [float(np.quantile(lr, q)) for q in QUANTILES]
+
+
+class ColumnForecaster(BaseForecaster):
+    """Forecast = scale x a trailing feature column (naive, seasonal naive or EWMA baseline).
+
+    Parameters
+    ----------
+    column : feature column holding the trailing proxy
+    scale : multiplier turning the proxy into the horizon's units (e.g. horizon periods)
+    name : label of the baseline (naive, seasonal_naive, ewma)
+    """
+
+    kind = "column"
+
+    def __init__(self, column: str, scale: float = 1.0, name: str = "naive") -> None:
+        self._params = {"column": column, "scale": scale, "name": name}
+        self.column, self.scale, self.name = column, scale, name
+
+    def _point(self, X: pd.DataFrame) -> np.ndarray:
+        if self.column not in X.columns:
+            raise ForecastError(f"baseline {self.name} needs feature column {self.column!r}")
+        return X[self.column].to_numpy(float) * self.scale
+
+    def _fit(self, X: pd.DataFrame, y: pd.Series, X_all: pd.DataFrame) -> None:
+        pred = self._point(X)
+        self.log_q_ = _ratio_quantiles(y.to_numpy(float), pred)
+        self.fill_ = float(np.nanmedian(y.to_numpy(float)))
+
+    def _predict(self, X: pd.DataFrame) -> pd.DataFrame:
+        p = self._point(X)
+        p = np.where(np.isfinite(p), p, self.fill_)
+        cols = {c: p * np.exp(lq) for c, lq in zip(QUANTILE_COLUMNS, self.log_q_, strict=True)}
+        return pd.DataFrame(cols)
+
+    def _state(self) -> dict[str, Any]:
+        return {"log_q": self.log_q_, "fill": self.fill_}
+
+    def _load_state(self, state: dict[str, Any], path: Path) -> None:
+        self.log_q_, self.fill_ = state["log_q"], state["fill"]
+
+
+class HARForecaster(BaseForecaster):
+    """HAR volatility model: least squares of the target on daily/weekly/monthly components."""
+
+    kind = "har"
+
+    def __init__(self, columns: tuple[str, ...] = ("har_d", "har_w", "har_m")) -> None:
+        self._params = {"columns": list(columns)}
+        self.columns = list(columns)
+
+    def _design(self, X: pd.DataFrame) -> np.ndarray:
+        missing = [c for c in self.columns if c not in X.columns]
+        if missing:
+            raise ForecastError(f"HAR needs feature columns {missing}")
+        A = X[self.columns].to_numpy(float)
+        return np.column_stack([np.ones(len(A)), A])
+
+    def _fit(self, X: pd.DataFrame, y: pd.Series, X_all: pd.DataFrame) -> None:
+        A = self._design(X)
+        yv = y.to_numpy(float)
+        ok = np.isfinite(A).all(axis=1)
+        coef, *_ = np.linalg.lstsq(A[ok], yv[ok], rcond=None)
+        self.coef_ = coef.tolist()
+        resid = yv[ok] - A[ok] @ coef
+        self.resid_q_ = [float(np.quantile(resid, q)) for q in QUANTILES]
+        self.fill_ = float(np.nanmedian(yv))
+
+    def _predict(self, X: pd.DataFrame) -> pd.DataFrame:
+        A = self._design(X)
+        p = A @ np.asarray(self.coef_)
+        p = np.where(np.isfinite(p), p, self.fill_)
+        return pd.DataFrame({c: np.clip(p + r, 0, None)
+                             for c, r in zip(QUANTILE_COLUMNS, self.resid_q_, strict=True)})
+
+    def _state(self) -> dict[str, Any]:
+        return {"coef": self.coef_, "resid_q": self.resid_q_, "fill": self.fill_}
+
+    def _load_state(self, state: dict[str, Any], path: Path) -> None:
+        self.coef_, self.resid_q_, self.fill_ = state["coef"], state["resid_q"], state["fill"]
+
+
+class BaseRateStress(BaseForecaster):
+    """Stress probability = each pool's share of labelled stress in its training history."""
+
+    kind = "base_rate"
+    is_classifier = True
+
+    def __init__(self, prior_weight: float = 20.0) -> None:
+        self._params = {"prior_weight": prior_weight}
+        self.prior_weight = prior_weight
+
+    def _fit(self, X: pd.DataFrame, y: pd.Series, X_all: pd.DataFrame) -> None:
+        g = pd.DataFrame({"p": X[POOL_ID].to_numpy(), "y": y.to_numpy(float)}).groupby("p")["y"]
+        self.global_ = float(y.mean())
+        n, s = g.size(), g.sum()
+        rate = (s + self.prior_weight * self.global_) / (n + self.prior_weight)
+        self.rates_ = {str(k): float(v) for k, v in rate.items()}
+
+    def _predict(self, X: pd.DataFrame) -> pd.DataFrame:
+        p = X[POOL_ID].map(self.rates_).fillna(self.global_).to_numpy(float)
+        return pd.DataFrame({PROB_COLUMN: p})
+
+    def _state(self) -> dict[str, Any]:
+        return {"global": self.global_, "rates": self.rates_}
+
+    def _load_state(self, state: dict[str, Any], path: Path) -> None:
+        self.global_, self.rates_ = state["global"], state["rates"]

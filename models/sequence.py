@@ -1,0 +1,188 @@
+"""PyTorch GRU over each pool's recent feature sequence, with a pool embedding.
+
+Trained with pinball loss on the three quantiles (or BCE for the stress task), deterministic
+for a seed, early stopping on the last slice of training time. Each row's sequence is the
+previous ``lookback`` rows of the same pool taken from the X passed in (zero-padded before the
+pool's first row), so predicting the last row of a pool needs its recent history in X.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from features.schema import POOL_ID, TIMESTAMP
+from models.base import PROB_COLUMN, QUANTILE_COLUMNS, QUANTILES, BaseForecaster
+from models.gbm import CATEGORICALS, NON_FEATURES
+
+__all__ = ["GRUForecaster", "GRUStress"]
+
+
+class _Net(nn.Module):
+    def __init__(self, n_in: int, n_pools: int, hidden: int, n_out: int) -> None:
+        super().__init__()
+        self.gru = nn.GRU(n_in, hidden, batch_first=True)
+        self.emb = nn.Embedding(n_pools + 1, 4)
+        self.head = nn.Sequential(nn.Linear(hidden + 4, hidden), nn.ReLU(),
+                                  nn.Linear(hidden, n_out))
+
+    def forward(self, x: torch.Tensor, pool: torch.Tensor) -> torch.Tensor:
+        _, h = self.gru(x)
+        return self.head(torch.cat([h[-1], self.emb(pool)], dim=1))
+
+
+def _pinball(pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    q = torch.tensor(QUANTILES, dtype=pred.dtype)
+    d = y[:, None] - pred
+    return torch.maximum(q * d, (q - 1) * d).mean()
+
+
+class GRUForecaster(BaseForecaster):
+    """GRU quantile forecaster (pinball loss) over the last ``lookback`` periods of a pool."""
+
+    kind = "torch"
+    task = "quantile"
+
+    def __init__(self, lookback: int = 24, hidden: int = 32, epochs: int = 8,
+                 batch_size: int = 256, lr: float = 2e-3, max_samples: int = 20000,
+                 patience: int = 2, seed: int = 0) -> None:
+        self._params = {"lookback": lookback, "hidden": hidden, "epochs": epochs,
+                        "batch_size": batch_size, "lr": lr, "max_samples": max_samples,
+                        "patience": patience, "seed": seed}
+        self.lookback, self.hidden, self.epochs = lookback, hidden, epochs
+        self.batch_size, self.lr, self.max_samples = batch_size, lr, max_samples
+        self.patience, self.seed = patience, seed
+
+    # -- data -----------------------------------------------------------------------------
+    def _sequences(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(rows, lookback, features) array in X's row order, pool codes, time codes."""
+        order = np.lexsort((X[TIMESTAMP].to_numpy(), X[POOL_ID].to_numpy()))
+        Xs = X.iloc[order]
+        F = Xs[self.columns_].to_numpy(np.float32)
+        F = (F - self.mean_) / self.std_
+        F = np.nan_to_num(F, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
+        F = np.vstack([F, np.zeros((1, F.shape[1]), np.float32)])  # padding row
+        pool = Xs[POOL_ID].to_numpy()
+        start = np.r_[True, pool[1:] != pool[:-1]]
+        first = np.maximum.accumulate(np.where(start, np.arange(len(pool)), 0))
+        offs = np.arange(self.lookback - 1, -1, -1)
+        idx = np.arange(len(pool))[:, None] - offs[None, :]
+        idx = np.where(idx >= first[:, None], idx, len(pool))
+        inv = np.empty_like(order)
+        inv[order] = np.arange(len(order))
+        seq = F[idx][inv]
+        codes = np.array([self.pools_.get(str(p), 0) for p in X[POOL_ID]], dtype=np.int64)
+        return seq, codes, pd.factorize(X[TIMESTAMP], sort=True)[0]
+
+    def _fit(self, X: pd.DataFrame, y: pd.Series, X_all: pd.DataFrame) -> None:
+        torch.manual_seed(self.seed)
+        torch.set_num_threads(2)
+        rng = np.random.default_rng(self.seed)
+        self.columns_ = [c for c in X.columns
+                         if c not in NON_FEATURES and c not in CATEGORICALS
+                         and pd.api.types.is_numeric_dtype(X[c])]
+        A = X[self.columns_].to_numpy(float)
+        self.mean_ = np.nan_to_num(np.nanmean(A, axis=0)).astype(np.float32)
+        self.std_ = np.nan_to_num(np.nanstd(A, axis=0), nan=1.0).astype(np.float32)
+        self.std_[self.std_ < 1e-9] = 1.0
+        self.pools_ = {p: i + 1 for i, p in enumerate(sorted(X[POOL_ID].astype(str).unique()))}
+        yv = y.to_numpy(float)
+        self.y_mean_, self.y_std_ = float(np.mean(yv)), float(np.std(yv) or 1.0)
+        # sequences need the history rows too: build them on the full X, then pick fit rows
+        seq_all, codes_all, tcode_all = self._sequences(X_all)
+        pos = X_all.index.get_indexer(X.index)
+        seq, codes, tcode = seq_all[pos], codes_all[pos], tcode_all[pos]
+        target = (yv - self.y_mean_) / self.y_std_ if self.task == "quantile" else yv
+        split = np.quantile(tcode, 0.85)
+        tr, va = np.flatnonzero(tcode < split), np.flatnonzero(tcode >= split)
+        if len(tr) > self.max_samples:
+            tr = np.sort(rng.choice(tr, self.max_samples, replace=False))
+        if len(va) > self.max_samples // 4:
+            va = np.sort(rng.choice(va, self.max_samples // 4, replace=False))
+        n_out = 3 if self.task == "quantile" else 1
+        net = _Net(len(self.columns_), len(self.pools_), self.hidden, n_out)
+        opt = torch.optim.Adam(net.parameters(), lr=self.lr)
+        xs, ps, ys = torch.from_numpy(seq), torch.from_numpy(codes), torch.tensor(target,
+                                                                                   dtype=torch.float32)
+        best, best_state, bad = np.inf, None, 0
+        gen = torch.Generator().manual_seed(self.seed)
+        self.history_: list[float] = []
+        for _ in range(self.epochs):
+            net.train()
+            perm = torch.from_numpy(tr)[torch.randperm(len(tr), generator=gen)]
+            for b in range(0, len(perm), self.batch_size):
+                i = perm[b:b + self.batch_size]
+                opt.zero_grad()
+                loss = self._loss(net(xs[i], ps[i]), ys[i])
+                loss.backward()
+                opt.step()
+            net.eval()
+            with torch.no_grad():
+                vi = torch.from_numpy(va if len(va) else tr[-256:])
+                v = float(self._loss(net(xs[vi], ps[vi]), ys[vi]))
+            self.history_.append(v)
+            if v < best - 1e-6:
+                best, bad = v, 0
+                best_state = {k: t.clone() for k, t in net.state_dict().items()}
+            else:
+                bad += 1
+                if bad >= self.patience:
+                    break
+        if best_state is not None:
+            net.load_state_dict(best_state)
+        self.net_ = net.eval()
+
+    def _loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return _pinball(out, y)
+
+    def _raw(self, X: pd.DataFrame) -> np.ndarray:
+        seq, codes, _ = self._sequences(X)
+        outs = []
+        with torch.no_grad():
+            for b in range(0, len(seq), 4096):
+                outs.append(self.net_(torch.from_numpy(seq[b:b + 4096]),
+                                      torch.from_numpy(codes[b:b + 4096])).numpy())
+        return np.vstack(outs) if outs else np.zeros((0, 3))
+
+    def _predict(self, X: pd.DataFrame) -> pd.DataFrame:
+        out = self._raw(X) * self.y_std_ + self.y_mean_
+        return pd.DataFrame(out, columns=QUANTILE_COLUMNS)
+
+    # -- persistence ------------------------------------------------------------------------
+    def _state(self) -> dict[str, Any]:
+        return {"columns": self.columns_, "mean": self.mean_.tolist(), "std": self.std_.tolist(),
+                "pools": self.pools_, "y_mean": self.y_mean_, "y_std": self.y_std_}
+
+    def _save_native(self, path: Path) -> None:
+        torch.save(self.net_.state_dict(), path / "state_dict.pt")
+
+    def _load_state(self, state: dict[str, Any], path: Path) -> None:
+        self.columns_ = state["columns"]
+        self.mean_ = np.asarray(state["mean"], np.float32)
+        self.std_ = np.asarray(state["std"], np.float32)
+        self.pools_ = state["pools"]
+        self.y_mean_, self.y_std_ = state["y_mean"], state["y_std"]
+        n_out = 3 if self.task == "quantile" else 1
+        net = _Net(len(self.columns_), len(self.pools_), self.hidden, n_out)
+        net.load_state_dict(torch.load(path / "state_dict.pt", weights_only=True))
+        self.net_ = net.eval()
+
+
+class GRUStress(GRUForecaster):
+    """GRU stress classifier (binary cross-entropy) on the same sequences."""
+
+    kind = "torch_stress"
+    task = "binary"
+    is_classifier = True
+
+    def _loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return nn.functional.binary_cross_entropy_with_logits(out[:, 0], y)
+
+    def _predict(self, X: pd.DataFrame) -> pd.DataFrame:
+        logits = self._raw(X)[:, 0]
+        return pd.DataFrame({PROB_COLUMN: 1 / (1 + np.exp(-logits))})

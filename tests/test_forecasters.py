@@ -1,0 +1,115 @@
+"""One shared suite run against every forecaster kind and target."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.build import build_features
+from models.base import QUANTILE_COLUMNS, BaseForecaster, ForecastError, load_forecaster
+from models.forecasts import TARGETS, ForecastBundle, make_forecaster, model_matrix
+from models.metrics import pinball_loss, stress_scores
+from models.pyfunc import log_forecaster, to_pyfunc_input
+
+FAST = {"torch": {"epochs": 2, "max_samples": 3000, "hidden": 16},
+        "lightgbm": {"n_estimators": 40}}
+CASES = [(k, t) for k in ("baseline", "seasonal_naive", "lightgbm", "torch") for t in TARGETS]
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[pd.DataFrame, pd.DataFrame, int, str]:
+    from features.sources.simulator import simulate_market
+
+    panel, _ = simulate_market(n_pools=6, days=40, seed=2)
+    fs = build_features(panel)
+    return model_matrix(fs), fs.labels, fs.horizon_periods, fs.freq
+
+
+def _make(kind: str, target: str, data: tuple) -> BaseForecaster:
+    _, _, h, freq = data
+    return make_forecaster(kind, target, freq, h, seed=1, **dict(FAST.get(kind, {})))
+
+
+def _split(data: tuple) -> tuple:
+    X, L, h, _ = data
+    ts = X["timestamp"]
+    cut = ts.min() + (ts.max() - ts.min()) * 0.7
+    tr = (ts + pd.Timedelta(hours=h) <= cut).to_numpy()
+    te = (ts > cut).to_numpy()
+    return X[tr], L[tr], X[te], L[te]
+
+
+@pytest.mark.parametrize(("kind", "target"), CASES)
+def test_fit_predict_contract(kind: str, target: str, data: tuple, tmp_path: Path) -> None:
+    Xtr, Ltr, Xte, Lte = _split(data)
+    m = _make(kind, target, data).fit(Xtr, Ltr[TARGETS[target]])
+    p = m.predict(Xte)
+    assert p.index.equals(Xte.index)
+    if m.is_classifier:
+        assert list(p.columns) == ["p_stress"]
+        assert p["p_stress"].between(0, 1).all()
+    else:
+        assert list(p.columns) == QUANTILE_COLUMNS
+        q = p.to_numpy()
+        assert np.isfinite(q).all() and (q[:, 0] <= q[:, 1]).all() and (q[:, 1] <= q[:, 2]).all()
+    # deterministic for a seed
+    p2 = _make(kind, target, data).fit(Xtr, Ltr[TARGETS[target]]).predict(Xte)
+    pd.testing.assert_frame_equal(p, p2)
+    # native save / load round trip, identical predictions
+    back = load_forecaster(m.save(tmp_path / "m"))
+    pd.testing.assert_frame_equal(back.predict(Xte), p, check_exact=False, rtol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["lightgbm", "torch"])
+def test_learned_models_beat_a_trivially_bad_predictor(kind: str, data: tuple) -> None:
+    Xtr, Ltr, Xte, Lte = _split(data)
+    y = Lte["fwd_volatility"].to_numpy()
+    m = _make(kind, "volatility", data).fit(Xtr, Ltr["fwd_volatility"])
+    ok = np.isfinite(y)
+    mine = pinball_loss(y[ok], m.predict(Xte)["q50"].to_numpy()[ok], 0.5)
+    bad = pinball_loss(y[ok], np.zeros(ok.sum()), 0.5)
+    assert mine < 0.8 * bad
+    s = _make(kind, "stress", data).fit(Xtr, Ltr["fwd_stress"]).predict(Xte)
+    sc = stress_scores(Lte["fwd_stress"].to_numpy(), s["p_stress"].to_numpy())
+    assert sc["auc"] > 0.55
+
+
+def test_unfitted_and_malformed_inputs_are_clear(data: tuple) -> None:
+    X, L, h, freq = data
+    m = make_forecaster("lightgbm", "fee_yield", freq, h)
+    with pytest.raises(ForecastError, match="not fitted"):
+        m.predict(X)
+    with pytest.raises(ForecastError, match="key column"):
+        m.fit(X.drop(columns=["pool_id"]), L["fwd_fee_yield"])
+    with pytest.raises(ValueError, match="unknown model kind"):
+        make_forecaster("prophet", "fee_yield", freq, h)
+
+
+def test_pyfunc_round_trip_through_real_mlflow_store(data: tuple, tmp_path: Path) -> None:
+    Xtr, Ltr, Xte, _ = _split(data)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    exp = mlflow.create_experiment("t", artifact_location=(tmp_path / "art").as_uri())
+    m = _make("lightgbm", "fee_yield", data).fit(Xtr, Ltr["fwd_fee_yield"])
+    with mlflow.start_run(experiment_id=exp):
+        info = log_forecaster(m, "model", Xtr, registered_model_name="lpa-test")
+    loaded = mlflow.pyfunc.load_model(info.model_uri)
+    got = pd.DataFrame(loaded.predict(to_pyfunc_input(Xte)))
+    np.testing.assert_allclose(got.to_numpy(float), m.predict(Xte).to_numpy(float), rtol=1e-6)
+    assert loaded.metadata.signature is not None
+
+
+def test_bundle_gives_allocator_inputs(data: tuple) -> None:
+    X, L, h, freq = data
+    cut = X["timestamp"].max() - pd.Timedelta(days=5)
+    b = ForecastBundle("baseline", freq, h).fit(X, L, upto=cut)
+    past = X[X["timestamp"] <= cut]
+    out = b.predict_pools(past)
+    assert set(out.index) == set(X["pool_id"])
+    assert {"fee_yield", "volatility", "p_stress", "fee_yield_q10"} <= set(out.columns)
+    assert (out["fee_yield"] >= 0).all() and out["p_stress"].between(0, 1).all()
