@@ -51,7 +51,7 @@ def walk_forward_splits(
     if first_test - gap - t_min < min_train:
         raise ValueError(f"history {span} too short for {n_folds} folds of {test_size} with "
                          f"gap {gap} and minimum training span {min_train}")
-    values = ts.asi8
+    values = ts.as_unit("ns").asi8  # compare in ns whatever the index resolution
     folds = []
     for k in range(n_folds):
         start = first_test + k * test_size
