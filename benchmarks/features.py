@@ -5,11 +5,16 @@ from __future__ import annotations
 import argparse
 import resource
 import statistics
+import sys
 import time
 import tracemalloc
+from pathlib import Path
 
-from features.build import build_features
-from features.sources.simulator import simulate_market
+# this file is named like the `features` package: keep its folder off the import path
+sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+from features.build import build_features  # noqa: E402
+from features.sources.simulator import simulate_market  # noqa: E402
 
 
 def main() -> None:
