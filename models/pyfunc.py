@@ -64,7 +64,7 @@ def log_forecaster(
         folder = forecaster.save(Path(tmp) / "forecaster")
         info = mlflow.pyfunc.log_model(
             name=name,
-            python_model=ForecasterModel(),
+            python_model=str(Path(__file__).with_name("_pyfunc_entry.py")),
             artifacts={"forecaster": str(folder)},
             signature=signature,
             registered_model_name=registered_model_name,

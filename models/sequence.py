@@ -8,6 +8,7 @@ pool's first row), so predicting the last row of a pool needs its recent history
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -87,8 +88,10 @@ class GRUForecaster(BaseForecaster):
                          if c not in NON_FEATURES and c not in CATEGORICALS
                          and pd.api.types.is_numeric_dtype(X[c])]
         A = X[self.columns_].to_numpy(float)
-        self.mean_ = np.nan_to_num(np.nanmean(A, axis=0)).astype(np.float32)
-        self.std_ = np.nan_to_num(np.nanstd(A, axis=0), nan=1.0).astype(np.float32)
+        with warnings.catch_warnings():  # all-NaN columns (e.g. no stablecoin leg) are expected
+            warnings.simplefilter("ignore", RuntimeWarning)
+            self.mean_ = np.nan_to_num(np.nanmean(A, axis=0)).astype(np.float32)
+            self.std_ = np.nan_to_num(np.nanstd(A, axis=0), nan=1.0).astype(np.float32)
         self.std_[self.std_ < 1e-9] = 1.0
         self.pools_ = {p: i + 1 for i, p in enumerate(sorted(X[POOL_ID].astype(str).unique()))}
         yv = y.to_numpy(float)

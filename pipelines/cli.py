@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -22,8 +23,9 @@ features_app = typer.Typer(no_args_is_help=True, help="Feature tables and forwar
 app.add_typer(data_app, name="data")
 app.add_typer(features_app, name="features")
 
-console = Console()
-err_console = Console(stderr=True)
+# wide tables when output is not a terminal (CI logs, files)
+console = Console(width=None if sys.stdout.isatty() else 200)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
 _STATE: dict[str, Any] = {"debug": False}
 
 Workdir = Annotated[
