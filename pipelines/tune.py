@@ -1,0 +1,141 @@
+"""Hyper-parameter tuning with Optuna on walk-forward folds; trials are nested MLflow runs.
+
+The last fold-sized tail of history is the final holdout: it is cut off before the folds are
+made, so no trial ever scores on it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import optuna
+from rich.progress import Progress
+
+from features.build import read_features
+from models.cv import walk_forward_splits
+from models.forecasts import model_matrix
+from pipelines.config import configure_mlflow
+from pipelines.train import TrainConfig, evaluate_kind, score_of
+
+__all__ = ["SPACES", "space_lightgbm", "space_torch", "tune", "TuneResult", "default_storage"]
+
+
+def space_lightgbm(trial: optuna.Trial) -> dict[str, Any]:
+    """LightGBM search space."""
+    return {
+        "n_estimators": trial.suggest_int("n_estimators", 50, 300, step=50),
+        "params": {
+            "learning_rate": trial.suggest_float("learning_rate", 0.01, 0.2, log=True),
+            "num_leaves": trial.suggest_int("num_leaves", 7, 63),
+            "min_child_samples": trial.suggest_int("min_child_samples", 20, 200, log=True),
+            "feature_fraction": trial.suggest_float("feature_fraction", 0.5, 1.0),
+        },
+    }
+
+
+def space_torch(trial: optuna.Trial) -> dict[str, Any]:
+    """GRU search space."""
+    return {
+        "hidden": trial.suggest_categorical("hidden", [16, 32, 64]),
+        "lr": trial.suggest_float("lr", 3e-4, 1e-2, log=True),
+        "epochs": trial.suggest_int("epochs", 2, 8),
+    }
+
+
+SPACES = {"lightgbm": space_lightgbm, "torch": space_torch}
+
+
+@dataclass
+class TuneResult:
+    """Outcome of a tuning session."""
+
+    study_name: str
+    storage: str
+    n_trials: int
+    best_value: float
+    best_params: dict[str, Any]
+    holdout_start: str
+
+    def summary_columns(self) -> list[str]:
+        """Column names of the summary table."""
+        return ["study", "trials in storage", "best score", "best params", "holdout from"]
+
+    def summary_rows(self) -> list[list[Any]]:
+        """Rows of the summary table."""
+        return [[self.study_name, self.n_trials, self.best_value, self.best_params,
+                 self.holdout_start]]
+
+
+def default_storage(workdir: Path) -> str:
+    """sqlite Optuna storage inside the work directory."""
+    return f"sqlite:///{Path(workdir).resolve() / 'optuna.db'}"
+
+
+def tune(
+    workdir: Path, model: str = "lightgbm", target: str = "fee_yield", trials: int = 20,
+    storage: str | None = None, study_name: str | None = None, progress: bool = True,
+    n_folds: int = 3, seed: int = 0,
+) -> TuneResult:
+    """Add ``trials`` trials to a (resumable) study scoring walk-forward folds only."""
+    if model not in SPACES:
+        raise ValueError(f"no search space for model {model!r}; expected {list(SPACES)}")
+    fs = read_features(workdir)
+    X = model_matrix(fs)
+    ts = X["timestamp"]
+    # hold out the final tail (one fold's length) from tuning altogether
+    span = ts.max() - ts.min()
+    holdout_start = ts.max() - span / (n_folds + 3)
+    inner = (ts <= holdout_start - fs.horizon).to_numpy()
+    Xi = X[inner]
+    folds = walk_forward_splits(Xi["timestamp"], n_folds, fs.horizon, fs.horizon)
+    storage = storage or default_storage(workdir)
+    name = study_name or f"{model}-{target}"
+    study = optuna.create_study(
+        study_name=name, storage=storage, load_if_exists=True, direction="minimize",
+        sampler=optuna.samplers.TPESampler(seed=seed),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0),
+    )
+    configure_mlflow(workdir, "lpa-tune")
+    cfg = TrainConfig(models=[model], targets=[target], n_folds=n_folds, seed=seed)
+    space = SPACES[model]
+
+    def objective(trial: optuna.Trial) -> float:
+        params = space(trial)
+        with mlflow.start_run(run_name=f"trial-{trial.number}", nested=True):
+            mlflow.log_params({"trial": trial.number, **trial.params})
+
+            def on_fold(i: int, m: dict[str, float]) -> None:
+                s = score_of(m, target)
+                trial.report(s, i)
+                mlflow.log_metric("fold_score", s, step=i)
+                if trial.should_prune():
+                    mlflow.set_tag("pruned", "true")
+                    raise optuna.TrialPruned()
+
+            metrics, _ = evaluate_kind(model, target, fs, Xi.reset_index(drop=True), folds, cfg,
+                                       params=params, on_fold=on_fold)
+            score = score_of(metrics, target)
+            mlflow.log_metrics({k: v for k, v in metrics.items() if math.isfinite(v)})
+            mlflow.log_metric("score", score)
+            return score
+
+    with mlflow.start_run(run_name=f"tune-{name}") as parent, Progress(
+            disable=not progress) as bar:
+        mlflow.log_params({"study": name, "storage": storage.split("@")[-1], "model": model,
+                           "target": target, "holdout_start": str(holdout_start)})
+        task = bar.add_task(f"tuning {name}", total=trials)
+        study.optimize(objective, n_trials=trials,
+                       callbacks=[lambda s, t: bar.advance(task)])
+        done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+        if done:
+            mlflow.log_metric("best_score", study.best_value)
+            mlflow.log_dict(study.best_params, "best_params.json")
+        mlflow.set_tag("parent", parent.info.run_id)
+    return TuneResult(study_name=name, storage=storage, n_trials=len(study.trials),
+                      best_value=study.best_value if done else math.nan,
+                      best_params=study.best_params if done else {},
+                      holdout_start=str(holdout_start))
