@@ -67,7 +67,8 @@ def run_demo(
 
     stage("4/4 walk-forward backtest")
     best = "lightgbm" if "lightgbm" in models else models[0]
-    bres = run_backtest(panel, fs, BacktestConfig(model=best, seed=seed), workdir=workdir,
+    bcfg = BacktestConfig.model_validate({"model": best, "seed": seed})
+    bres = run_backtest(panel, fs, bcfg, workdir=workdir,
                         truth=read_truth(workdir), progress=True)
     console.print(f"demo finished in {time.perf_counter() - t0:.0f} s")
     return bres
