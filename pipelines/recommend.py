@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ __all__ = ["Constraints", "RecommendationRequest", "PoolRecommendation",
 
 MAX_POOLS = 500
 MAX_CAPITAL_USD = 1e11
+_SOLVER_LOCK = threading.Lock()
 
 
 class UnknownPoolsError(KeyError):
@@ -122,12 +124,12 @@ def _allocator_config(req: RecommendationRequest, horizon_years: float) -> Any:
     return AllocatorConfig(**{k: v for k, v in want.items() if k in names})
 
 
-def _expected(alloc: Any, pool: str, col: str) -> float:
+def _expected(alloc: Any, pools: list[str], col: str) -> np.ndarray:
+    """A column of the allocator's per-pool expectations (USD over the horizon), 0 if absent."""
     exp = getattr(alloc, "expected", None)
-    if isinstance(exp, pd.DataFrame) and col in exp.columns and pool in exp.index:
-        v = float(np.asarray(exp.loc[pool, col], dtype=float))
-        return v if math.isfinite(v) else 0.0
-    return 0.0
+    if isinstance(exp, pd.DataFrame) and col in exp.columns:
+        return np.nan_to_num(exp[col].reindex(pools).to_numpy(float))
+    return np.zeros(len(pools))
 
 
 def recommend(req: RecommendationRequest, state: ServiceState,
@@ -143,27 +145,31 @@ def recommend(req: RecommendationRequest, state: ServiceState,
     meta = state.meta.loc[req.pools].reset_index()
     cur = pd.Series({p: (req.current_weights or {}).get(p, 0.0) for p in req.pools}, dtype=float)
     years = state.horizon / pd.Timedelta(days=365)
-    alloc = allocate(fc, cur, meta, _allocator_config(req, years))
+    with _SOLVER_LOCK:  # the compiled convex problem is cached and not thread-safe
+        alloc = allocate(fc, cur, meta, _allocator_config(req, years))
     w = alloc.weights.reindex(req.pools).fillna(0.0)
     age = state.age_hours()
     tvl = np.nan_to_num(fc[TVL_USD].to_numpy(float))
     fee = np.nan_to_num(fc["fee_yield"].to_numpy(float))
     pst = np.nan_to_num(fc["p_stress"].to_numpy(float))
+    w_arr, c_arr = w.to_numpy(float), cur.to_numpy(float)
+    move = (w_arr - c_arr) * req.capital_usd
+    x = w_arr * req.capital_usd
+    diluted = np.where(tvl + x > 0, fee * tvl / np.maximum(tvl + x, 1e-9), 0.0)
+    tiers = meta[FEE_TIER].to_numpy(float)
+    chains, protos = meta[CHAIN].astype(str).tolist(), meta[PROTOCOL].astype(str).tolist()
+    il, lvr = _expected(alloc, req.pools, "il"), _expected(alloc, req.pools, "lvr")
+    as_of = [str(state.pool_as_of.get(p, state.as_of)) for p in req.pools]
     out = []
     for i, p in enumerate(req.pools):
-        move = float((w[p] - cur[p]) * req.capital_usd)
-        m = {k: str(v) for k, v in state.meta.loc[p].to_dict().items()}
-        gas, slip = trade_costs(np.array([move]), tvl[i:i + 1], np.array([float(m[FEE_TIER])]),
-                                chain=[m[CHAIN]], protocol=[m[PROTOCOL]]) if move else (0.0, 0.0)
-        x = float(w[p] * req.capital_usd)
-        diluted = float(fee[i] * tvl[i] / (tvl[i] + x)) if tvl[i] + x > 0 else 0.0
+        gas, slip = (trade_costs(move[i:i + 1], tvl[i:i + 1], tiers[i:i + 1], chain=chains[i:i + 1],
+                                 protocol=protos[i:i + 1]) if move[i] else (0.0, 0.0))
         out.append(PoolRecommendation(
-            pool_id=p, weight=float(w[p]), current_weight=float(cur[p]), move_usd=move,
-            expected_fee_yield=diluted, expected_il_usd=_expected(alloc, p, "il"),
-            expected_lvr_usd=_expected(alloc, p, "lvr"), p_stress=float(pst[i]),
-            gas_usd=float(gas), slippage_usd=float(slip),
-            data_as_of=str(state.pool_as_of.get(p, state.as_of)),
-            reason=str(alloc.reasons.get(p, "")),
+            pool_id=p, weight=float(w_arr[i]), current_weight=float(c_arr[i]),
+            move_usd=float(move[i]), expected_fee_yield=float(diluted[i]),
+            expected_il_usd=float(il[i]), expected_lvr_usd=float(lvr[i]),
+            p_stress=float(pst[i]), gas_usd=float(gas), slippage_usd=float(slip),
+            data_as_of=as_of[i], reason=str(alloc.reasons.get(p, "")),
         ))
     return RecommendationResponse(
         as_of=str(state.as_of), stale=age > max_age_hours, feature_age_hours=round(age, 2),
