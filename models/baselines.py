@@ -86,17 +86,24 @@ class HARForecaster(BaseForecaster):
         return np.column_stack([np.ones(len(A)), A])
 
     def _fit(self, X: pd.DataFrame, y: pd.Series, X_all: pd.DataFrame) -> None:
+        # early in a history the long components are not defined yet: use those that are
+        usable = [c for c in self.columns if c in X and X[c].notna().mean() > 0.5]
+        self.used_ = usable
         A = self._design(X)
         yv = y.to_numpy(float)
-        ok = np.isfinite(A).all(axis=1)
+        A = A[:, [0] + [1 + self.columns.index(c) for c in usable]]
+        ok = np.isfinite(A).all(axis=1) & np.isfinite(yv)
         coef, *_ = np.linalg.lstsq(A[ok], yv[ok], rcond=None)
-        self.coef_ = coef.tolist()
         resid = yv[ok] - A[ok] @ coef
+        full = np.zeros(len(self.columns) + 1)
+        full[[0] + [1 + self.columns.index(c) for c in usable]] = coef
+        coef = full
+        self.coef_ = coef.tolist()
         self.resid_q_ = [float(np.quantile(resid, q)) for q in QUANTILES]
         self.fill_ = float(np.nanmedian(yv))
 
     def _predict(self, X: pd.DataFrame) -> pd.DataFrame:
-        A = self._design(X)
+        A = np.nan_to_num(self._design(X)) * (np.asarray(self.coef_) != 0)
         p = A @ np.asarray(self.coef_)
         p = np.where(np.isfinite(p), p, self.fill_)
         return pd.DataFrame({c: np.clip(p + r, 0, None)

@@ -140,6 +140,8 @@ class ForecastBundle:
         rows = self.predict_rows(X)
         rows[POOL_ID] = X[POOL_ID].to_numpy()
         rows[TIMESTAMP] = X[TIMESTAMP].to_numpy()
+        if "log_tvl" in X.columns:
+            rows[TVL_USD] = np.exp(X["log_tvl"].to_numpy(float))
         last = rows.sort_values(TIMESTAMP).groupby(POOL_ID).tail(1).set_index(POOL_ID)
         last = last.drop(columns=[TIMESTAMP])
         for c in ("fee_yield", "fee_yield_q10", "fee_yield_q90", "volatility", "volatility_q10",
@@ -148,6 +150,8 @@ class ForecastBundle:
                 last[c] = last[c].clip(lower=0)
         if tvl is not None:
             last[TVL_USD] = tvl.reindex(last.index)
+        elif TVL_USD not in last.columns:
+            raise ValueError("predict_pools needs TVL: pass tvl or a log_tvl feature column")
         return last
 
     def versions(self) -> dict[str, str]:

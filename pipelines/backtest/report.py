@@ -1,0 +1,200 @@
+"""Backtest report: metrics.json, per-period CSVs, plots and report.md; MLflow logging."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from features.sources.store import atomic_dir
+from pipelines.backtest.metrics import METRICS
+
+__all__ = ["write_report", "log_to_mlflow", "markdown_table", "stress_spans"]
+
+COST_PARTS = ["fee_income", "il", "lvr", "gas", "slippage"]
+
+
+def markdown_table(columns: list[str], rows: list[list[Any]]) -> str:
+    """A GitHub-style markdown table; floats with 4 significant digits."""
+    def cell(v: Any) -> str:
+        if isinstance(v, float | np.floating):
+            return "nan" if not math.isfinite(float(v)) else f"{float(v):.4g}"
+        return str(v)
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(v) for v in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def stress_spans(times: pd.DatetimeIndex, mask: np.ndarray) -> list[tuple[Any, Any]]:
+    """Contiguous runs of True in a per-bar mask as (start, end) timestamps."""
+    m = np.concatenate([[False], np.asarray(mask, bool), [False]])
+    d = np.diff(m.astype(int))
+    starts, ends = np.flatnonzero(d == 1), np.flatnonzero(d == -1)
+    step = times[1] - times[0] if len(times) > 1 else pd.Timedelta(0)
+    return [(times[int(s)], times[int(e) - 1] + step)
+            for s, e in zip(starts, ends, strict=True)]
+
+
+def _plots(res: Any, out: Path, market: Any, stress: np.ndarray,
+           held: np.ndarray | None) -> list[str]:
+    """Draw equity, weights (stress shaded), cost bars and the pre-emption plot; return names."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cap = res.config.capital_usd
+    names = []
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    for s, g in res.periods.groupby("strategy", sort=False):
+        ax.plot(g["timestamp"], g["equity"] / cap, label=str(s), lw=1.2)
+    ax.set_ylabel("equity / starting capital")
+    ax.set_title("Equity curves (net of gas and slippage)")
+    ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "equity.png", dpi=110)
+    plt.close(fig)
+    names.append("equity.png")
+
+    w = res.weights[res.weights["strategy"] == "allocator"]
+    if len(w):
+        fig, ax = plt.subplots(figsize=(10, 4.5))
+        pools = [c for c in w.columns if c not in ("timestamp", "strategy")]
+        top = w[pools].mean().sort_values(ascending=False).index[:10].tolist()
+        rest = w[pools].drop(columns=top).sum(axis=1)
+        ys = [w[p].to_numpy(float) for p in top] + [rest.to_numpy(float)]
+        ax.stackplot(pd.DatetimeIndex(w["timestamp"]), *ys, labels=[*top, "other"],
+                     step="post", alpha=0.85)
+        start = pd.Timestamp(w["timestamp"].iloc[0])
+        for a, b in stress_spans(market.times, np.asarray(stress.any(axis=1), bool)):
+            if b >= start:
+                ax.axvspan(max(a, start), b, color="red", alpha=0.15, lw=0)
+        ax.set_ylabel("allocator weight")
+        ax.set_title("Allocator weights over time (red: realised stress windows)")
+        ax.legend(loc="upper left", fontsize=6, ncol=2)
+        fig.tight_layout()
+        fig.savefig(out / "weights.png", dpi=110)
+        plt.close(fig)
+        names.append("weights.png")
+
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    strats = list(res.metrics)
+    x = np.arange(len(strats))
+    width = 0.8 / len(COST_PARTS)
+    for j, c in enumerate(COST_PARTS):
+        ax.bar(x + j * width, [res.metrics[s][c] for s in strats], width, label=c)
+    ax.set_xticks(x + 0.4 - width / 2, strats)
+    ax.axhline(0, color="k", lw=0.6)
+    ax.set_ylabel("fraction of starting capital")
+    ax.set_title("P&L components per strategy (lvr is part of il)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "costs.png", dpi=110)
+    plt.close(fig)
+    names.append("costs.png")
+
+    pre = res.preemption
+    if len(pre) and pre["events"].max() > 0:
+        fig, ax = plt.subplots(figsize=(8, 4.5))
+        lag = pre["lag_periods"]
+        for s in ("allocator", "equal_weight", "oracle"):
+            if f"w_{s}" in pre:
+                ax.plot(lag, pre[f"w_{s}"], marker="o", label=f"{s} weight in pool")
+        ax.plot(lag, pre["equal_share"], ls="--", color="grey", label="equal share 1/n")
+        ax.invert_xaxis()
+        ax.set_xlabel("rebalance periods before labelled stress onset")
+        ax.set_ylabel("average weight in the pool about to be stressed")
+        if "p_stress" in pre:
+            ax2 = ax.twinx()
+            ax2.plot(lag, pre["p_stress"], color="red", ls=":", marker="x",
+                     label="predicted P(stress)")
+            ax2.set_ylabel("predicted P(stress)", color="red")
+            ax2.legend(loc="lower right", fontsize=8)
+        ax.legend(loc="upper left", fontsize=8)
+        ax.set_title(f"Pre-emption: exposure before {int(pre['events'].iloc[0])} stress onsets")
+        fig.tight_layout()
+        fig.savefig(out / "preemption.png", dpi=110)
+        plt.close(fig)
+        names.append("preemption.png")
+    return names
+
+
+def _markdown(res: Any, images: list[str]) -> str:
+    """The report body."""
+    cfg = res.config.model_dump()
+    rows = [[s, *[m.get(k, float("nan")) for k in METRICS]] for s, m in res.metrics.items()]
+    pre = res.preemption
+    parts = [
+        f"# Backtest {res.run_id}",
+        "",
+        f"Model `{cfg['model']}`, capital {cfg['capital_usd']:,.0f} USD. Decisions at t use rows "
+        "<= t and execute at t + 1; models retrain on purged, expanding windows. Every "
+        "strategy pays the same gas and slippage. Returns are fractions of starting capital; "
+        "`lvr` is the loss-versus-rebalancing part of `il` (not charged twice).",
+        "",
+        "## Metrics",
+        markdown_table(["strategy", *METRICS], rows),
+        "",
+        "## Pre-emption (average weight in a pool k rebalance periods before its stress onset)",
+        markdown_table(list(pre.columns), pre.values.tolist()) if len(pre) else "no events",
+        "",
+        f"Allocator fallbacks: {len(res.fallbacks)} decision(s).",
+        "",
+        "## Plots",
+        *[f"![{n}]({n})" for n in images],
+        "",
+        "## Config",
+        "```json",
+        json.dumps(cfg, indent=2, default=str),
+        "```",
+    ]
+    return "\n".join(parts) + "\n"
+
+
+def write_report(res: Any, workdir: Path, market: Any, stress: np.ndarray,
+                 held: np.ndarray | None = None) -> Path:
+    """Write workdir/reports/<run-id>/ atomically and return its path.
+
+    Contents: metrics.json (strategy -> metric -> value), periods.csv (per-period equity and
+    USD components per strategy), weights.csv (executed weights), preemption.csv,
+    config.json, report.md and PNG plots.
+    """
+    target = Path(workdir) / "reports" / res.run_id
+
+    def fill(tmp: Path) -> None:
+        clean = {s: {k: (float(v) if math.isfinite(float(v)) else None) for k, v in m.items()}
+                 for s, m in res.metrics.items()}
+        (tmp / "metrics.json").write_text(json.dumps(clean, indent=2))
+        (tmp / "config.json").write_text(res.config.model_dump_json(indent=2))
+        res.periods.to_csv(tmp / "periods.csv", index=False)
+        res.weights.to_csv(tmp / "weights.csv", index=False)
+        res.preemption.to_csv(tmp / "preemption.csv", index=False)
+        images = _plots(res, tmp, market, stress, held)
+        (tmp / "report.md").write_text(_markdown(res, images))
+
+    atomic_dir(target, fill)
+    return target
+
+
+def log_to_mlflow(res: Any, workdir: Path) -> str:
+    """Log config, metrics and the report directory to MLflow (experiment lpa-backtest)."""
+    import mlflow
+
+    from pipelines.config import configure_mlflow
+
+    configure_mlflow(Path(workdir), "lpa-backtest")
+    params = {k: (json.dumps(v) if isinstance(v, dict) else v)
+              for k, v in res.config.model_dump().items()}
+    with mlflow.start_run(run_name=res.run_id) as run:
+        mlflow.log_params(params)
+        mlflow.log_metrics({f"{s}.{k}": float(v) for s, m in res.metrics.items()
+                            for k, v in m.items() if math.isfinite(float(v))})
+        mlflow.log_metrics({f"timing.{k}": v for k, v in res.timings.items()})
+        if res.report_dir is not None:
+            mlflow.log_artifacts(str(res.report_dir))
+        return str(run.info.run_id)
