@@ -76,8 +76,8 @@ class AllocatorConfig:
     capital_usd: float = 1_000_000.0
     gas_usd: float | Mapping[str, float] = field(
         default_factory=lambda: {"ethereum": 15.0, "default": 0.5})
-    stress_loss: float = 0.15
-    contagion: float = 0.5
+    stress_loss: float = 0.03
+    contagion: float = 0.3
     horizon_years: float = 1.0 / 365.0
     v3_width: float | None = 0.5
     stable_impact: float = 0.1

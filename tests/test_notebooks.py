@@ -35,6 +35,9 @@ def test_notebook_executes(path: Path, tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.setenv("LPA_HOME", str(tmp_path / "work"))
     monkeypatch.setenv("LPA_NOTEBOOK_SMALL", "1")
     monkeypatch.setenv("MPLBACKEND", "Agg")
+    shared = Path(__file__).resolve().parents[2] / "shared" / "data"
+    if shared.exists() and "LPA_SHARED_DATA" not in os.environ:
+        monkeypatch.setenv("LPA_SHARED_DATA", str(shared))  # notebook 01 reads the real exports
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(nb, timeout=600, kernel_name="python3",
