@@ -42,7 +42,7 @@ class TrainConfig(BaseModel):
     alarm_threshold: float = Field(default=0.5, description="P(stress) that counts as an alarm")
     lightgbm: dict[str, Any] = Field(default_factory=dict)
     torch: dict[str, Any] = Field(default_factory=dict)
-    register: bool = True
+    register_models: bool = True
 
 
 @dataclass
@@ -184,7 +184,7 @@ def train(workdir: Path, config: TrainConfig | None = None, progress: bool = Tru
                                             seed=cfg.seed, **_params(cfg, kind))
                     final.fit(X, fs.labels[TARGETS[target]])
                     _log_plots(kind, target, P, X, final)
-                    if cfg.register:
+                    if cfg.register_models:
                         row["champion"] = _register(client, final, kind, target, X, score,
                                                     digest, scores, fs)
                         if row["champion"]:

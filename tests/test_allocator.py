@@ -39,9 +39,10 @@ def _fc(**over: Any) -> pd.DataFrame:
 
 
 def _cfg(**kw: Any) -> AllocatorConfig:
-    """Config for a 1M capital, daily horizon, flat 5 USD gas."""
+    """Config for a 1M capital, daily horizon, flat 5 USD gas, 15 % loss given stress."""
     base: dict[str, Any] = {"capital_usd": 1e6, "gas_usd": 5.0, "min_trade_usd": 100.0,
-                            "v3_width": None, "max_weight": 0.4, "max_token_weight": 0.7}
+                            "v3_width": None, "max_weight": 0.4, "max_token_weight": 0.7,
+                            "stress_loss": 0.15, "contagion": 0.5}
     base.update(kw)
     return AllocatorConfig(**base)
 
