@@ -67,6 +67,7 @@ def log_forecaster(
             python_model=str(Path(__file__).with_name("_pyfunc_entry.py")),
             artifacts={"forecaster": str(folder)},
             signature=signature,
+            input_example=example.head(5),
             registered_model_name=registered_model_name,
             tags=tags,
         )
