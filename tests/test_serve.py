@@ -149,3 +149,23 @@ def test_real_uvicorn_process_on_loopback(workdir: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def test_serves_the_registered_champions(workdir: Path, tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    from pipelines.train import TrainConfig, train
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    wd = tmp_path / "wd"
+    shutil.copytree(workdir, wd)
+    train(wd, TrainConfig(models=["baseline"], n_folds=2), progress=False)
+    with TestClient(create_app(ServiceSettings(workdir=wd, use_registry=True))) as c:
+        ready = c.get("/readyz").json()
+        assert ready["ready"]
+        assert all(v.startswith("lpa-") for v in ready["model_versions"].values())
+        pools = [p["pool_id"] for p in c.get("/v1/pools").json()["pools"]]
+        r = c.post("/v1/recommendations", json={"capital_usd": 1e6, "pools": pools})
+        assert r.status_code == 200 and "lpa-stress" in r.json()["model_versions"]["stress"]
+        assert 'lpa_model_info{target="stress"' in c.get("/metrics").text
