@@ -115,15 +115,8 @@ def rolling_corr(x: np.ndarray, y: np.ndarray, w: int) -> tuple[np.ndarray, np.n
 
 
 def rolling_max(x: np.ndarray, w: int) -> np.ndarray:
-    """Trailing NaN-aware max over w periods (sliding window view)."""
-    pad = np.full((w - 1, x.shape[1]), np.nan)
-    view = np.lib.stride_tricks.sliding_window_view(np.vstack([pad, x]), w, axis=0)
-    with np.errstate(all="ignore"):
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            return np.nanmax(view, axis=-1)
+    """Trailing NaN-aware max over w periods (NaN only when the window has no value)."""
+    return pd.DataFrame(x).rolling(w, min_periods=1).max().to_numpy()
 
 
 def lag(x: np.ndarray, k: int = 1) -> np.ndarray:
