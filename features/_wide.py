@@ -62,42 +62,48 @@ def _csum(x: np.ndarray) -> np.ndarray:
     return out
 
 
+def _window(x: np.ndarray, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """Trailing sums of the valid values and their count over w periods (one pass each)."""
+    valid = ~np.isnan(x)
+    cs = _csum(np.where(valid, x, 0.0))
+    cn = _csum(valid.astype(np.float64))
+    lo = np.maximum(np.arange(1, x.shape[0] + 1) - w, 0)
+    return cs[1:] - cs[lo], cn[1:] - cn[lo]
+
+
+def _min_periods(w: int, min_periods: int | None) -> int:
+    return max(1, (w + 1) // 2) if min_periods is None else min_periods
+
+
 def rolling_sum(x: np.ndarray, w: int, min_periods: int | None = None) -> np.ndarray:
     """Trailing sum over the last w periods (inclusive of t), NaN-aware.
 
     NaN where fewer than min_periods (default ceil(w/2)) valid values are in the window.
     """
-    valid = ~np.isnan(x)
-    cs = _csum(np.where(valid, x, 0.0))
-    cn = _csum(valid.astype(float))
-    idx = np.arange(1, x.shape[0] + 1)
-    lo = np.maximum(idx - w, 0)
-    s = cs[idx] - cs[lo]
-    n = cn[idx] - cn[lo]
-    mp = max(1, (w + 1) // 2) if min_periods is None else min_periods
-    return np.where(n >= mp, s, np.nan)
+    s, n = _window(x, w)
+    return np.where(n >= _min_periods(w, min_periods), s, np.nan)
 
 
 def rolling_count(x: np.ndarray, w: int) -> np.ndarray:
     """Number of valid values in the trailing window."""
-    cn = _csum((~np.isnan(x)).astype(float))
-    idx = np.arange(1, x.shape[0] + 1)
-    return cn[idx] - cn[np.maximum(idx - w, 0)]
+    return _window(np.where(np.isnan(x), np.nan, 0.0), w)[1]
 
 
 def rolling_mean(x: np.ndarray, w: int, min_periods: int | None = None) -> np.ndarray:
     """Trailing NaN-aware mean over w periods."""
-    s = rolling_sum(x, w, min_periods)
-    return s / np.maximum(rolling_count(x, w), 1)
+    s, n = _window(x, w)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n >= _min_periods(w, min_periods), s / np.maximum(n, 1), np.nan)
 
 
 def rolling_std(x: np.ndarray, w: int, min_periods: int | None = None) -> np.ndarray:
     """Trailing NaN-aware sample standard deviation over w periods."""
-    n = rolling_count(x, w)
-    m = rolling_mean(x, w, min_periods)
-    m2 = rolling_mean(x * x, w, min_periods)
-    var = (m2 - m * m) * n / np.maximum(n - 1, 1)
-    return np.sqrt(np.clip(var, 0, None))
+    s, n = _window(x, w)
+    s2, _ = _window(x * x, w)
+    m = s / np.maximum(n, 1)
+    var = (s2 / np.maximum(n, 1) - m * m) * n / np.maximum(n - 1, 1)
+    ok = n >= _min_periods(w, min_periods)
+    return np.where(ok, np.sqrt(np.clip(var, 0, None)), np.nan)
 
 
 def rolling_corr(x: np.ndarray, y: np.ndarray, w: int) -> tuple[np.ndarray, np.ndarray]:
