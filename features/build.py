@@ -16,7 +16,6 @@ from rich.progress import Progress
 from features._wide import make_grid, periods_per_year, rolling_mean
 from features.flow import flow_features
 from features.labels import (
-    LABEL_COLUMNS,
     forward_fee_yield,
     forward_il,
     forward_stress,
@@ -177,20 +176,22 @@ def build_features(
                 vol_spike=cfg.stress_vol_spike, peg_break=cfg.stress_peg_break),
         }
         step("labels")
-        keys = frame[[POOL_ID, TIMESTAMP]].reset_index(drop=True)
+        keys = {POOL_ID: frame[POOL_ID].to_numpy(), TIMESTAMP: frame[TIMESTAMP].to_numpy()}
         missing = (frame[MISSING].to_numpy(bool) if MISSING in frame.columns
                    else np.zeros(len(frame), bool))
-        fcols = {}
+        fcols: dict[str, np.ndarray] = {}
         for k, v in feats.items():
             col = grid.long(v).astype(np.float32)
-            col[~np.isfinite(col)] = np.nan
-            col[missing] = np.nan  # a reindexed gap never carries a computed value
+            col[~np.isfinite(col) | missing] = np.nan  # a reindexed gap never carries a value
             fcols[k] = col
-        features = pd.concat([keys, pd.DataFrame({MISSING: missing, **fcols})], axis=1)
-        lab = pd.concat([keys, pd.DataFrame({k: grid.long(v) for k, v in labels.items()})],
-                        axis=1)
-        for c in LABEL_COLUMNS:
-            lab.loc[~np.isfinite(lab[c].to_numpy()), c] = np.nan
+        features = pd.DataFrame({**keys, MISSING: missing, **fcols}, copy=False)
+        lcols = {}
+        for k, v in labels.items():
+            col = grid.long(v)
+            col[~np.isfinite(col)] = np.nan
+            lcols[k] = col
+        lab = pd.DataFrame({**keys, **lcols}, copy=False)
+        del feats
         step("assemble")
     return FeatureSet(features=features, labels=lab, meta=panel.meta.copy(), freq=freq,
                       horizon=cfg.horizon_for(freq), config=cfg.model_dump(),
