@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from models._alloc_inputs import gas_per_pool as _alloc_gas
+
 __all__ = [
     "DEFAULT_GAS_USD", "OTHER_CHAIN_GAS_USD", "DEFAULT_WIDTH", "LpPaths", "diluted_fees",
     "cp_value_ratio", "capital_efficiency", "concentrated_value_ratio", "concentrated_in_range",
@@ -268,8 +270,7 @@ def gas_per_pool(chain: np.ndarray | list[str] | None, gas_usd: float | Mapping[
         return np.full(n, float(gas_usd))
     if chain is None:
         raise ValueError("a per-chain gas dict needs the pools' chains")
-    other = float(gas_usd.get("default", OTHER_CHAIN_GAS_USD))
-    return np.array([float(gas_usd.get(str(c), other)) for c in chain])
+    return _alloc_gas(np.asarray(chain), gas_usd, other=OTHER_CHAIN_GAS_USD)
 
 
 def trade_costs(delta: np.ndarray, tvl: np.ndarray, fee_tier: np.ndarray,
