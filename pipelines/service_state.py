@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 
 from features.build import FeatureSet, read_features
-from features.schema import POOL_ID, TIMESTAMP, TVL_USD
+from features.schema import POOL_ID, TIMESTAMP
 from models.forecasts import TARGETS, ForecastBundle, model_matrix
 from models.registry import champion_versions, load_champion
 from pipelines.config import tracking_uri
@@ -47,28 +47,13 @@ def _latest_rows(X: pd.DataFrame, periods: int) -> pd.DataFrame:
 def pool_forecasts(fs: FeatureSet, models: dict[str, Any] | None) -> pd.DataFrame:
     """Allocator inputs per pool from champion models, or causal baselines when none."""
     X = model_matrix(fs)
-    tvl_col = "log_tvl"
-    recent = _latest_rows(X, 48)
-    last = recent.groupby(POOL_ID).tail(1).set_index(POOL_ID)
-    import numpy as np
-
-    tvl = pd.Series(np.exp(last[tvl_col].to_numpy(float)), index=last.index, name=TVL_USD)
-    if not models:
-        bundle = ForecastBundle("baseline", fs.freq, fs.horizon_periods).fit(X, fs.labels)
-        return bundle.predict_pools(recent, tvl=tvl)
-    out = pd.DataFrame(index=last.index)
-    for target, model in models.items():
-        p = model.predict(recent.reset_index(drop=True))
-        p[POOL_ID] = recent[POOL_ID].to_numpy()
-        p = p.groupby(POOL_ID).tail(1).set_index(POOL_ID)
-        if target == "stress":
-            out["p_stress"] = p["p_stress"]
-        else:
-            out[target] = p["q50"].clip(lower=0)
-            out[f"{target}_q10"] = p["q10"].clip(lower=0)
-            out[f"{target}_q90"] = p["q90"].clip(lower=0)
-    out[TVL_USD] = tvl
-    return out
+    recent = _latest_rows(X, 48)  # sequence models read each pool's recent history
+    bundle = ForecastBundle("baseline", fs.freq, fs.horizon_periods)
+    if models:
+        bundle.models_ = dict(models)  # champions predict in the same q10/q50/q90, p_stress form
+    else:
+        bundle.fit(X, fs.labels)
+    return bundle.predict_pools(recent.reset_index(drop=True))  # TVL from log_tvl at t
 
 
 def load_state(workdir: Path, use_registry: bool = True) -> ServiceState:
