@@ -11,11 +11,13 @@ import pandera.pandas as pa
 
 __all__ = [
     "POOL_ID", "TIMESTAMP", "OPEN", "HIGH", "LOW", "CLOSE", "VOLUME_USD", "FEES_USD", "TVL_USD",
-    "TOKEN0_PRICE_USD", "TOKEN1_PRICE_USD", "LIQUIDITY", "TX_COUNT", "MISSING",
-    "PANEL_COLUMNS", "REQUIRED_COLUMNS", "OPTIONAL_COLUMNS", "META_COLUMNS", "PROTOCOLS",
-    "PROTOCOL", "CHAIN", "TOKEN0", "TOKEN1", "FEE_TIER", "PRICE_PATH", "STABLECOINS",
-    "DataValidationError", "Panel", "parse_duration", "window_periods", "validate_panel",
-    "validate_meta", "reindex_panel", "FREQUENCIES",
+    "TOKEN0_PRICE_USD", "TOKEN1_PRICE_USD", "LIQUIDITY", "TICK", "SQRT_PRICE", "TX_COUNT",
+    "MISSING", "PANEL_COLUMNS", "REQUIRED_COLUMNS", "OPTIONAL_COLUMNS", "META_COLUMNS",
+    "OPTIONAL_META_COLUMNS", "PROTOCOLS", "PROTOCOL", "CHAIN", "TOKEN0", "TOKEN1", "FEE_TIER",
+    "DECIMALS0", "DECIMALS1", "PRICE_PATH", "STABLECOINS", "DataValidationError", "Panel",
+    "parse_duration", "window_periods", "duration_periods", "freq_step", "check_freq",
+    "validate_panel", "validate_meta", "reindex_panel", "FREQUENCIES", "FLOW_COLUMNS",
+    "SOURCE_FILE", "SOURCE_ROW",
 ]
 
 POOL_ID = "pool_id"
@@ -26,15 +28,22 @@ FEES_USD = "fees_usd"
 TVL_USD = "tvl_usd"
 TOKEN0_PRICE_USD = "token0_price_usd"
 TOKEN1_PRICE_USD = "token1_price_usd"
-LIQUIDITY = "liquidity"
+LIQUIDITY = "liquidity"  # active liquidity L, raw units as the subgraph exports it
+TICK = "tick"  # current tick: 1.0001**tick = token1 per token0 in raw (smallest) units
+# sqrt of token1 per token0 in raw units = sqrtPriceX96 / 2**96 (the X96 value divided out)
+SQRT_PRICE = "sqrt_price"
 TX_COUNT = "tx_count"
 MISSING = "missing"
+# provenance of a row while importing (file, 0-based data row in it); dropped before storing
+SOURCE_FILE = "_source_file"
+SOURCE_ROW = "_source_row"
 
 REQUIRED_COLUMNS = [
     POOL_ID, TIMESTAMP, OPEN, HIGH, LOW, CLOSE, VOLUME_USD, FEES_USD, TVL_USD,
     TOKEN0_PRICE_USD, TOKEN1_PRICE_USD,
 ]
-OPTIONAL_COLUMNS = [LIQUIDITY, TX_COUNT]
+OPTIONAL_COLUMNS = [LIQUIDITY, TICK, SQRT_PRICE, TX_COUNT]
+FLOW_COLUMNS = [VOLUME_USD, FEES_USD, TX_COUNT]  # summed when resampling; the rest is state
 PANEL_COLUMNS = REQUIRED_COLUMNS + OPTIONAL_COLUMNS + [MISSING]
 
 PROTOCOL = "protocol"
@@ -43,11 +52,16 @@ TOKEN0 = "token0"
 TOKEN1 = "token1"
 FEE_TIER = "fee_tier"
 PRICE_PATH = "price_path"
+DECIMALS0 = "decimals0"
+DECIMALS1 = "decimals1"
 META_COLUMNS = [POOL_ID, PROTOCOL, CHAIN, TOKEN0, TOKEN1, FEE_TIER]
+OPTIONAL_META_COLUMNS = [DECIMALS0, DECIMALS1]  # token decimals, where known
 PROTOCOLS = ("uniswap_v2", "uniswap_v3", "stableswap", "weighted")
 STABLECOINS = frozenset({"USDC", "USDT", "DAI", "FRAX", "LUSD", "BUSD", "TUSD", "USDP", "GUSD"})
 
-FREQUENCIES = {"1h": pd.Timedelta(hours=1), "1d": pd.Timedelta(days=1)}
+FREQUENCIES = {
+    "1min": pd.Timedelta(minutes=1), "1h": pd.Timedelta(hours=1), "1d": pd.Timedelta(days=1),
+}
 
 
 class DataValidationError(ValueError):
@@ -90,7 +104,7 @@ class Panel:
     @property
     def step(self) -> pd.Timedelta:
         """One period of the panel as a Timedelta."""
-        return FREQUENCIES[self.freq]
+        return freq_step(self.freq)
 
     @property
     def pools(self) -> list[str]:
@@ -113,9 +127,30 @@ def parse_duration(value: str | pd.Timedelta) -> pd.Timedelta:
     return td
 
 
+def check_freq(freq: str, source: str | None = None) -> str:
+    """Return the canonical panel frequency ('1min', '1h' or '1d'); raise on anything else."""
+    canon = str(freq).strip().lower()
+    canon = {"1t": "1min", "60min": "1h", "24h": "1d"}.get(canon, canon)
+    if canon not in FREQUENCIES:
+        raise DataValidationError(
+            f"unknown frequency {freq!r}; accepted frequencies: {', '.join(FREQUENCIES)}",
+            source=source, field="freq", rule="declared frequency")
+    return canon
+
+
+def freq_step(freq: str) -> pd.Timedelta:
+    """One period of a panel frequency as a Timedelta (usable as a pandas ``freq``)."""
+    return FREQUENCIES[check_freq(freq)]
+
+
+def duration_periods(duration: str | pd.Timedelta, freq: str) -> int:
+    """Number of whole panel periods in a duration, e.g. ('24h', '1h') -> 24, ('7d', '1d') -> 7."""
+    return int(parse_duration(duration) // freq_step(freq))
+
+
 def window_periods(duration: str | pd.Timedelta, freq: str) -> int:
     """Number of whole panel periods in a duration (0 when shorter than two periods)."""
-    n = int(parse_duration(duration) // FREQUENCIES[freq])
+    n = duration_periods(duration, freq)
     return n if n >= 2 else 0
 
 
@@ -123,18 +158,26 @@ def _fail(
     df: pd.DataFrame, mask: np.ndarray | pd.Series, message: str, field_name: str, rule: str,
     source: str,
 ) -> None:
-    """Raise DataValidationError for the first row flagged by mask."""
+    """Raise DataValidationError for the first row flagged by mask.
+
+    Where the frame carries SOURCE_FILE / SOURCE_ROW (kept by the importer through the combine
+    of many files), the error names that file and the row in it, not the panel row.
+    """
     mask = np.asarray(mask, dtype=bool)
     if not mask.any():
         return
     i = int(np.flatnonzero(mask)[0])
     row = df.iloc[i]
+    where, at = source, i
+    if SOURCE_FILE in df.columns and isinstance(row[SOURCE_FILE], str):
+        where = row[SOURCE_FILE]
+        at = int(row[SOURCE_ROW]) if pd.notna(row.get(SOURCE_ROW)) else i
     raise DataValidationError(
         f"{message} ({int(mask.sum())} row(s) affected)",
-        source=source,
+        source=where,
         pool=str(row[POOL_ID]) if POOL_ID in df.columns else None,
         timestamp=row[TIMESTAMP] if TIMESTAMP in df.columns else None,
-        row=i,
+        row=at,
         field=field_name,
         rule=rule,
     )
@@ -155,6 +198,8 @@ PANEL_SCHEMA = pa.DataFrameSchema(
         TOKEN0_PRICE_USD: pa.Column(float, pa.Check.gt(0), nullable=True),
         TOKEN1_PRICE_USD: pa.Column(float, pa.Check.gt(0), nullable=True),
         LIQUIDITY: pa.Column(float, _NONNEG, nullable=True, required=False),
+        TICK: pa.Column("Int64", nullable=True, required=False),
+        SQRT_PRICE: pa.Column(float, _NONNEG, nullable=True, required=False),
         TX_COUNT: pa.Column(float, _NONNEG, nullable=True, required=False),
         MISSING: pa.Column(bool, nullable=False, required=False),
     },
@@ -197,22 +242,33 @@ def validate_meta(meta: pd.DataFrame, source: str = "pools.csv") -> pd.DataFrame
             source=source, pool=meta[POOL_ID].iloc[i], row=i, field=FEE_TIER, rule="fee tier",
         )
     meta[FEE_TIER] = fee.astype(float)
+    for col in OPTIONAL_META_COLUMNS:
+        if col not in meta.columns:
+            continue
+        dec = pd.to_numeric(meta[col], errors="coerce")
+        bad = dec.notna() & ((dec < 0) | (dec > 36) | (dec % 1 != 0))
+        bad |= dec.isna() & meta[col].notna()
+        if bad.any():
+            i = int(np.flatnonzero(bad.to_numpy())[0])
+            raise DataValidationError(
+                f"{col} {meta[col].iloc[i]!r} is not a whole number of token decimals (0..36)",
+                source=source, pool=meta[POOL_ID].iloc[i], row=i, field=col, rule="decimals")
+        meta[col] = dec.astype("Int64")
     return meta.reset_index(drop=True)
 
 
 def validate_panel(
-    df: pd.DataFrame, meta: pd.DataFrame, freq: str, source: str = "<memory>"
+    df: pd.DataFrame, meta: pd.DataFrame, freq: str, source: str = "<memory>",
+    latest: pd.Timestamp | None = None,
 ) -> pd.DataFrame:
     """Validate a long panel against the contract; return it sorted by pool and time.
 
-    Rows flagged ``missing`` may hold NaN; every other row needs every required column.
-    Raises DataValidationError naming file, pool, timestamp, row, field and rule.
+    Rows flagged ``missing`` may hold NaN; every other row needs every required column, and
+    every numeric value must be finite. With ``latest`` (e.g. now + one period for real data),
+    timestamps after it are refused. Raises DataValidationError naming file, pool, timestamp,
+    row, field and rule.
     """
-    if freq not in FREQUENCIES:
-        raise DataValidationError(
-            f"unknown frequency {freq!r}; expected one of {list(FREQUENCIES)}",
-            source=source, rule="declared frequency",
-        )
+    freq = check_freq(freq, source=source)
     absent = [c for c in REQUIRED_COLUMNS if c not in df.columns]
     if absent:
         raise DataValidationError(
@@ -231,6 +287,9 @@ def validate_panel(
     known = set(meta[POOL_ID].astype(str))
     _fail(df, ~df[POOL_ID].astype(str).isin(known), "pool not in metadata", POOL_ID,
           "known pool", source)
+    if latest is not None:
+        _fail(df, df[TIMESTAMP] > latest, f"timestamp in the future (after {latest})",
+              TIMESTAMP, "not in the future", source)
     step = FREQUENCIES[freq]
     ns = df[TIMESTAMP].astype("int64").to_numpy()
     off = ns % step.value != 0
@@ -243,6 +302,7 @@ def validate_panel(
         df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
         _fail(df, df[col].isna().to_numpy() & ~missing, "NaN in required column", col,
               "not null", source)
+        _fail(df, np.isinf(df[col].to_numpy()), f"infinite {col}", col, "finite", source)
     for col in (VOLUME_USD, FEES_USD, TVL_USD):
         _fail(df, df[col] < 0, f"negative {col}", col, "non-negative", source)
     for col in (OPEN, HIGH, LOW, CLOSE, TOKEN0_PRICE_USD, TOKEN1_PRICE_USD):
@@ -251,7 +311,13 @@ def validate_panel(
     for col in OPTIONAL_COLUMNS:
         if col in df.columns:
             df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
-            _fail(df, df[col] < 0, f"negative {col}", col, "non-negative", source)
+            _fail(df, np.isinf(df[col].to_numpy()), f"infinite {col}", col, "finite", source)
+            if col == TICK:
+                _fail(df, (df[col] % 1 != 0) & df[col].notna(), "non-integer tick", col,
+                      "integer tick", source)
+                df[col] = df[col].astype("Int64")
+            else:
+                _fail(df, df[col] < 0, f"negative {col}", col, "non-negative", source)
     if MISSING not in df.columns:
         df[MISSING] = False
     df[POOL_ID] = df[POOL_ID].astype(str)
@@ -266,7 +332,7 @@ def validate_panel(
 
 def reindex_panel(df: pd.DataFrame, freq: str) -> pd.DataFrame:
     """Reindex each pool to a regular grid from its first to last period; flag new rows missing."""
-    step = FREQUENCIES[freq]
+    step = freq_step(freq)
     parts = []
     for pid, g in df.groupby(POOL_ID, sort=True):
         grid = pd.date_range(g[TIMESTAMP].min(), g[TIMESTAMP].max(), freq=step, name=TIMESTAMP)

@@ -160,3 +160,34 @@ def test_reindex_keeps_existing_missing_flags() -> None:
     f.loc[5, MISSING] = True
     out = reindex_panel(f, "1h")
     assert out[MISSING].sum() == 1
+
+
+def test_frequency_helpers_cover_minute_hour_day() -> None:
+    from features.schema import check_freq, duration_periods, freq_step, window_periods
+
+    assert freq_step("1min") == pd.Timedelta(minutes=1)
+    assert freq_step("1h") == pd.Timedelta(hours=1) and freq_step("1D") == pd.Timedelta(days=1)
+    assert duration_periods("24h", "1h") == 24 and duration_periods("7d", "1d") == 7
+    assert duration_periods("1h", "1min") == 60 and duration_periods("24h", "1d") == 1
+    assert window_periods("1min", "1min") == 0 and window_periods("5min", "1min") == 5
+    assert window_periods("24h", "1d") == 0  # shorter than two periods: skipped
+    with pytest.raises(DataValidationError, match="accepted frequencies: 1min, 1h, 1d"):
+        check_freq("5m")
+
+
+def test_minute_panel_with_tick_and_sqrt_price_validates() -> None:
+    from features.schema import DECIMALS0, SQRT_PRICE, TICK, validate_meta
+
+    df = _good(4).assign(timestamp=pd.date_range("2024-01-01", periods=4, freq="min", tz="UTC"),
+                         tick=[200000, 200001, 200002, 200003], sqrt_price=1.5e-3,
+                         liquidity=3e18)
+    meta = validate_meta(pd.read_csv(pd.io.common.StringIO(
+        POOLS_CSV.replace("fee_tier\n", "fee_tier,decimals0,decimals1\n")
+        .replace("0.003\n", "0.003,18,6\n"))))
+    assert meta[DECIMALS0].iloc[0] == 18
+    out = validate_panel(df, meta, "1min")
+    assert str(out[TICK].dtype) == "Int64" and out[SQRT_PRICE].iloc[0] == 1.5e-3
+    with pytest.raises(DataValidationError, match="rule=on frequency"):
+        validate_panel(df, meta, "1h")
+    grid = reindex_panel(out.drop(index=[2]), "1min")
+    assert len(grid) == 4 and grid[MISSING].sum() == 1
