@@ -1,21 +1,28 @@
-"""Partitioned Parquet store for the pool panel, written atomically (temp dir, then rename)."""
+"""Partitioned Parquet store for the pool panel, written atomically under the work-dir lock."""
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from features.schema import POOL_ID, TIMESTAMP, DataValidationError, Panel, validate_meta
+from features.sources.workdir import (
+    LOCK_FILE,
+    WorkdirLockedError,
+    atomic_dir,
+    atomic_write_bytes,
+    clean_stale_temps,
+    recover_dir,
+    safe_slug,
+    workdir_lock,
+)
 
-__all__ = ["write_panel", "read_panel", "panel_dir", "atomic_dir", "atomic_write_bytes",
-           "read_truth"]
+__all__ = ["write_panel", "read_panel", "panel_dir", "read_truth", "atomic_dir",
+           "atomic_write_bytes", "safe_slug", "workdir_lock", "WorkdirLockedError",
+           "recover_dir", "clean_stale_temps", "LOCK_FILE"]
 
 PANEL_DIR = "panel"
 
@@ -23,41 +30,6 @@ PANEL_DIR = "panel"
 def panel_dir(workdir: Path) -> Path:
     """Directory of the stored panel inside a work directory."""
     return Path(workdir) / "data" / PANEL_DIR
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write a file through a temp file in the same folder and an atomic rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_dir(target: Path, fill: Callable[[Path], None]) -> None:
-    """Build a directory in a temp sibling via ``fill`` and swap it in place of ``target``.
-
-    If ``fill`` fails or the process dies, the previous ``target`` is untouched.
-    """
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
-    try:
-        fill(tmp)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old = target.parent / f".{target.name}.old"
-    shutil.rmtree(old, ignore_errors=True)
-    if target.exists():
-        os.replace(target, old)
-    os.replace(tmp, target)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def write_panel(
@@ -84,13 +56,14 @@ def write_panel(
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
 
-    atomic_dir(target, fill)
+    atomic_dir(target, fill, root=workdir)
     return target
 
 
 def read_panel(workdir: Path) -> Panel:
-    """Load the stored panel of a work directory."""
+    """Load the stored panel of a work directory (repairing an interrupted write first)."""
     d = panel_dir(workdir)
+    recover_dir(d, root=workdir)
     if not (d / "manifest.json").exists():
         raise DataValidationError(
             f"no pool panel in {d}; run `lpa data synth` or `lpa data import` first",
@@ -109,7 +82,9 @@ def read_panel(workdir: Path) -> Panel:
 
 def read_truth(workdir: Path) -> pd.DataFrame | None:
     """Ground-truth regime/stress labels kept beside a simulated panel, if any."""
-    p = panel_dir(workdir) / "truth.parquet"
+    d = panel_dir(workdir)
+    recover_dir(d, root=workdir)
+    p = d / "truth.parquet"
     if not p.exists():
         return None
     t = pd.read_parquet(p)

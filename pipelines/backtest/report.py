@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features.sources.store import atomic_dir
+from features.sources.store import atomic_dir, safe_slug
 from pipelines.backtest.metrics import METRICS
 
 __all__ = ["write_report", "log_to_mlflow", "markdown_table", "stress_spans"]
@@ -162,9 +162,10 @@ def write_report(res: Any, workdir: Path, market: Any, stress: np.ndarray,
 
     Contents: metrics.json (strategy -> metric -> value), periods.csv (per-period equity and
     USD components per strategy), weights.csv (executed weights), preemption.csv,
-    config.json, report.md and PNG plots.
+    config.json, report.md and PNG plots. The run id must be a plain folder name
+    (:func:`features.sources.store.safe_slug`), and only that folder is ever replaced.
     """
-    target = Path(workdir) / "reports" / res.run_id
+    target = Path(workdir) / "reports" / safe_slug(res.run_id, "run_id")
 
     def fill(tmp: Path) -> None:
         clean = {s: {k: (float(v) if math.isfinite(float(v)) else None) for k, v in m.items()}
@@ -177,7 +178,7 @@ def write_report(res: Any, workdir: Path, market: Any, stress: np.ndarray,
         images = _plots(res, tmp, market, stress, held)
         (tmp / "report.md").write_text(_markdown(res, images))
 
-    atomic_dir(target, fill)
+    atomic_dir(target, fill, root=workdir)
     return target
 
 
