@@ -27,3 +27,20 @@ def check_range(lower: FloatArray, upper: FloatArray) -> None:
         raise EconomicsInputError(
             "price range must satisfy 0 <= lower < upper: element "
             f"{tuple(int(k) for k in i)} has lower={float(lo[i])!r}, upper={float(hi[i])!r}")
+
+
+def as_names(values: object) -> np.ndarray:
+    """A str (unicode) array of names: chains, protocols (None and NaN become 'None', 'nan')."""
+    arr = np.asarray(values)
+    return arr if arr.dtype.kind == "U" else arr.astype(str)
+
+
+def protocol_masks(protocol: object, known: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Boolean mask per known protocol name; raise naming the first unknown protocol."""
+    names = as_names(protocol)
+    masks = {k: np.asarray(names == k) for k in known}
+    ok = np.logical_or.reduce(list(masks.values())) if masks else np.zeros(names.shape, bool)
+    if not np.all(ok):
+        bad = sorted(set(np.asarray(names)[~ok].ravel().tolist()))
+        raise EconomicsInputError(f"unknown protocol(s) {bad}; expected one of {known}")
+    return masks

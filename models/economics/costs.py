@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 from numpy.typing import ArrayLike
 
-from models.economics._checks import EconomicsInputError, FloatArray, as_float
+from models.economics._checks import FloatArray, as_float, as_names, protocol_masks
 from models.economics.invariants import PROTOCOLS, STABLESWAP, UNISWAP_V3, WEIGHTED
 
 __all__ = ["GAS_USD", "STABLE_DEPTH_MULTIPLIER", "gas_usd", "swap_depth_usd", "swap_impact_usd",
@@ -60,8 +60,7 @@ def gas_usd(chains: str | Iterable[str] | None,
         return as_float(default)
     if isinstance(chains, str):
         return as_float(lookup.get(chains.strip().lower(), default))
-    names = np.asarray(list(chains) if not isinstance(chains, np.ndarray) else chains,
-                       dtype=object).astype(str)
+    names = as_names(chains if isinstance(chains, np.ndarray) else list(chains))
     uniq, inv = np.unique(names, return_inverse=True)
     per = np.array([lookup.get(u.strip().lower(), default) for u in uniq], dtype=np.float64)
     return as_float(per[inv].reshape(names.shape))
@@ -93,14 +92,10 @@ def swap_depth_usd(tvl_usd: ArrayLike, protocol: ArrayLike, *,
     active = (tvl * as_float(efficiency) if active_liquidity_usd is None
               else as_float(active_liquidity_usd))
     w0 = as_float(weight0)
-    proto = np.asarray(protocol, dtype=object)
-    unknown = set(np.unique(proto.astype(str))) - set(PROTOCOLS)
-    if unknown:
-        raise EconomicsInputError(f"unknown protocol(s) {sorted(unknown)}; expected one of "
-                                  f"{PROTOCOLS}")
-    depth = np.where(proto == UNISWAP_V3, 0.5 * active, 0.5 * tvl)
-    depth = np.where(proto == WEIGHTED, 2.0 * w0 * (1.0 - w0) * tvl, depth)
-    return as_float(np.where(proto == STABLESWAP, stable_depth * 0.5 * tvl, depth))
+    m = protocol_masks(protocol, PROTOCOLS)
+    depth = np.where(m[UNISWAP_V3], 0.5 * active, 0.5 * tvl)
+    depth = np.where(m[WEIGHTED], 2.0 * w0 * (1.0 - w0) * tvl, depth)
+    return as_float(np.where(m[STABLESWAP], stable_depth * 0.5 * tvl, depth))
 
 
 def swap_impact_usd(amount_usd: ArrayLike, depth_usd: ArrayLike) -> FloatArray:

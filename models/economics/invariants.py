@@ -24,7 +24,7 @@ from functools import lru_cache
 import numpy as np
 from numpy.typing import ArrayLike
 
-from models.economics._checks import EconomicsInputError, FloatArray, as_float
+from models.economics._checks import EconomicsInputError, FloatArray, as_float, protocol_masks
 from models.economics.concentrated import amounts_for_liquidity, position_value
 
 __all__ = [
@@ -130,7 +130,7 @@ def stableswap_value_ratio(r: ArrayLike,
     if not np.isfinite(amplification) or amplification < 0:
         raise EconomicsInputError(f"amplification must be a finite number >= 0, "
                                   f"got {amplification!r}")
-    if amplification == 0:
+    if amplification < 1e-9:  # constant product up to O(A) (and the table would underflow)
         return cp_value_ratio(r)
     u_grid, g_grid = _curve_table(float(amplification))
     u = np.log(r)
@@ -177,18 +177,15 @@ def value_ratio(r: ArrayLike, protocol: ArrayLike, *, lower_ratio: ArrayLike | N
             raise EconomicsInputError(f"unknown protocol {protocol!r}; expected one of "
                                       f"{PROTOCOLS}")
         return _branch(protocol, r, lo, hi, w0, amplification)
-    proto = np.asarray(protocol, dtype=object)
-    unknown = set(np.unique(proto.astype(str))) - set(PROTOCOLS)
-    if unknown:
-        raise EconomicsInputError(f"unknown protocol(s) {sorted(unknown)}; expected one of "
-                                  f"{PROTOCOLS}")
-    out = np.full(np.broadcast_shapes(r.shape, proto.shape), np.nan)
-    for name in PROTOCOLS:
-        mask = proto == name
-        if np.any(mask):  # other pools' range / weight entries are neutralised, not checked
-            v = _branch(name, r, np.where(mask, lo, 0.0), np.where(mask, hi, np.inf),
-                        np.where(mask, w0, 0.5), amplification)
-            out = np.where(mask, v, out)
+    masks = protocol_masks(protocol, PROTOCOLS)
+    shape = np.broadcast_shapes(r.shape, masks[UNISWAP_V2].shape, lo.shape, hi.shape, w0.shape)
+    out = np.full(shape, np.nan)
+    for name, mask in masks.items():
+        m = np.broadcast_to(mask, shape)
+        if np.any(m):  # each invariant priced on its own pools only
+            out[m] = _branch(name, np.broadcast_to(r, shape)[m], np.broadcast_to(lo, shape)[m],
+                             np.broadcast_to(hi, shape)[m], np.broadcast_to(w0, shape)[m],
+                             amplification)
     return as_float(out)
 
 
