@@ -51,9 +51,10 @@ def gas_usd(chains: str | Iterable[str] | None,
     if table is None:
         table = GAS_USD
     if not isinstance(table, Mapping):
-        flat = float(table)
-        return as_float(flat if chains is None or isinstance(chains, str)
-                        else np.full(len(np.asarray(list(chains), dtype=object)), flat))
+        if chains is None or isinstance(chains, str):
+            return as_float(float(table))
+        return as_float(np.full(np.shape(chains if isinstance(chains, np.ndarray)
+                                         else list(chains)), float(table)))
     lookup = {str(k).strip().lower(): float(v) for k, v in table.items()}
     default = lookup.get("default", GAS_USD["default"])
     if chains is None:
