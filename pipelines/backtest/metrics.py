@@ -5,18 +5,31 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from features.schema import freq_step
+
 __all__ = ["METRICS", "COMPONENTS", "periods_per_year", "strategy_metrics", "all_metrics",
-           "stress_bars_from_labels", "stress_bars_from_truth", "preemption_table"]
+           "stress_bars_from_labels", "stress_bars_from_truth", "preemption_table",
+           "check_oracle", "window_returns", "OracleBeatenError", "STRESS_WINDOWS"]
 
 # P&L components of the per-period frame, in USD, signed (gains > 0, losses < 0).
 COMPONENTS = ["market", "fee_income", "il", "lvr", "gas", "slippage"]
-METRICS = ["net_return", "fee_income", "il", "lvr", "gas", "slippage", "turnover", "volatility",
-           "sharpe", "max_drawdown", "cvar_5", "stress_return", "oracle_capture"]
+METRICS = ["net_return", "market", "lp_alpha", "fee_income", "il", "lvr", "gas", "slippage",
+           "turnover", "volatility", "sharpe", "max_drawdown", "cvar_5", "stress_return",
+           "oracle_capture", "alpha_capture"]
+# LP alpha: what providing liquidity added on top of holding the same tokens
+ALPHA_PARTS = ["fee_income", "il", "gas", "slippage"]
+# named market stress windows (UTC dates, inclusive) reported when a run covers them
+STRESS_WINDOWS = {"terra": ("2022-05-05", "2022-05-20"), "ftx": ("2022-11-06", "2022-11-16"),
+                  "usdc_depeg": ("2023-03-09", "2023-03-15")}
+
+
+class OracleBeatenError(RuntimeError):
+    """A strategy beat the hindsight oracle: the plan and the ledger disagree on the economics."""
 
 
 def periods_per_year(freq: str) -> float:
     """Panel periods in a year (8760 hourly, 365 daily)."""
-    return {"1h": 24.0 * 365.0, "1d": 365.0}[freq]
+    return float(pd.Timedelta(days=365) / freq_step(freq))
 
 
 def _cvar(returns: np.ndarray, level: float = 0.05) -> float:
@@ -53,8 +66,9 @@ def strategy_metrics(
     ppy = periods_per_year(freq)
     out: dict[str, float] = {"net_return": float(equity[-1] / capital_usd - 1.0)
                              if equity.size else 0.0}
-    for c in COMPONENTS[1:]:
+    for c in COMPONENTS:
         out[c] = float(periods[c].sum() / capital_usd)
+    out["lp_alpha"] = float(sum(periods[c].sum() for c in ALPHA_PARTS) / capital_usd)
     out["turnover"] = float(periods["turnover_usd"].sum() / capital_usd)
     sd = float(np.std(rets, ddof=1)) if rets.size > 1 else float("nan")
     out["volatility"] = sd * np.sqrt(ppy)
@@ -66,7 +80,7 @@ def strategy_metrics(
         out["stress_return"] = float(np.prod(1.0 + rets[stress]) - 1.0)
     else:
         out["stress_return"] = float("nan")
-    out["oracle_capture"] = float("nan")
+    out["oracle_capture"] = out["alpha_capture"] = float("nan")
     return out
 
 
@@ -83,12 +97,60 @@ def all_metrics(
     for name, g in periods.groupby("strategy", sort=False):
         out[str(name)] = strategy_metrics(g, capital_usd, freq, stress)
     if "oracle" in out and "equal_weight" in out:
-        ew = out["equal_weight"]["net_return"]
-        span = out["oracle"]["net_return"] - ew
-        for m in out.values():
-            m["oracle_capture"] = float((m["net_return"] - ew) / span) if span > 1e-12 \
-                else float("nan")
+        for metric, name in (("net_return", "oracle_capture"), ("lp_alpha", "alpha_capture")):
+            ew = out["equal_weight"][metric]
+            span = out["oracle"][metric] - ew
+            for m in out.values():
+                m[name] = float((m[metric] - ew) / span) if span > 1e-12 else float("nan")
     return out
+
+
+def check_oracle(metrics: dict[str, dict[str, float]], tol: float = 1e-9) -> None:
+    """Raise OracleBeatenError when any strategy's net return exceeds the oracle's."""
+    if "oracle" not in metrics:
+        return
+    top = metrics["oracle"]["net_return"]
+    beat = {k: v["net_return"] for k, v in metrics.items()
+            if k != "oracle" and v["net_return"] > top + tol}
+    if beat:
+        raise OracleBeatenError(
+            f"strategies beat the hindsight oracle ({top:.4f} net): {beat}; the oracle's plan "
+            "and the ledger price P&L differently")
+
+
+def window_returns(periods: pd.DataFrame, capital_usd: float, stress: np.ndarray,
+                   times: pd.DatetimeIndex) -> pd.DataFrame:
+    """Net return and LP alpha per strategy by calendar year and by stress window.
+
+    Windows: each calendar year, the named market windows (`STRESS_WINDOWS`) a run covers, and
+    "stress_bars" (every bar with a realised pool stress). Fractions of the equity at the
+    window's start.
+    """
+    ts = pd.DatetimeIndex(periods["timestamp"])
+    spans: list[tuple[str, np.ndarray]] = []
+    for y in sorted(set(ts.year)):
+        spans.append((str(y), np.asarray(ts.year == y)))
+    for name, (a, b) in STRESS_WINDOWS.items():
+        lo, hi = pd.Timestamp(a, tz="UTC"), pd.Timestamp(b, tz="UTC") + pd.Timedelta(days=1)
+        mask = np.asarray((ts >= lo) & (ts < hi))
+        if mask.any():
+            spans.append((name, mask))
+    bar_stress = pd.Series(np.asarray(stress).any(axis=1), index=times)
+    spans.append(("stress_bars", bar_stress.reindex(ts).fillna(False).to_numpy(bool)))
+    rows = []
+    for strat, g in periods.groupby("strategy", sort=False):
+        idx = periods.index.get_indexer(g.index)
+        eq = g["equity"].to_numpy(float)
+        prev = np.concatenate([[capital_usd], eq[:-1]])
+        ret = np.where(prev > 0, eq / np.where(prev > 0, prev, 1.0) - 1.0, 0.0)
+        alpha = g[ALPHA_PARTS].sum(axis=1).to_numpy(float) / np.where(prev > 0, prev, 1.0)
+        for name, mask in spans:
+            mk = mask[idx]
+            if mk.any():
+                rows.append({"strategy": strat, "window": name,
+                             "net_return": float(np.prod(1.0 + ret[mk]) - 1.0),
+                             "lp_alpha": float(alpha[mk].sum())})
+    return pd.DataFrame(rows)
 
 
 def stress_bars_from_truth(truth: pd.DataFrame, times: pd.DatetimeIndex,

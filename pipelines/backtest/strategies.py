@@ -1,22 +1,29 @@
 """Strategies compared in the backtest, and the forecast providers that feed the allocator.
 
 Every strategy sees one `DecisionContext`, built by the engine from rows at or before the
-decision time only; the oracle alone is handed the realised forward labels.
+decision time only; the hindsight oracle and the perfect-foresight allocator alone are handed
+what happened next.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
 
+from features.schema import freq_step
+
 __all__ = ["DecisionContext", "Strategy", "EqualWeight", "TvlWeighted", "TrailingApr", "Hold",
            "ForecastProvider", "BaselineProvider", "BundleProvider", "purged_rows",
-           "AllocatorStrategy", "STRATEGY_NAMES", "default_strategies"]
+           "AllocatorStrategy", "Capped", "HindsightOracle", "STRATEGY_NAMES", "BASELINES",
+           "default_strategies"]
 
-STRATEGY_NAMES = ["allocator", "equal_weight", "tvl_weighted", "trailing_apr", "hold", "oracle"]
+STRATEGY_NAMES = ["allocator", "allocator_perfect", "equal_weight", "tvl_weighted", "trailing_apr",
+                  "hold", "equal_weight_capped", "tvl_weighted_capped", "oracle"]
+BASELINES = ["equal_weight", "tvl_weighted", "trailing_apr", "hold"]
 
 
 @dataclass
@@ -34,7 +41,11 @@ class DecisionContext:
     meta : pool metadata indexed like `pools`.
     first : True at the first decision of the run.
     forecasts : provider output for the allocator (indexed by pool_id), when available.
-    oracle : realised forward labels in the allocator's input format (oracle only).
+    baseline_forecasts : the causal baseline's forecasts (the allocator run on baselines).
+    perfect : what actually happened over the holding period, in the allocator's input
+        format (perfect-foresight allocator only).
+    plan : the hindsight oracle's target weights for this decision (oracle only).
+    equity : the strategy's current equity (USD): decisions are sized on it.
     """
 
     t: pd.Timestamp
@@ -46,8 +57,10 @@ class DecisionContext:
     meta: pd.DataFrame
     first: bool
     forecasts: pd.DataFrame | None = None
-    oracle: pd.DataFrame | None = None
-    notes: dict[str, Any] = field(default_factory=dict)
+    baseline_forecasts: pd.DataFrame | None = None
+    perfect: pd.DataFrame | None = None
+    plan: np.ndarray | None = None
+    equity: float = 0.0
 
 
 class Strategy(Protocol):
@@ -123,22 +136,69 @@ class Hold:
 
 
 @dataclass
+class Capped:
+    """Another strategy's weights under the allocator's per-pool and per-token caps."""
+
+    inner: Any
+    max_weight: float
+    max_token_weight: float
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        """Name after the wrapped strategy."""
+        self.name = self.name or f"{self.inner.name}_capped"
+
+    def decide(self, ctx: DecisionContext) -> np.ndarray | None:
+        """The inner strategy's weights, clipped per pool and scaled down per token."""
+        w = self.inner.decide(ctx)
+        if w is None:
+            return None
+        from models.allocation.inputs import incidence
+
+        w = np.minimum(np.asarray(w, float), self.max_weight)
+        _, _, a = incidence(ctx.meta)
+        for _ in range(len(a) + 1):
+            load = a @ w if a.size else np.zeros(0)
+            over = load - self.max_token_weight
+            if not a.size or (over <= 1e-12).all():
+                break
+            i = int(np.argmax(over))
+            w = np.where(a[i] > 0, w * self.max_token_weight / load[i], w)
+        return w
+
+
+@dataclass
+class HindsightOracle:
+    """Executes the hindsight plan (one convex program over all decisions, realised data)."""
+
+    name: str = "oracle"
+
+    def decide(self, ctx: DecisionContext) -> np.ndarray | None:
+        """The plan's weights for this decision."""
+        return None if ctx.plan is None else np.clip(ctx.plan, 0.0, None)
+
+
+@dataclass
 class AllocatorStrategy:
-    """The convex allocator, fed model forecasts (or, for the oracle, realised labels)."""
+    """The convex allocator, sized on current equity, fed one source of forecasts.
+
+    source : "forecasts" (the model), "baseline_forecasts" (the causal baselines) or
+        "perfect" (what actually happened: the value of perfect forecasts).
+    """
 
     config: Any
-    use_oracle: bool = False
+    source: str = "forecasts"
     name: str = "allocator"
     allocate_fn: Any = None
     fallbacks: list[tuple[pd.Timestamp, list[str]]] = field(default_factory=list)
 
     def decide(self, ctx: DecisionContext) -> np.ndarray | None:
-        """Weights from models.allocator.allocate; None when no forecasts exist yet."""
+        """Weights from models.allocation.allocate; None when no forecasts exist yet."""
         if self.allocate_fn is None:
-            from models.allocator import allocate
+            from models.allocation import allocate
 
             self.allocate_fn = allocate
-        fc = ctx.oracle if self.use_oracle else ctx.forecasts
+        fc = getattr(ctx, self.source)
         if fc is None or fc.empty:
             return None
         avail = pd.Index(ctx.pools)[ctx.available]
@@ -147,7 +207,8 @@ class AllocatorStrategy:
             return np.zeros(len(ctx.pools))
         current = pd.Series(ctx.current, index=ctx.pools).loc[fc.index]
         meta = ctx.meta.loc[fc.index].reset_index()
-        alloc = self.allocate_fn(fc, current, meta, self.config)
+        cfg = dataclasses.replace(self.config, capital_usd=max(float(ctx.equity), 1.0))
+        alloc = self.allocate_fn(fc, current, meta, cfg)
         chain = list(getattr(alloc, "fallback_chain", []) or [])
         if chain:
             self.fallbacks.append((ctx.t, [str(c) for c in chain]))
@@ -155,18 +216,20 @@ class AllocatorStrategy:
         return np.clip(w.to_numpy(float), 0.0, None)
 
 
-def default_strategies(
-    allocator_config: Any, top_k: int = 5, apr_mode: str = "top_k"
-) -> list[Strategy]:
-    """The six strategies of a standard run, in report order."""
-    return [
-        AllocatorStrategy(allocator_config, name="allocator"),
-        EqualWeight(),
-        TvlWeighted(),
-        TrailingApr(top_k=top_k, mode=apr_mode),
-        Hold(),
-        AllocatorStrategy(allocator_config, use_oracle=True, name="oracle"),
+def default_strategies(allocator_config: Any, top_k: int = 5, apr_mode: str = "top_k",
+                       with_baseline_forecasts: bool = False) -> list[Strategy]:
+    """The strategies of a standard run, in report order."""
+    caps = (allocator_config.max_weight, allocator_config.max_token_weight)
+    out: list[Strategy] = [AllocatorStrategy(allocator_config, name="allocator")]
+    if with_baseline_forecasts:
+        out.append(AllocatorStrategy(allocator_config, source="baseline_forecasts",
+                                     name="allocator_baseline_forecasts"))
+    out += [
+        AllocatorStrategy(allocator_config, source="perfect", name="allocator_perfect"),
+        EqualWeight(), TvlWeighted(), TrailingApr(top_k=top_k, mode=apr_mode), Hold(),
+        Capped(EqualWeight(), *caps), Capped(TvlWeighted(), *caps), HindsightOracle(),
     ]
+    return out
 
 
 # --------------------------------------------------------------------------- forecast providers
@@ -292,8 +355,9 @@ class BundleProvider:
         x = self._matrix(fs)
         ts = pd.to_datetime(fs.features["timestamp"])
         # sequence models read each pool's recent rows; the others use the row at t only
-        lookback = int(self.params.get("lookback", 24 if fs.freq == "1h" else 14))
-        step = pd.Timedelta("1h" if fs.freq == "1h" else "1D")
+        daily = freq_step(fs.freq) >= pd.Timedelta(days=1)
+        lookback = int(self.params.get("lookback", 14 if daily else 24))
+        step = freq_step(fs.freq)
         start = t - (lookback - 1) * step if self.kind == "torch" else t
         rows = x.loc[((ts >= start) & (ts <= t)).to_numpy()]
         return self.bundle_.predict_pools(rows)

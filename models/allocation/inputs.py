@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["AllocationError", "REQUIRED", "Prepared", "check_inputs", "effective_stress",
-           "incidence", "capital_efficiency", "gas_per_pool", "reason_text"]
+__all__ = ["AllocationError", "REQUIRED", "OPTIONAL", "Prepared", "check_inputs",
+           "effective_stress", "incidence"]
 
 REQUIRED = ("fee_yield", "tvl_usd", "volatility", "p_stress")
-OPTIONAL = ("fee_yield_q10", "il")
-CONCENTRATED, STABLESWAP = "uniswap_v3", "stableswap"
+OPTIONAL = ("fee_yield_q10", "il", "in_range", "active_usd")
 
 
 class AllocationError(ValueError):
@@ -25,26 +22,6 @@ class AllocationError(ValueError):
         self.pool, self.field = pool, field
         where = [f"{k}={v}" for k, v in (("pool", pool), ("field", field)) if v is not None]
         super().__init__(f"{message} [{', '.join(where)}]" if where else message)
-
-
-def capital_efficiency(width: float | None) -> float:
-    """Liquidity per USD of a range [p / (1 + w), p (1 + w)] relative to full range.
-
-    Same formula as pipelines.backtest.accounting.capital_efficiency (models cannot import
-    pipelines); a test keeps the two equal.
-    """
-    if width is None:
-        return 1.0
-    return float(1.0 / (1.0 - (1.0 + width) ** -0.5))
-
-
-def gas_per_pool(chains: np.ndarray, gas_usd: float | Mapping[str, float],
-                 other: float = 0.5) -> np.ndarray:
-    """Gas in USD of one transaction per pool: a flat figure or a per-chain dict."""
-    if not isinstance(gas_usd, Mapping):
-        return np.full(len(chains), float(gas_usd))
-    dflt = float(gas_usd.get("default", other))
-    return np.array([float(gas_usd.get(str(c), dflt)) for c in chains])
 
 
 @dataclass
@@ -153,44 +130,3 @@ def effective_stress(p: np.ndarray, a: np.ndarray, contagion: float,
             via[j] = names[i]
         eff = np.maximum(eff, cand)
     return eff, via
-
-
-def reason_text(*, w: float, prev: float, hi: float, p_own: float, p_eff: float, via: str,
-                apr: float, lvr_apr: float, stress_apr: float, frozen: str | None,
-                snapped: bool, min_trade: float, token_bound: str, turnover_bound: bool,
-                cap: float, fallback: str | None, budget_bound: bool = False,
-                tol: float = 1e-4) -> str:
-    """One-line explanation of a pool's weight."""
-    econ = (f"fee yield {apr:.1%} APR after dilution, LVR {lvr_apr:.1%}, "
-            f"stress {stress_apr:.1%}")
-    if fallback:
-        return f"{fallback} -> {w:.2f}"
-    if frozen:
-        return f"non-finite {frozen} forecast -> held at {w:.2f}"
-    if snapped:
-        return f"move below min trade ${min_trade:,.0f} -> kept at {w:.2f}"
-    if w <= tol and p_eff >= 0.2 and stress_apr >= apr:
-        src = f" (contagion via {via}, own {p_own:.2f})" if via else ""
-        return f"stress probability {p_eff:.2f}{src} -> cut to {w:.2f}"
-    if turnover_bound and abs(w - prev) > tol:
-        lead = f"turnover cap binding -> {w:.2f}"
-    elif w >= min(hi, cap) - tol and w > tol:
-        lead = f"at per-pool cap {w:.2f}"
-    elif token_bound and w > tol:
-        lead = f"token {token_bound} at cap -> {w:.2f}"
-    elif budget_bound and w > tol:
-        lead = f"capital fully deployed -> {w:.2f}"
-    elif w <= tol:
-        lead = "net of LVR, stress, risk and costs not worth holding -> 0.00"
-    else:
-        lead = f"interior optimum {w:.2f}"
-    return f"{lead}; {econ}"
-
-
-def as_float(x: Any, default: float = 0.0) -> float:
-    """Float of x, `default` when missing / non-finite."""
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return default
-    return v if np.isfinite(v) else default

@@ -1,7 +1,8 @@
-"""The allocator's convex program, compiled once per pool set (DPP: only parameters change)."""
+"""The allocator's convex program, compiled once per pool set and thread (DPP)."""
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -110,21 +111,23 @@ class ConvexAllocator:
         return SolveResult(np.clip(w, 0.0, None), status, secs)
 
 
-_CACHE: OrderedDict[tuple[tuple[str, ...], tuple[tuple[str, ...], ...]], ConvexAllocator] = (
-    OrderedDict())
+_LOCAL = threading.local()  # one compiled problem per thread: cvxpy problems are not shared
 _CACHE_SIZE = 8
 
 
 def cached_allocator(pools: tuple[str, ...], tokens: tuple[tuple[str, ...], ...],
                      incidence: np.ndarray) -> ConvexAllocator:
-    """Compiled problem for a pool set and its tokens, from a small LRU cache."""
+    """Compiled problem for a pool set and its tokens, from this thread's small LRU cache."""
+    cache: OrderedDict[tuple[tuple[str, ...], tuple[tuple[str, ...], ...]], ConvexAllocator]
+    cache = getattr(_LOCAL, "cache", None) or OrderedDict()
+    _LOCAL.cache = cache
     key = (pools, tokens)
-    hit = _CACHE.get(key)
+    hit = cache.get(key)
     if hit is not None:
-        _CACHE.move_to_end(key)
+        cache.move_to_end(key)
         return hit
     alloc = ConvexAllocator(incidence)
-    _CACHE[key] = alloc
-    while len(_CACHE) > _CACHE_SIZE:
-        _CACHE.popitem(last=False)
+    cache[key] = alloc
+    while len(cache) > _CACHE_SIZE:
+        cache.popitem(last=False)
     return alloc

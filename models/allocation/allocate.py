@@ -1,0 +1,192 @@
+"""Convex LP capital allocator: maximise the expected P&L the backtest books, net of every cost.
+
+Per pool, for a position of x = w E USD (E the current equity) held over one horizon, priced
+with the economics core exactly as the backtest books it:
+
+    fees     diluted_fees(f T, A, m x, pi)       f fee yield (mean), T TVL, A active liquidity
+                                                  (full-range USD), m our liquidity per USD,
+                                                  pi expected share of time in range
+    IL       il x                                 expected value versus HODL (<= 0): the `il`
+                                                  forecast, else -lvr_fraction(sigma, H, m, pi)
+    stress   -p_eff x stress_loss x x             (0 unless fitted)
+    risk     -risk_aversion x fee spread          (0 by default)
+    costs    rebalance_cost(dx, depth, fee_tier)  swap fee on half the move + impact + gas
+
+The token-price (market) component is held neutral: the allocator decides where liquidity
+earns, not which tokens to hold, so its objective is LP alpha (fees + IL - costs). In the convex
+program the fee term is the same function in conic form (t >= z^2 / (1 + z), z = m x / A), and
+the impact s^2 / (R + s) is bounded above by s^2 / R; gas, a fixed cost per pool touched, is
+applied by pinning every pool whose move does not pay for its gas and minimum trade, then
+re-solving. If the solver fails: previous weights when feasible, else capped equal weight;
+`fallback_chain` says so.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from models.allocation.config import AllocatorConfig
+from models.allocation.inputs import AllocationError, Prepared, check_inputs, incidence
+from models.allocation.pricing import Coefficients, coefficients, pool_pnl
+from models.allocation.problem import ProblemInputs, cached_allocator
+from models.allocation.reasons import explain
+
+_NOISE_USD = 0.01  # moves this small are solver round-off, not decisions
+
+__all__ = ["AllocatorConfig", "Allocation", "AllocationError", "allocate"]
+
+
+@dataclass
+class Allocation:
+    """Allocator output.
+
+    weights : target weight per pool (sum <= 1, rest is cash).
+    reasons : pool -> one-line explanation with the economics that decided it.
+    expected : per pool, USD over the horizon, priced by the economics core: fee, il, lvr,
+        stress_loss, gas, swap_cost, cost, net; plus weight, p_eff, fee_yield (diluted fees /
+        position, per horizon), apr (the same annualised) and fee_share_source.
+    fallback_chain : what went wrong and what was used instead (empty when the solve was clean).
+    """
+
+    weights: pd.Series
+    reasons: dict[str, str]
+    expected: pd.DataFrame
+    fallback_chain: list[str] = field(default_factory=list)
+    solve_seconds: float = 0.0
+
+
+def _inputs(co: Coefficients, pp: Prepared, cfg: AllocatorConfig,
+            pinned: np.ndarray) -> ProblemInputs:
+    """Problem coefficients with `pinned` pools fixed at their current weight."""
+    prev = pp.prev
+    hi = np.where(co.tvl > 0, cfg.max_weight, 0.0)
+    hi = np.where(pinned, prev, hi)
+    lo = np.where(pinned, prev, 0.0)
+    a = co.incidence
+    fixed_tok = a @ np.where(pinned, prev, 0.0) if a.size else np.zeros(0)
+    token_cap = np.maximum(cfg.max_token_weight, fixed_tok + 1e-12)
+    return ProblemInputs(
+        fee_lin=co.fee_lin, fee_conc=co.fee_conc, k=co.k, lin=co.lin,
+        cost_lin=co.cost_lin / cfg.cost_horizons, cost_quad=co.cost_quad / cfg.cost_horizons,
+        prev=prev, lo=lo, hi=hi, token_cap=token_cap, max_turnover=max(cfg.max_turnover, 0.0),
+        max_deploy=max(cfg.max_deploy, float(np.where(pinned, prev, 0.0).sum())))
+
+
+def _feasible(w: np.ndarray, x: ProblemInputs, a: np.ndarray, tol: float = 1e-6) -> str:
+    """Empty string if w satisfies bounds, deploy and token caps, else the first violation."""
+    if (w < x.lo - tol).any() or (w > x.hi + tol).any():
+        return "outside per-pool bounds"
+    if w.sum() > x.max_deploy + tol:
+        return "sum above max_deploy"
+    if a.size and (a @ w > x.token_cap + tol).any():
+        return "above a per-token cap"
+    return ""
+
+
+def _equal_weight(x: ProblemInputs, a: np.ndarray, pinned: np.ndarray) -> np.ndarray:
+    """Equal weight on eligible pools, capped per pool and per token (pinned pools kept)."""
+    free = ~pinned & (x.hi > 0)
+    w = np.where(pinned, x.prev, 0.0)
+    room = max(x.max_deploy - w.sum(), 0.0)
+    if free.any():
+        w[free] = np.minimum(room / free.sum(), x.hi[free])
+    for _ in range(len(a) + 1):  # scale down the free pools of each over-cap token
+        if not a.size:
+            break
+        over = a @ w - x.token_cap
+        if (over <= 1e-12).all():
+            break
+        i = int(np.argmax(over))
+        members = (a[i] > 0) & free
+        tot = w[members].sum()
+        if tot > 0:
+            w[members] *= max(tot - over[i], 0.0) / tot
+    return w
+
+
+def _not_worth(w: np.ndarray, co: Coefficients, pp: Prepared, cfg: AllocatorConfig,
+               done: np.ndarray) -> np.ndarray:
+    """Pools whose move is below the minimum trade or gains less than its gas over holding."""
+    move = np.abs(w - pp.prev) * cfg.capital_usd
+    gain = (pool_pnl(w, co, pp.prev, cfg, with_gas=False)["net"]
+            - pool_pnl(pp.prev, co, pp.prev, cfg, with_gas=False)["net"])
+    small = move < cfg.min_trade_usd
+    unpaid = gain * cfg.cost_horizons < co.gas
+    return ~done & (move > _NOISE_USD) & (small | unpaid)
+
+
+def _solve(co: Coefficients, pp: Prepared, cfg: AllocatorConfig, pinned: np.ndarray,
+           chain: list[str]) -> tuple[np.ndarray | None, np.ndarray, float]:
+    """Solve, pin moves that do not pay for themselves, re-solve; (w, snapped, seconds)."""
+    solver = cached_allocator(pp.pools, co.token_key, co.incidence)
+    res = solver.solve(_inputs(co, pp, cfg, pinned), cfg.solver)
+    secs = res.seconds
+    if res.weights is None:
+        chain.append(f"solver failed: {res.status}")
+        return None, np.zeros(len(pinned), bool), secs
+    w = res.weights
+    snapped = np.zeros(len(w), bool)
+    for _ in range(4):
+        bad = _not_worth(w, co, pp, cfg, pinned | snapped)
+        if not bad.any():
+            break
+        snapped |= bad
+        again = solver.solve(_inputs(co, pp, cfg, pinned | snapped), cfg.solver)
+        secs += again.seconds
+        if again.weights is None:
+            chain.append(f"re-solve after pinning small moves failed ({again.status})")
+            w = np.where(snapped, pp.prev, w)
+            break
+        w = again.weights
+    noise = np.abs(w - pp.prev) * cfg.capital_usd <= _NOISE_USD  # solver round-off
+    return np.where(snapped | noise, pp.prev, w), snapped, secs
+
+
+def allocate(forecasts: pd.DataFrame, current_weights: pd.Series | None, meta: pd.DataFrame,
+             config: AllocatorConfig | None = None) -> Allocation:
+    """Target LP weights per pool from forecasts, current weights and pool metadata.
+
+    Parameters
+    ----------
+    forecasts : indexed by pool_id: fee_yield (expected pool fees over the horizon / TVL,
+        a mean), tvl_usd (USD), volatility (annualised), p_stress (0..1); optional
+        fee_yield_q10, il (expected value versus HODL over the horizon, <= 0; replaces the
+        LVR estimate), in_range (expected share of the horizon in range), active_usd (pool
+        active liquidity in full-range USD).
+    current_weights : current weight per pool (fraction of equity); missing pools count as 0.
+    meta : pool metadata (pool_id column or index; protocol, chain, token0, token1, fee_tier).
+    config : AllocatorConfig; `capital_usd` must be the current equity.
+
+    Raises
+    ------
+    AllocationError : malformed inputs (names the pool and field). Solver trouble never raises:
+        it falls back and records the chain.
+    """
+    cfg = config or AllocatorConfig()
+    t0 = time.perf_counter()
+    pp = check_inputs(forecasts, current_weights, meta)
+    chain = [f"non-finite {f} for {p}: held at current weight" for p, f in pp.frozen.items()]
+    if not pp.pools:
+        return Allocation(pd.Series(dtype=float), {}, pd.DataFrame(), chain)
+    names, _, inc = incidence(pp.meta)
+    co = coefficients(pp, cfg, names, inc)
+    pinned = np.array([p in pp.frozen for p in pp.pools])
+    w, snapped, _ = _solve(co, pp, cfg, pinned, chain)
+    fallback = None
+    x = _inputs(co, pp, cfg, pinned)
+    if w is None:
+        why = _feasible(pp.prev, x, co.incidence)
+        if not why and np.abs(pp.prev).sum() > 0:
+            w, fallback = pp.prev.copy(), "solver failed: previous weights kept"
+            chain.append("previous weights")
+        else:
+            chain.append(f"previous weights infeasible ({why or 'empty'})")
+            w, fallback = _equal_weight(x, co.incidence, pinned), "capped equal weight"
+            chain.append("capped equal weight")
+    weights = pd.Series(w, index=pd.Index(pp.pools, name="pool_id"), name="weight")
+    expected, reasons = explain(w, co, pp, cfg, x, snapped, fallback)
+    return Allocation(weights, reasons, expected, chain, time.perf_counter() - t0)

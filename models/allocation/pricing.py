@@ -1,0 +1,146 @@
+"""Per-pool economics of a decision, priced by the economics core: what the allocator optimises.
+
+`coefficients` turns validated forecasts into the convex program's per-unit-weight terms;
+`pool_pnl` prices any weight vector exactly (diluted fees, IL, stress, swap fee, impact, gas)
+with the same functions the backtest books realised P&L with.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.special import erf
+
+from models.allocation.config import AllocatorConfig
+from models.allocation.inputs import Prepared, effective_stress
+from models.economics.concentrated import centred_range, range_efficiency
+from models.economics.costs import GAS_USD, gas_usd, rebalance_cost, swap_depth_usd
+from models.economics.fees import FEE_SHARE_FROM_TVL, diluted_fees
+from models.economics.lvr import lvr_fraction
+from models.economics.paths import pool_efficiency
+
+__all__ = ["Coefficients", "coefficients", "pool_pnl", "expected_in_range"]
+
+CONCENTRATED = "uniswap_v3"
+
+
+def expected_in_range(volatility: np.ndarray, years: float, width: float) -> np.ndarray:
+    """Expected share of a horizon a centred range stays in range (Brownian log price).
+
+    Approximation: the probability of being inside [-log(1 + width), log(1 + width)] at half
+    the horizon, 2 Phi(b / (sigma sqrt(H / 2))) - 1 = erf(b / (sigma sqrt(H))).
+    """
+    b = np.log1p(width)
+    s = np.asarray(volatility, float) * np.sqrt(years)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.asarray(np.where(s > 0, erf(b / np.where(s > 0, s, 1.0)), 1.0))
+
+
+@dataclass
+class Coefficients:
+    """Per-pool inputs and convex-program terms of one decision (arrays over pools)."""
+
+    pool_fees: np.ndarray  # expected pool fees over the horizon, USD (f x T)
+    tvl: np.ndarray
+    active: np.ndarray  # pool active liquidity, full-range USD
+    m: np.ndarray  # our liquidity per USD of position (full-range units)
+    in_range: np.ndarray
+    il_rate: np.ndarray  # expected value vs HODL per USD over the horizon (<= 0)
+    lvr_rate: np.ndarray  # LVR estimate per USD (>= 0, reported)
+    stress_rate: np.ndarray  # p_eff x stress_loss
+    spread_rate: np.ndarray  # risk_aversion x fee spread per USD
+    depth: np.ndarray
+    fee_tier: np.ndarray
+    gas: np.ndarray
+    chains: np.ndarray
+    p_own: np.ndarray
+    p_eff: np.ndarray
+    via: np.ndarray
+    incidence: np.ndarray
+    tokens: np.ndarray
+    token_key: tuple[tuple[str, ...], ...]
+    source: np.ndarray
+    # convex program terms, per unit weight
+    fee_lin: np.ndarray
+    fee_conc: np.ndarray
+    k: np.ndarray
+    lin: np.ndarray
+    cost_lin: np.ndarray
+    cost_quad: np.ndarray
+
+
+def _col(fc: object, name: str, default: np.ndarray) -> np.ndarray:
+    """Optional forecast column as floats, `default` where absent or non-finite."""
+    if name not in getattr(fc, "columns", ()):
+        return default
+    v = fc[name].to_numpy(float)  # type: ignore[index]
+    return np.where(np.isfinite(v), v, default)
+
+
+def coefficients(pp: Prepared, cfg: AllocatorConfig, names: list[str],
+                 inc: np.ndarray) -> Coefficients:
+    """Economics of each pool for this decision, from validated forecasts and metadata."""
+    fc, meta, E, H = pp.fc, pp.meta, cfg.capital_usd, cfg.horizon_years
+    n = len(fc)
+    proto = (meta["protocol"].astype(str).to_numpy() if "protocol" in meta
+             else np.array(["uniswap_v2"] * n))
+    tiers = (np.nan_to_num(meta["fee_tier"].to_numpy(float)) if "fee_tier" in meta
+             else np.zeros(n))
+    chains = (meta["chain"].astype(str).to_numpy() if "chain" in meta
+              else np.array([""] * n))
+    conc = proto == CONCENTRATED
+    f = np.clip(np.nan_to_num(fc["fee_yield"].to_numpy(float)), 0.0, None)
+    tvl = np.clip(np.nan_to_num(fc["tvl_usd"].to_numpy(float)), 0.0, None)
+    vol = np.nan_to_num(fc["volatility"].to_numpy(float))
+    lower, upper = centred_range(1.0, cfg.v3_width)
+    m = np.where(conc, float(range_efficiency(1.0, lower, upper)), 1.0)
+    pi = _col(fc, "in_range", np.where(conc, expected_in_range(vol, H, cfg.v3_width), 1.0))
+    active = _col(fc, "active_usd", tvl * pool_efficiency(proto, tiers))
+    lvr = lvr_fraction(vol, H, m, pi)
+    il = np.minimum(_col(fc, "il", -lvr), 0.0)
+    q10 = _col(fc, "fee_yield_q10", f)
+    p_own = np.nan_to_num(fc["p_stress"].to_numpy(float))
+    p_eff, via = effective_stress(p_own, inc, cfg.contagion, names)
+    pool_fees = f * tvl
+    safe_a = np.where(active > 0, active, 1.0)
+    share_lin = np.where(active > 0, pi * m / safe_a, 0.0)  # fee per USD of the first dollar
+    spread = cfg.risk_aversion * np.clip(f - q10, 0.0, None) * tvl * share_lin
+    stress = p_eff * cfg.stress_loss
+    depth = swap_depth_usd(tvl, proto, active_liquidity_usd=active)
+    safe_d = np.where(depth > 0, depth, 1.0)
+    gas_table = GAS_USD if cfg.gas_usd is None else cfg.gas_usd
+    source = _col(fc, "active_usd", np.full(n, np.nan))
+    token_key = tuple(tuple(str(t) for t in np.array(names, dtype=object)[inc[:, j] > 0])
+                      for j in range(n)) if inc.size else tuple(() for _ in range(n))
+    return Coefficients(
+        pool_fees=pool_fees, tvl=tvl, active=active, m=m, in_range=pi, il_rate=il,
+        lvr_rate=lvr, stress_rate=stress, spread_rate=spread, depth=depth, fee_tier=tiers,
+        gas=np.asarray(gas_usd(chains, gas_table), float), chains=chains, p_own=p_own,
+        p_eff=p_eff, via=np.array(via, dtype=object), incidence=inc,
+        tokens=np.array(names, dtype=object), token_key=token_key,
+        source=np.where(np.isfinite(source), "forecast", FEE_SHARE_FROM_TVL),
+        fee_lin=pool_fees * share_lin, fee_conc=np.where(active > 0, pool_fees * pi / E, 0.0),
+        k=np.where(active > 0, m * E / safe_a, 0.0),
+        lin=-il + stress + spread,
+        cost_lin=0.5 * tiers, cost_quad=np.where(depth > 0, E / (4.0 * safe_d), 0.0))
+
+
+def pool_pnl(w: np.ndarray, co: Coefficients, prev: np.ndarray, cfg: AllocatorConfig,
+             with_gas: bool = True) -> dict[str, np.ndarray]:
+    """Expected USD per pool over the horizon of holding weights w, moved from prev."""
+    x = np.asarray(w, float) * cfg.capital_usd
+    delta = x - np.asarray(prev, float) * cfg.capital_usd
+    fee = diluted_fees(co.pool_fees, co.active, x * co.m, co.in_range)
+    gas, swap_fee, impact = rebalance_cost(delta, co.depth, co.fee_tier, co.chains,
+                                           GAS_USD if cfg.gas_usd is None else cfg.gas_usd,
+                                           min_move_usd=_NO_MOVE)
+    gas = gas if with_gas else np.zeros_like(gas)
+    cost = (gas + swap_fee + impact) / cfg.cost_horizons
+    il, stress, spread = co.il_rate * x, -co.stress_rate * x, -co.spread_rate * x
+    return {"fee": fee, "il": il, "lvr": -co.lvr_rate * x, "stress_loss": stress,
+            "risk": spread, "gas": -gas, "swap_cost": -(swap_fee + impact), "cost": -cost,
+            "net": fee + il + stress + spread - cost}
+
+
+_NO_MOVE = 0.01  # USD: moves this small are round-off and cost nothing

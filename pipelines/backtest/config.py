@@ -1,0 +1,98 @@
+"""Backtest settings and result: the `[backtest]` table of a TOML config and what a run returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from features.schema import parse_duration
+
+__all__ = ["BacktestConfig", "BacktestResult", "DEFAULT_CAPITAL_USD", "DEFAULT_MIN_TRADE_USD"]
+
+DEFAULT_CAPITAL_USD = 1_000_000.0
+DEFAULT_MIN_TRADE_USD = 100.0
+
+
+class BacktestConfig(BaseModel):
+    """Walk-forward backtest settings ([backtest] table of a TOML config).
+
+    Durations are strings such as "24h" or "7d"; None picks a default for the panel frequency.
+    Gas is per chain (the economics core's table) unless `gas_usd` gives a flat USD figure.
+    """
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    model: Literal["baseline", "lightgbm", "torch"] = "baseline"
+    rebalance: str | None = Field(default=None, description="reallocation cadence "
+                                  "(None: 24h on hourly panels, 7d on daily)")
+    retrain: str | None = Field(default=None, description="model refit cadence "
+                                "(None: 7d hourly, 28d daily)")
+    min_train: str | None = Field(default=None, description="history before the first "
+                                  "decision (None: 7d hourly, 90d daily)")
+    capital_usd: float = Field(default=DEFAULT_CAPITAL_USD, gt=0,
+                               description="starting capital, USD")
+    allocator: dict[str, Any] = Field(default_factory=dict,
+                                      description="AllocatorConfig keyword overrides")
+    gas_usd: float | None = Field(default=None, ge=0, description="flat gas per pool touched, "
+                                  "USD (None: per-chain table of the economics core)")
+    min_trade_usd: float = Field(default=DEFAULT_MIN_TRADE_USD, ge=0,
+                                 description="smaller moves are skipped")
+    top_k: int = Field(default=5, ge=1, description="pools held by trailing_apr (top_k mode)")
+    apr_mode: Literal["top_k", "proportional"] = "top_k"
+    apr_window: str = "7d"
+    preemption_lags: int = Field(default=5, ge=1,
+                                 description="rebalance periods looked at before stress onsets")
+    seed: int = 0
+    run_id: str | None = None
+    log_mlflow: bool = True
+    write_report: bool = True
+
+    @field_validator("run_id")
+    @classmethod
+    def _safe_run_id(cls, v: str | None) -> str | None:
+        """A run id becomes a folder name: letters, digits, '-', '_' and inner '.' only."""
+        if v is None:
+            return v
+        from features.sources.store import safe_slug
+
+        return safe_slug(v, "run_id")
+
+    def durations(self, freq: str) -> tuple[pd.Timedelta, pd.Timedelta, pd.Timedelta]:
+        """(rebalance, retrain, min_train) for a panel frequency."""
+        daily = pd.Timedelta(freq) >= pd.Timedelta(days=1)
+        return (parse_duration(self.rebalance or ("7d" if daily else "24h")),
+                parse_duration(self.retrain or ("28d" if daily else "7d")),
+                parse_duration(self.min_train or ("90d" if daily else "7d")))
+
+
+@dataclass
+class BacktestResult:
+    """Outcome of a backtest: metrics, per-period values, executed weights, report location."""
+
+    metrics: dict[str, dict[str, float]]
+    periods: pd.DataFrame
+    weights: pd.DataFrame
+    preemption: pd.DataFrame
+    config: BacktestConfig
+    report_dir: Path | None = None
+    run_id: str = ""
+    timings: dict[str, float] = field(default_factory=dict)
+    fallbacks: list[tuple[pd.Timestamp, list[str]]] = field(default_factory=list)
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+
+    def summary_columns(self) -> list[str]:
+        """Column names of `summary_rows`."""
+        from pipelines.backtest.metrics import METRICS
+
+        return ["strategy", *METRICS]
+
+    def summary_rows(self) -> list[list[Any]]:
+        """One row per strategy: name then every metric (fractions of starting capital)."""
+        from pipelines.backtest.metrics import METRICS
+
+        return [[s, *[float(m.get(k, float("nan"))) for k in METRICS]]
+                for s, m in self.metrics.items()]

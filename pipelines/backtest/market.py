@@ -1,0 +1,172 @@
+"""The panel and its labels as (periods x pools) arrays, with realised per-period LP economics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from features._wide import make_grid
+from features.schema import (
+    CLOSE,
+    FEES_USD,
+    HIGH,
+    LIQUIDITY,
+    LOW,
+    MISSING,
+    POOL_ID,
+    TIMESTAMP,
+    TOKEN0_PRICE_USD,
+    TOKEN1_PRICE_USD,
+    TVL_USD,
+    Panel,
+    duration_periods,
+    freq_step,
+)
+from models.economics.concentrated import human_liquidity
+from models.economics.fees import FEE_SHARE_FROM_LIQUIDITY, FEE_SHARE_FROM_TVL
+from models.economics.lvr import lvr_fraction
+from models.economics.paths import DEFAULT_WIDTH, position_paths
+
+__all__ = ["MarketData", "LABELS"]
+
+LABELS = ["fwd_fee_yield", "fwd_volatility", "fwd_stress", "fwd_il"]
+
+
+def _ffill(a: np.ndarray) -> np.ndarray:
+    """Forward-fill NaN down the time axis (leading NaN stay)."""
+    return pd.DataFrame(a).ffill().to_numpy()
+
+
+def _growth(p: np.ndarray) -> np.ndarray:
+    """Per-period growth factors of a forward-filled price matrix (1 where unknown)."""
+    return np.nan_to_num(p / np.vstack([p[:1], p[:-1]]), nan=1.0)
+
+
+@dataclass
+class MarketData:
+    """Wide arrays of one panel: pool state, realised LP growth and forward labels.
+
+    `active_usd` is the pool's active liquidity in full-range USD (the `fees.usd_liquidity`
+    convention): from the panel's `liquidity` where present, else TVL x the assumed pool
+    efficiency; `fee_share_source` says which, per pool.
+    """
+
+    times: pd.DatetimeIndex
+    pools: list[str]
+    freq: str
+    meta: pd.DataFrame
+    tvl: np.ndarray
+    fees: np.ndarray
+    missing: np.ndarray
+    available: np.ndarray
+    tvl_prev: np.ndarray
+    active_prev: np.ndarray
+    logret: np.ndarray
+    lp_ratio: np.ndarray
+    hodl_ratio: np.ndarray
+    liq_per_value: np.ndarray
+    in_range: np.ndarray
+    lvr_rate: np.ndarray
+    fee_tier: np.ndarray
+    labels: dict[str, np.ndarray]
+    horizon_bars: int
+    fee_share_source: dict[str, str]
+
+    @property
+    def step(self) -> pd.Timedelta:
+        """One panel period."""
+        return freq_step(self.freq)
+
+    @property
+    def n_bars(self) -> int:
+        """Number of periods."""
+        return len(self.times)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(periods, pools)."""
+        return (len(self.times), len(self.pools))
+
+    @property
+    def periods_per_year(self) -> float:
+        """Periods per year at this frequency."""
+        return pd.Timedelta(days=365) / self.step
+
+    def index_of(self, t: pd.Timestamp) -> int:
+        """Bar index of a timestamp on the grid."""
+        loc = self.times.get_loc(t)
+        if not isinstance(loc, int):
+            raise KeyError(f"{t} is not a single period of the panel")
+        return loc
+
+    def label(self, name: str) -> np.ndarray:
+        """Forward label as (periods x pools) array."""
+        return self.labels[name]
+
+    @classmethod
+    def from_panel(cls, panel: Panel, fs: Any, width: float | np.ndarray = DEFAULT_WIDTH,
+                   recenter_after: int | None = 1) -> MarketData:
+        """Pivot a panel and its labels; compute per-bar LP growth and liquidity shares."""
+        f = panel.frame
+        grid = make_grid(f, panel.freq)
+        pools, times = grid.pools, grid.times
+        meta = panel.meta.assign(pool_id=panel.meta[POOL_ID].astype(str)).set_index(
+            POOL_ID).loc[pools]
+        w = {c: grid.wide(f[c]) for c in (CLOSE, HIGH, LOW, FEES_USD, TVL_USD,
+                                          TOKEN0_PRICE_USD, TOKEN1_PRICE_USD)}
+        miss = grid.wide(f[MISSING].astype(float)) if MISSING in f else np.zeros(grid.present.shape)
+        missing = (np.nan_to_num(miss, nan=1.0) > 0) | ~np.isfinite(w[TVL_USD])
+        p0, p1 = _ffill(w[TOKEN0_PRICE_USD]), _ffill(w[TOKEN1_PRICE_USD])
+        g0, g1 = _growth(p0), _growth(p1)
+        close = w[CLOSE]
+        paths = position_paths(g0, g1, meta, ohlc_rel=(w[HIGH] / close, w[LOW] / close),
+                               width=width, recenter_after=recenter_after)
+        tvl_f = _ffill(w[TVL_USD])
+        tvl_prev = np.nan_to_num(np.vstack([tvl_f[:1], tvl_f[:-1]]), nan=0.0)
+        active = tvl_f * paths.pool_eff
+        source = dict.fromkeys(pools, FEE_SHARE_FROM_TVL)
+        if LIQUIDITY in f and {"decimals0", "decimals1"} <= set(meta.columns):
+            liq = _ffill(grid.wide(f[LIQUIDITY]))
+            d0, d1 = meta["decimals0"].to_numpy(float), meta["decimals1"].to_numpy(float)
+            # full-range USD of active liquidity L at price P (token1 per token0): 2 L sqrt(P)
+            # token1, valued at token1's USD price (decimals broadcast per pool)
+            human = human_liquidity(liq, d0, d1)  # type: ignore[arg-type]
+            usd = 2.0 * human * np.sqrt(_ffill(close)) * p1
+            has = np.isfinite(usd) & (usd > 0)
+            active = np.where(has, usd, active)
+            for j in np.flatnonzero(has.any(axis=0)):
+                source[pools[j]] = FEE_SHARE_FROM_LIQUIDITY
+        active_prev = np.nan_to_num(np.vstack([active[:1], active[:-1]]), nan=0.0)
+        logret = np.log(g0 / g1)
+        lab_grid = make_grid(fs.labels, panel.freq)
+        if lab_grid.pools != pools or not lab_grid.times.equals(times):
+            raise ValueError("feature-set labels do not cover the panel's pools and periods; "
+                             "rebuild features from this panel")
+        labels = {c: lab_grid.wide(fs.labels[c]) for c in LABELS if c in fs.labels}
+        return cls(
+            times=times, pools=pools, freq=panel.freq, meta=meta, tvl=w[TVL_USD],
+            fees=np.where(missing, 0.0, np.nan_to_num(w[FEES_USD])), missing=missing,
+            available=~missing & (np.nan_to_num(w[TVL_USD]) > 0), tvl_prev=tvl_prev,
+            active_prev=active_prev, logret=logret, lp_ratio=paths.lp,
+            hodl_ratio=paths.hodl, liq_per_value=paths.liq_per_value,
+            in_range=paths.in_range,
+            lvr_rate=lvr_fraction(np.abs(logret), 1.0, paths.liq_per_value, paths.in_range),
+            fee_tier=meta["fee_tier"].to_numpy(float), labels=labels,
+            horizon_bars=max(1, duration_periods(fs.horizon, panel.freq)),
+            fee_share_source=source)
+
+    def trailing_apr(self, window: str) -> np.ndarray:
+        """Trailing fee APR per bar and pool: window fees / mean window TVL, annualised."""
+        n = max(2, duration_periods(window, self.freq))
+        fees = pd.DataFrame(np.where(self.missing, np.nan, self.fees))
+        tvl = pd.DataFrame(np.where(self.missing, np.nan, self.tvl))
+        s = fees.rolling(n, min_periods=max(1, n // 2)).sum()
+        m = tvl.rolling(n, min_periods=max(1, n // 2)).mean()
+        return (s / m.where(m > 0)).to_numpy() * (self.periods_per_year / n)
+
+    def timestamps(self) -> pd.Series:
+        """The grid's timestamps as a Series (for reports)."""
+        return pd.Series(self.times, name=TIMESTAMP)
