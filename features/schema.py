@@ -331,7 +331,10 @@ def validate_panel(
 
 
 def reindex_panel(df: pd.DataFrame, freq: str) -> pd.DataFrame:
-    """Reindex each pool to a regular grid from its first to last period; flag new rows missing."""
+    """Reindex each pool to a regular grid from its first to last period; flag new rows missing.
+
+    Import provenance columns (SOURCE_FILE, SOURCE_ROW) are kept where present (NaN on new rows).
+    """
     step = freq_step(freq)
     parts = []
     for pid, g in df.groupby(POOL_ID, sort=True):
@@ -344,4 +347,4 @@ def reindex_panel(df: pd.DataFrame, freq: str) -> pd.DataFrame:
         parts.append(r.reset_index())
     out = pd.concat(parts, ignore_index=True) if parts else df.assign(**{MISSING: False})
     out[MISSING] = out[MISSING].astype(bool)
-    return out[[c for c in PANEL_COLUMNS if c in out.columns]]
+    return out[[c for c in PANEL_COLUMNS + [SOURCE_FILE, SOURCE_ROW] if c in out.columns]]

@@ -50,10 +50,23 @@ def _run(fn: Callable[[], Any]) -> Any:
     except (ValueError, FileNotFoundError, KeyError, RuntimeError) as exc:
         if _STATE["debug"]:
             raise
-        kind = type(exc).__name__
-        err_console.print(f"[bold red]error[/] ({kind}): {exc}", soft_wrap=True)
-        err_console.print("Re-run with `lpa --debug ...` for the traceback.", style="dim")
+        _print_error(exc)
         raise typer.Exit(code=1) from None
+
+
+def _print_error(exc: BaseException) -> None:
+    """Print an error in one paragraph; its text is never read as Rich markup.
+
+    DataValidationError ends in a '[file=..., row=..., rule=...]' suffix that markup
+    would swallow as a style tag.
+    """
+    from rich.text import Text
+
+    msg = Text("error", style="bold red")
+    msg.append(f" ({type(exc).__name__}): {exc}")
+    err_console.print(msg, soft_wrap=True)
+    err_console.print("Re-run with `lpa --debug ...` for the traceback.", style="dim",
+                      markup=False)
 
 
 def _table(title: str, columns: list[str], rows: list[list[Any]]) -> Table:
@@ -72,7 +85,7 @@ def data_synth(
     pools: Annotated[int, typer.Option(help="Number of pools.")] = 30,
     days: Annotated[int, typer.Option(help="Days of history.")] = 180,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    freq: Annotated[str, typer.Option(help="Panel frequency: 1h or 1d.")] = "1h",
+    freq: Annotated[str, typer.Option(help="Panel frequency: 1h or 1d (simulated).")] = "1h",
 ) -> None:
     """Simulate a seeded market of interconnected pools into the work directory."""
 
@@ -93,35 +106,58 @@ def data_synth(
 def data_import(
     paths: Annotated[list[Path], typer.Argument(help="Export files or folders.")],
     fmt: Annotated[str, typer.Option("--format", help=(
-        "uniswap-v3-subgraph | uniswap-v2-subgraph | table"))] = "uniswap-v3-subgraph",
+        "uniswap-v3-subgraph | uniswap-v2-subgraph | table | demeter-minute"))]
+    = "uniswap-v3-subgraph",
     workdir: Workdir = None,
-    strict: Annotated[bool, typer.Option(help="Treat every cleaning rule as an error.")] = False,
+    strict: Annotated[bool, typer.Option(
+        help="Refuse every repair rule (harmless trims are still applied and reported).")]
+    = False,
     pools_csv: Annotated[Path | None, typer.Option(help="Pool metadata CSV.")] = None,
     mapping: Annotated[str | None, typer.Option(
-        help="Column mapping for --format table, JSON {contract: source}.")] = None,
+        help="Column mapping for --format table, JSON {contract field: source column}; "
+             "one source column may feed several fields.")] = None,
     sep: Annotated[str, typer.Option(help="CSV separator.")] = ",",
     thousands: Annotated[str | None, typer.Option(help="Thousands separator.")] = None,
-    date_format: Annotated[str | None, typer.Option(help="strptime date format.")] = None,
-    freq: Annotated[str | None, typer.Option(help="Declared frequency 1h/1d (else inferred).")]
-    = None,
+    date_format: Annotated[str | None, typer.Option(
+        help="strptime format of date strings (table and subgraph formats), e.g. "
+             "'%m/%d/%Y %H:%M'.")] = None,
+    freq: Annotated[str | None, typer.Option(
+        help="Declared frequency 1min | 1h | 1d (else inferred); with demeter-minute, 1h or "
+             "1d aggregates the minutes.")] = None,
+    invert_price: Annotated[bool, typer.Option(
+        help="--format table: prices are token1 in token0; invert them.")] = False,
+    usd_price: Annotated[list[str] | None, typer.Option(
+        help="Constant USD price TOKEN=VALUE for a token with no pool path to a stablecoin "
+             "(repeatable).")] = None,
+    usd_prices: Annotated[Path | None, typer.Option(
+        help="CSV of timestamp,token,price_usd for tokens with no pool path to a "
+             "stablecoin.")] = None,
 ) -> None:
     """Import real pool exports, clean them by explicit rules, validate and store the panel."""
 
     def body() -> None:
+        from features.sources.cleaning import TRIMS
         from features.sources.importer import import_exports
         from features.sources.store import write_panel
 
+        try:
+            cols = json.loads(mapping) if mapping else None
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"--mapping is not valid JSON ({exc}); expected e.g. "
+                             '\'{"close": "token1Price", "tvl_usd": "TVL"}\'') from None
         wd = resolve_workdir(workdir)
         panel, report = import_exports(
-            list(paths), fmt, strict=strict, pools_csv=pools_csv,
-            mapping=json.loads(mapping) if mapping else None, sep=sep, thousands=thousands,
-            date_format=date_format, freq=freq,
+            list(paths), fmt, strict=strict, pools_csv=pools_csv, mapping=cols, sep=sep,
+            thousands=thousands, date_format=date_format, freq=freq,
+            invert_price=invert_price, usd_price=usd_price, usd_prices=usd_prices,
         )
-        console.print(_table("cleaning rules applied", ["rule", "what it does", "rows touched"],
-                             [list(r) for r in report.rows()]))
+        console.print(_table("cleaning rules applied",
+                             ["rule", "kind", "what it does", "rows touched"],
+                             [[r, "trim" if r in TRIMS else "repair", d, n]
+                              for r, d, n in report.rows()]))
         path = write_panel(panel, wd, extra={"cleaning": report.to_dict()})
         console.print(f"wrote {len(panel.frame):,} rows for {len(panel.meta)} pools "
-                      f"({panel.freq}) to {path}")
+                      f"({panel.freq}) to {path}", markup=False)
 
     _run(body)
 
@@ -131,12 +167,18 @@ def data_validate(workdir: Workdir = None) -> None:
     """Re-validate the stored panel against the contract."""
 
     def body() -> None:
-        from features.schema import validate_panel
+        import pandas as pd
+
+        from features.schema import freq_step, validate_panel
         from features.sources.store import panel_dir, read_panel
 
         wd = resolve_workdir(workdir)
         panel = read_panel(wd)
-        validate_panel(panel.frame, panel.meta, panel.freq, source=str(panel_dir(wd)))
+        # real data cannot be stamped after now; a simulated market may run ahead of the clock
+        latest = None if panel.info.get("simulated") else (
+            pd.Timestamp.now(tz="UTC") + freq_step(panel.freq))
+        validate_panel(panel.frame, panel.meta, panel.freq, source=str(panel_dir(wd)),
+                       latest=latest)
         console.print(f"[green]valid[/]: {len(panel.frame):,} rows, {len(panel.meta)} pools, "
                       f"frequency {panel.freq}")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -61,7 +62,7 @@ def test_value_rules_name_file_pool_row_and_rule(tmp_path: Path, breakage: str, 
     else:
         df.loc[3, "tvl_usd"] = np.nan
     panel_frame = df.assign(timestamp=pd.to_datetime(df["timestamp"], utc=True))
-    meta = pd.read_csv(pd.io.common.StringIO(POOLS_CSV))
+    meta = pd.read_csv(io.StringIO(POOLS_CSV))
     with pytest.raises(DataValidationError) as err:
         validate_panel(panel_frame, meta, "1h", source="p1.csv")
     msg = str(err.value)
@@ -78,7 +79,7 @@ def test_duplicate_hour_is_refused_strict_and_cleaned_otherwise(tmp_path: Path) 
     panel, report = import_exports([d], "table", freq="1h")
     assert dict((r, n) for r, _, n in report.rows())["duplicate_period"] == 1
     assert panel.frame["timestamp"].is_unique
-    meta = pd.read_csv(pd.io.common.StringIO(POOLS_CSV))
+    meta = pd.read_csv(io.StringIO(POOLS_CSV))
     raw = df.assign(timestamp=pd.to_datetime(df["timestamp"], utc=True))
     with pytest.raises(DataValidationError, match="rule=unique period"):
         validate_panel(raw, meta, "1h", source="p1.csv")
@@ -91,7 +92,7 @@ def test_non_utc_timestamps(tmp_path: Path) -> None:
     with pytest.raises(DataValidationError, match="rule=UTC timestamps") as err:
         _load(_write(tmp_path, df))
     assert "p1.csv" in str(err.value)
-    meta = pd.read_csv(pd.io.common.StringIO(POOLS_CSV))
+    meta = pd.read_csv(io.StringIO(POOLS_CSV))
     local = _good().assign(timestamp=pd.date_range("2024-01-01", periods=6, freq="h",
                                                    tz="Europe/Berlin"))
     with pytest.raises(DataValidationError, match="UTC"):
@@ -104,7 +105,7 @@ def test_timestamps_off_the_declared_frequency(tmp_path: Path) -> None:
     with pytest.raises(DataValidationError, match="off_frequency") as err:
         _load(_write(tmp_path, df))
     assert "row=4" in str(err.value)
-    meta = pd.read_csv(pd.io.common.StringIO(POOLS_CSV))
+    meta = pd.read_csv(io.StringIO(POOLS_CSV))
     raw = df.assign(timestamp=pd.to_datetime(df["timestamp"], utc=True))
     with pytest.raises(DataValidationError, match="rule=on frequency"):
         validate_panel(raw, meta, "1h", source="p1.csv")
@@ -181,7 +182,7 @@ def test_minute_panel_with_tick_and_sqrt_price_validates() -> None:
     df = _good(4).assign(timestamp=pd.date_range("2024-01-01", periods=4, freq="min", tz="UTC"),
                          tick=[200000, 200001, 200002, 200003], sqrt_price=1.5e-3,
                          liquidity=3e18)
-    meta = validate_meta(pd.read_csv(pd.io.common.StringIO(
+    meta = validate_meta(pd.read_csv(io.StringIO(
         POOLS_CSV.replace("fee_tier\n", "fee_tier,decimals0,decimals1\n")
         .replace("0.003\n", "0.003,18,6\n"))))
     assert meta[DECIMALS0].iloc[0] == 18

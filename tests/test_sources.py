@@ -50,10 +50,16 @@ def test_real_exports_make_a_valid_daily_panel(real: tuple) -> None:
 
 
 @needs_real
-def test_real_exports_strict_names_the_first_rule(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="refused in --strict") as err:
-        import_exports([REAL], "uniswap-v3-subgraph", strict=True)
-    assert ".json" in str(err.value) and "rule=" in str(err.value)
+def test_real_exports_import_under_strict_with_trims_reported(real: tuple) -> None:
+    panel, report = import_exports([REAL], "uniswap-v3-subgraph", strict=True)
+    counts = dict((r, n) for r, _, n in report.rows())
+    assert counts["dead_start"] == 8 and counts["stale_open"] > 0 and counts["sort_rows"] > 0
+    assert counts["range_outlier"] == 0 and counts["wide_range_kept"] > 0  # kept, not clipped
+    assert counts["unpriced_start"] == 1
+    lax = real[0].frame
+    assert len(panel.frame) == len(lax)
+    same = [c for c in panel.frame.columns if c not in ("high", "low")]
+    pd.testing.assert_frame_equal(panel.frame[same], lax[same])
 
 
 @needs_real
@@ -61,11 +67,14 @@ def test_cli_import_and_info_on_real_exports(tmp_path: Path) -> None:
     r = CliRunner().invoke(app, ["data", "import", "--format", "uniswap-v3-subgraph", str(REAL),
                                  "--workdir", str(tmp_path)])
     assert r.exit_code == 0, r.output
-    assert "range_outlier" in r.output
+    assert "range_outlier" in r.output and "trim" in r.output
     info = CliRunner().invoke(app, ["data", "info", "--workdir", str(tmp_path)])
     assert info.exit_code == 0 and "8 pools, frequency 1d" in info.output
-    bad = CliRunner().invoke(app, ["data", "import", "--strict", str(REAL), "--workdir",
-                                   str(tmp_path)])
+    strict = CliRunner().invoke(app, ["data", "import", "--strict", str(REAL), "--workdir",
+                                      str(tmp_path)])
+    assert strict.exit_code == 0, strict.output
+    bad = CliRunner().invoke(app, ["data", "import", "--freq", "5m", str(REAL), "--workdir",
+                                   str(tmp_path / "other")])
     assert bad.exit_code == 1 and "Traceback" not in bad.output
     assert "8 pools" in CliRunner().invoke(app, ["data", "info", "--workdir",
                                                  str(tmp_path)]).output  # store intact

@@ -1,188 +1,47 @@
-"""Import real pool exports (subgraph JSON/CSV, Uniswap v2 pair data, generic tables)."""
+"""Import real pool exports into a validated panel: read, clean, price, reindex, validate.
+
+Formats: Uniswap v3 subgraph (poolDayData/poolHourData JSON or CSV), Uniswap v2 subgraph
+(pairDayData/pairHourData), generic tables (``table``, with a column mapping) and demeter
+minute files (``demeter-minute``, optionally aggregated to 1h/1d). Every row keeps its file
+and row in that file until validation, so an error found after files are combined still
+names them.
+"""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from features.schema import (
-    CLOSE,
     FEE_TIER,
-    FEES_USD,
-    HIGH,
-    LIQUIDITY,
-    LOW,
     MISSING,
-    OPEN,
+    OPTIONAL_COLUMNS,
     POOL_ID,
-    PRICE_PATH,
     REQUIRED_COLUMNS,
+    SOURCE_FILE,
+    SOURCE_ROW,
     TIMESTAMP,
-    TOKEN0,
-    TOKEN0_PRICE_USD,
-    TOKEN1,
-    TOKEN1_PRICE_USD,
-    TVL_USD,
-    TX_COUNT,
-    VOLUME_USD,
     DataValidationError,
     Panel,
+    check_freq,
+    freq_step,
     reindex_panel,
     validate_meta,
     validate_panel,
 )
-from features.sources.cleaning import CleaningReport, clean_pool, touch
-from features.sources.pricing import derive_usd_prices
+from features.sources.cleaning import CleaningReport, clean_pool
+from features.sources.pricing import add_usd_prices, user_prices
+from features.sources.rows import load_rows
+from features.sources.subgraph import RawPart, read_subgraph_file, read_v2_file
+from features.sources.table import TableOptions, read_table_file
 
-__all__ = ["import_exports", "FORMATS", "read_subgraph_file", "read_v2_file", "read_table_file"]
+__all__ = ["import_exports", "FORMATS", "read_subgraph_file", "read_v2_file", "read_table_file",
+           "TableOptions"]
 
-FORMATS = ("uniswap-v3-subgraph", "uniswap-v2-subgraph", "table")
-V3_FIELDS = {"tvlUSD": TVL_USD, "volumeUSD": VOLUME_USD, "feesUSD": FEES_USD,
-             "txCount": TX_COUNT, "liquidity": LIQUIDITY}
-V2_FIELDS = {"reserveUSD": TVL_USD, "dailyVolumeUSD": VOLUME_USD,
-             "hourlyVolumeUSD": VOLUME_USD, "dailyTxns": TX_COUNT, "hourlyTxns": TX_COUNT}
-
-
-def _load_rows(path: Path) -> tuple[pd.DataFrame, str | None]:
-    """Rows of a JSON (subgraph response) or CSV/Parquet export, and the JSON entity key."""
-    suffix = path.suffix.lower()
-    if suffix == ".json":
-        try:
-            doc = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise DataValidationError(f"invalid JSON: {exc}", source=str(path),
-                                      rule="readable file") from exc
-        data = doc.get("data", doc) if isinstance(doc, dict) else None
-        if not isinstance(data, dict) or not data:
-            raise DataValidationError("expected a subgraph response {'data': {'<entity>': [...]}}",
-                                      source=str(path), rule="subgraph layout")
-        key = next(iter(data))
-        return pd.DataFrame(data[key]), key
-    if suffix == ".parquet":
-        return pd.read_parquet(path), None
-    return pd.read_csv(path), None
-
-
-def _num(df: pd.DataFrame, col: str) -> pd.Series:
-    return pd.to_numeric(df[col], errors="coerce").astype(float)
-
-
-def _unix(df: pd.DataFrame, path: Path) -> tuple[pd.Series, str]:
-    """Timestamps (UTC) from subgraph time fields, and the inferred frequency."""
-    for col, freq in (("periodStartUnix", "1h"), ("hourStartUnix", "1h"), ("date", "1d")):
-        if col in df.columns:
-            secs = pd.to_numeric(df[col], errors="coerce")
-            if secs.isna().any():
-                i = int(np.flatnonzero(secs.isna().to_numpy())[0])
-                raise DataValidationError(f"non-numeric {col} {df[col].iloc[i]!r}",
-                                          source=str(path), row=i, field=col,
-                                          rule="unix timestamp")
-            return pd.to_datetime(secs.astype("int64"), unit="s", utc=True), freq
-    raise DataValidationError("no time field (periodStartUnix, hourStartUnix or date)",
-                              source=str(path), field="date", rule="required column")
-
-
-def read_subgraph_file(path: Path) -> tuple[pd.DataFrame, str, bool]:
-    """One Uniswap v3 poolHourData/poolDayData export -> contract columns, freq, has fees.
-
-    The subgraph's OHLC is ``token0Price`` (token0 per one token1); the contract's price is
-    token0 in token1, so prices are inverted (and high/low swap).
-    """
-    raw, key = _load_rows(path)
-    ts, freq = _unix(raw, path)
-    if key is not None:
-        freq = "1h" if "hour" in key.lower() else "1d"
-    out = pd.DataFrame({TIMESTAMP: ts})
-    pid = str(raw["pool"].iloc[0]) if "pool" in raw.columns else path.stem.lower()
-    out[POOL_ID] = raw["pool_id"].astype(str) if "pool_id" in raw.columns else pid
-    if "close" in raw.columns:
-        inv = {OPEN: "open", HIGH: "low", LOW: "high", CLOSE: "close"}
-        for c, src in inv.items():
-            v = _num(raw, src) if src in raw.columns else _num(raw, "close")
-            out[c] = np.where(v > 0, 1.0 / v.where(v > 0, 1.0), 0.0)
-    elif "token1Price" in raw.columns:
-        p = _num(raw, "token1Price")
-        for c in (OPEN, HIGH, LOW, CLOSE):
-            out[c] = p
-    else:
-        raise DataValidationError("no price field (close or token1Price)", source=str(path),
-                                  field="close", rule="required column")
-    for src, dst in V3_FIELDS.items():
-        if src in raw.columns:
-            out[dst] = _num(raw, src)
-    if VOLUME_USD not in out or TVL_USD not in out:
-        raise DataValidationError("export lacks volumeUSD or tvlUSD", source=str(path),
-                                  field="volumeUSD,tvlUSD", rule="required column")
-    return out, freq, FEES_USD in out
-
-
-def read_v2_file(path: Path) -> tuple[pd.DataFrame, str, bool]:
-    """One Uniswap v2 pairHourData/pairDayData export -> contract columns, freq, has fees.
-
-    Price = reserve1 / reserve0 (token0 in token1); open = previous close, high/low = the
-    larger/smaller of open and close (the export has no intra-period range).
-    """
-    raw, key = _load_rows(path)
-    ts, freq = _unix(raw, path)
-    out = pd.DataFrame({TIMESTAMP: ts})
-    pid = next((str(raw[c].iloc[0]) for c in ("pair", "pairAddress", "pool_id") if c in raw),
-               path.stem.lower())
-    out[POOL_ID] = pid
-    for src, dst in V2_FIELDS.items():
-        if src in raw.columns:
-            out[dst] = _num(raw, src)
-    if not {"reserve0", "reserve1"} <= set(raw.columns):
-        raise DataValidationError("v2 export lacks reserve0/reserve1", source=str(path),
-                                  field="reserve0,reserve1", rule="required column")
-    out = out.assign(_r=_num(raw, "reserve1") / _num(raw, "reserve0")).sort_values(TIMESTAMP)
-    out[CLOSE] = out.pop("_r")
-    out[OPEN] = out[CLOSE].shift(1).fillna(out[CLOSE])
-    out[HIGH] = np.fmax(out[OPEN], out[CLOSE])
-    out[LOW] = np.fmin(out[OPEN], out[CLOSE])
-    return out, freq, False
-
-
-def read_table_file(path: Path, mapping: dict[str, str] | None, sep: str,
-                    thousands: str | None, date_format: str | None
-                    ) -> tuple[pd.DataFrame, str | None, bool]:
-    """A generic CSV/Parquet with a {contract column: source column} mapping."""
-    if path.suffix.lower() == ".parquet":
-        raw = pd.read_parquet(path)
-    else:
-        raw = pd.read_csv(path, sep=sep, thousands=thousands)
-    mapping = mapping or {}
-    raw = raw.rename(columns={v: k for k, v in mapping.items()})
-    if TIMESTAMP not in raw.columns:
-        raise DataValidationError(f"no '{TIMESTAMP}' column (map it with --mapping)",
-                                  source=str(path), field=TIMESTAMP, rule="required column")
-    t = raw[TIMESTAMP]
-    if pd.api.types.is_numeric_dtype(t):
-        ts = pd.to_datetime(t, unit="s", utc=True)
-    else:
-        parsed = pd.to_datetime(t.astype(str), format=date_format, errors="coerce", utc=False)
-        if parsed.isna().any():
-            i = int(np.flatnonzero(parsed.isna().to_numpy())[0])
-            raise DataValidationError(f"cannot parse timestamp {t.iloc[i]!r}"
-                                      + (f" with format {date_format!r}" if date_format else ""),
-                                      source=str(path), row=i, field=TIMESTAMP,
-                                      rule="parseable timestamp")
-        if getattr(parsed.dt, "tz", None) is not None and str(parsed.dt.tz) != "UTC":
-            raise DataValidationError(
-                f"timestamps carry time zone {parsed.dt.tz}; the contract is UTC",
-                source=str(path), row=0, field=TIMESTAMP, rule="UTC timestamps")
-        ts = parsed.dt.tz_localize("UTC") if parsed.dt.tz is None else parsed
-    out = raw.copy()
-    out[TIMESTAMP] = ts
-    if POOL_ID not in out.columns:
-        out[POOL_ID] = path.stem
-    out[POOL_ID] = out[POOL_ID].astype(str)
-    for c in out.columns:
-        if c not in (TIMESTAMP, POOL_ID, MISSING):
-            out[c] = pd.to_numeric(out[c], errors="coerce")
-    return out, None, FEES_USD in out.columns
+FORMATS = ("uniswap-v3-subgraph", "uniswap-v2-subgraph", "table", "demeter-minute")
+SUFFIXES = (".json", ".csv", ".parquet")
 
 
 def _files(paths: list[Path]) -> tuple[list[Path], Path | None]:
@@ -193,9 +52,8 @@ def _files(paths: list[Path]) -> tuple[list[Path], Path | None]:
         if p.is_dir():
             if (p / "pools.csv").exists():
                 pools_csv = p / "pools.csv"
-            files += sorted(f for f in p.iterdir() if f.suffix.lower() in (".json", ".csv",
-                                                                         ".parquet")
-                            and f.name != "pools.csv")
+            files += sorted(f for f in p.iterdir()
+                            if f.suffix.lower() in SUFFIXES and f.name != "pools.csv")
         elif p.name == "pools.csv":
             pools_csv = p
         else:
@@ -207,103 +65,151 @@ def _files(paths: list[Path]) -> tuple[list[Path], Path | None]:
     return files, pools_csv
 
 
+def _read_meta(path: Path, lower: bool) -> pd.DataFrame:
+    """Pool metadata CSV, validated; pool ids lower-cased for on-chain formats."""
+    raw, _ = load_rows(Path(path))
+    if POOL_ID in raw.columns:
+        raw[POOL_ID] = raw[POOL_ID].astype(str)
+    meta = validate_meta(raw, str(path))
+    if lower:
+        meta[POOL_ID] = meta[POOL_ID].str.lower()
+    return meta
+
+
+def _infer_freq(ts: pd.Series, path: Path) -> str:
+    """The panel frequency nearest above the median spacing of the timestamps."""
+    d = ts.sort_values().diff().dropna()
+    d = d[d > pd.Timedelta(0)]
+    if d.empty:
+        raise DataValidationError("cannot infer the frequency from one timestamp; pass --freq",
+                                  source=str(path), rule="declared frequency")
+    med = pd.Timedelta(d.median())
+    for fq in ("1min", "1h"):
+        if med <= freq_step(fq):
+            return fq
+    return "1d"
+
+
+def _not_future(df: pd.DataFrame, latest: pd.Timestamp, pool: str, freq: str) -> None:
+    """Refuse rows stamped after ``latest`` (a bad clock or unit), before they are reindexed."""
+    late = (df[TIMESTAMP] > latest).to_numpy()
+    if late.any():
+        i = int(np.flatnonzero(late)[0])
+        raise DataValidationError(
+            f"{int(late.sum())} timestamp(s) in the future (after {latest:%Y-%m-%d %H:%M} UTC, "
+            f"now + one {freq} period), e.g. {df[TIMESTAMP].iloc[i]}",
+            source=str(df[SOURCE_FILE].iloc[i]), pool=pool, timestamp=df[TIMESTAMP].iloc[i],
+            row=int(df[SOURCE_ROW].iloc[i]), field=TIMESTAMP, rule="not in the future")
+
+
+def _read(f: Path, fmt: str, opts: TableOptions) -> RawPart:
+    if fmt == "uniswap-v3-subgraph":
+        return read_subgraph_file(f, opts.date_format)
+    if fmt == "uniswap-v2-subgraph":
+        return read_v2_file(f, opts.date_format)
+    return read_table_file(f, opts)
+
+
+def _demeter(paths: list[Path], pools_csv: Path | None) -> tuple[list[RawPart], pd.DataFrame]:
+    """Demeter minute files as one part per pool (fees and USD prices included)."""
+    from features.sources.demeter import read_demeter_minute
+
+    if len(paths) != 1:
+        raise DataValidationError("demeter-minute takes one folder (or one file)",
+                                  source=", ".join(map(str, paths)), rule="one folder")
+    meta_in = _read_meta(pools_csv, lower=True) if pools_csv else None
+    frame, meta = read_demeter_minute(Path(paths[0]), meta_in, provenance=True)
+    return [RawPart(g.reset_index(drop=True), "1min", True, placeholder_open=False,
+                    range_over_trades=True)
+            for _, g in frame.groupby(POOL_ID, sort=True)], meta
+
+
 def import_exports(
     paths: list[Path], fmt: str, *, strict: bool = False, pools_csv: Path | None = None,
     mapping: dict[str, str] | None = None, sep: str = ",", thousands: str | None = None,
-    date_format: str | None = None, freq: str | None = None,
+    date_format: str | None = None, freq: str | None = None, invert_price: bool = False,
+    usd_price: list[str] | None = None, usd_prices: Path | None = None,
+    now: pd.Timestamp | None = None,
 ) -> tuple[Panel, CleaningReport]:
-    """Read, clean, price, reindex and validate exports into a panel, with a cleaning report."""
+    """Read, clean, price, reindex and validate exports into a panel, with a cleaning report.
+
+    Parameters
+    ----------
+    paths : export files or folders (a ``pools.csv`` beside them is the metadata)
+    fmt : one of FORMATS
+    strict : refuse every repair rule (trims are still applied and reported)
+    freq : declared frequency '1min' | '1h' | '1d' (else the file's own or inferred); for
+        demeter-minute, '1h' or '1d' aggregates the minutes
+    usd_price, usd_prices : user USD prices ('TOKEN=VALUE' constants; a CSV of
+        timestamp,token,price_usd) for tokens with no pool path to a stablecoin
+    now : the present, for refusing future timestamps (default: the clock)
+    """
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; expected one of {FORMATS}")
-    files, found_meta = _files(paths)
-    meta_path = Path(pools_csv) if pools_csv else found_meta
-    if meta_path is None:
-        raise FileNotFoundError("no pools.csv beside the exports; pass --pools-csv")
-    meta = validate_meta(pd.read_csv(meta_path, dtype={POOL_ID: str}), str(meta_path))
-    meta[POOL_ID] = meta[POOL_ID].str.lower() if fmt != "table" else meta[POOL_ID]
-    fee_of = dict(zip(meta[POOL_ID], meta[FEE_TIER], strict=True))
+    declared = check_freq(freq) if freq else None
+    now = now if now is not None else pd.Timestamp.now(tz="UTC")
+    opts = TableOptions(mapping, sep, thousands, date_format, invert_price)
     report = CleaningReport()
-    parts, freqs = [], set()
-    for f in files:
-        fq: str | None
-        if fmt == "uniswap-v3-subgraph":
-            df, fq, has_fees = read_subgraph_file(f)
-        elif fmt == "uniswap-v2-subgraph":
-            df, fq, has_fees = read_v2_file(f)
-        else:
-            df, fq, has_fees = read_table_file(f, mapping, sep, thousands, date_format)
-        for pid, g in df.groupby(POOL_ID, sort=False):
-            pid = str(pid)
+    if fmt == "demeter-minute":
+        parts_in, meta = _demeter(paths, pools_csv)
+        files = [Path(paths[0])]
+    else:
+        files, found_meta = _files(paths)
+        meta_path = Path(pools_csv) if pools_csv else found_meta
+        if meta_path is None:
+            raise FileNotFoundError("no pools.csv beside the exports; pass --pools-csv")
+        meta = _read_meta(meta_path, lower=fmt != "table")
+        parts_in = [_read(f, fmt, opts) for f in files]
+    fee_of = dict(zip(meta[POOL_ID], meta[FEE_TIER], strict=True))
+    parts, freqs, one_price = [], set[str](), []
+    for part in parts_in:
+        for pid, g in part.frame.groupby(POOL_ID, sort=False):
+            pid, g = str(pid), g.reset_index(drop=True)
+            src = str(g[SOURCE_FILE].iloc[0])
             if pid not in fee_of:
-                raise DataValidationError("pool not in metadata", source=str(f), pool=pid,
+                raise DataValidationError("pool not in metadata", source=src, pool=pid,
                                           timestamp=g[TIMESTAMP].iloc[0], row=0, field=POOL_ID,
                                           rule="known pool")
-            fq_pool = freq or fq or _infer_freq(g[TIMESTAMP], f)
-            freqs.add(fq_pool)
-            g = clean_pool(g.reset_index(drop=True), pid, fq_pool, fee_of[pid], has_fees, str(f),
-                           report, strict)
-            g.attrs["source"] = str(f)
+            fq: str = (part.freq if fmt == "demeter-minute" and part.freq else
+                       declared or part.freq or _infer_freq(g[TIMESTAMP], Path(src)))
+            _not_future(g, now + freq_step(fq), pid, fq)
+            g = clean_pool(g, pid, fq, fee_of[pid], part.has_fees, src, report, strict,
+                           one_price=part.one_price, placeholder_open=part.placeholder_open,
+                           range_over_trades=part.range_over_trades)
+            freqs.add(fq)
             parts.append(g)
+            if part.one_price:
+                one_price.append(pid)
     if len(freqs) != 1:
         raise DataValidationError(f"exports mix frequencies {sorted(freqs)}; import them apart",
                                   source=str(paths[0]), rule="one frequency")
     fq = freqs.pop()
     frame = pd.concat(parts, ignore_index=True)
-    frame = _add_usd_prices(frame, meta, report, strict)
+    given = user_prices(usd_price, usd_prices, fq)
+    frame = add_usd_prices(frame, meta, report, strict, given)
+    info: dict = {"format": fmt, "files": [str(f) for f in files]}
+    if fmt == "demeter-minute" and declared and declared != "1min":
+        frame, info["resampled_from"] = _aggregate(frame, declared), "1min"
+        fq = declared
     frame = reindex_panel(frame, fq)
     src = ", ".join(str(p) for p in paths)
-    frame = validate_panel(frame, meta, fq, source=src)
+    frame = validate_panel(frame, meta, fq, source=src, latest=now + freq_step(fq))
+    frame = frame.drop(columns=[SOURCE_FILE, SOURCE_ROW], errors="ignore")
+    if one_price:
+        info["one_price_pools"] = sorted(set(one_price))
+    if given:
+        info["usd_prices_given"] = sorted(given)
     used = meta[meta[POOL_ID].isin(frame[POOL_ID].unique())].reset_index(drop=True)
-    return Panel(frame=frame, meta=used, freq=fq, source=src,
-                 info={"format": fmt, "files": [str(f) for f in files]}), report
+    return Panel(frame=frame, meta=used, freq=fq, source=src, info=info), report
 
 
-def _infer_freq(ts: pd.Series, path: Path) -> str:
-    d = ts.sort_values().diff().dropna()
-    if d.empty:
-        raise DataValidationError("cannot infer frequency from one row; pass --freq",
-                                  source=str(path), rule="declared frequency")
-    return "1h" if pd.Timedelta(d.median()) <= pd.Timedelta(hours=1) else "1d"
+def _aggregate(frame: pd.DataFrame, freq: str) -> pd.DataFrame:
+    """Minute rows to ``freq`` periods (flows summed, state last); provenance of the first."""
+    from features.sources.resample import resample_panel
 
-
-def _add_usd_prices(frame: pd.DataFrame, meta: pd.DataFrame, report: CleaningReport,
-                    strict: bool) -> pd.DataFrame:
-    """Fill token USD prices from the export or through the pool graph; record the paths."""
-    if {TOKEN0_PRICE_USD, TOKEN1_PRICE_USD} <= set(frame.columns) and frame[
-            [TOKEN0_PRICE_USD, TOKEN1_PRICE_USD]].notna().all().all():
-        meta[PRICE_PATH] = "from export"
-        return frame
-    live = frame[~frame[MISSING]] if MISSING in frame.columns else frame
-    usd, paths = derive_usd_prices(live, meta)
-    m = meta.set_index(POOL_ID)
-    t0 = frame[POOL_ID].map(m[TOKEN0])
-    t1 = frame[POOL_ID].map(m[TOKEN1])
-    idx = usd.index.get_indexer(pd.DatetimeIndex(frame[TIMESTAMP]))
-    arr = usd.to_numpy()
-    col = {t: i for i, t in enumerate(usd.columns)}
-
-    def lookup(tok: pd.Series) -> np.ndarray:
-        j = tok.map(col).fillna(-1).astype(int).to_numpy()
-        ok = (j >= 0) & (idx >= 0)
-        out = np.full(len(frame), np.nan)
-        out[ok] = arr[idx[ok], j[ok]]
-        return out
-
-    frame[TOKEN0_PRICE_USD] = lookup(t0)
-    frame[TOKEN1_PRICE_USD] = lookup(t1)
-    meta[PRICE_PATH] = [f"{paths.get(a, '?')} | {paths.get(b, '?')}"
-                        for a, b in zip(meta[TOKEN0], meta[TOKEN1], strict=True)]
-    missing = frame[MISSING].to_numpy(bool) if MISSING in frame.columns else np.zeros(
-        len(frame), bool)
-    unpriced = frame[[TOKEN0_PRICE_USD, TOKEN1_PRICE_USD]].isna().any(axis=1).to_numpy()
-    unpriced = unpriced & ~missing
-    for pid in frame.loc[unpriced, POOL_ID].unique():
-        sel = (frame[POOL_ID] == pid).to_numpy()
-        g = frame[sel].reset_index(drop=True)
-        touch(report, g, unpriced[sel], "unpriced", str(pid), str(g.attrs.get("source", pid)),
-              strict)
-    cols = [c for c in frame.columns if c not in (TIMESTAMP, POOL_ID, MISSING)]
-    frame.loc[unpriced, cols] = np.nan
-    frame[MISSING] = missing | unpriced
-    return frame[[c for c in frame.columns if c in REQUIRED_COLUMNS
-                  or c in (LIQUIDITY, TX_COUNT, MISSING)]]
+    out = resample_panel(frame, freq)
+    firsts = frame.assign(**{TIMESTAMP: frame[TIMESTAMP].dt.floor(freq_step(freq))}) \
+        .groupby([POOL_ID, TIMESTAMP])[[SOURCE_FILE, SOURCE_ROW]].first().reset_index()
+    out = out.merge(firsts, on=[POOL_ID, TIMESTAMP], how="left")
+    keep = REQUIRED_COLUMNS + OPTIONAL_COLUMNS + [MISSING, SOURCE_FILE, SOURCE_ROW]
+    return out[[c for c in keep if c in out.columns]]
