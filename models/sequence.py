@@ -1,7 +1,8 @@
 """PyTorch GRU over each pool's recent feature sequence, with a pool embedding.
 
 Trained with pinball loss on the three quantiles (or BCE for the stress task), deterministic
-for a seed, early stopping on the last slice of training time. Each row's sequence is the
+for a seed, early stopping on the last slice of training time (the training rows before it
+purged by the label horizon). Each row's sequence is the
 previous ``lookback`` rows of the same pool taken from the X passed in (zero-padded before the
 pool's first row), so predicting the last row of a pool needs its recent history in X.
 """
@@ -18,8 +19,9 @@ import torch
 from torch import nn
 
 from features.schema import POOL_ID, TIMESTAMP
-from models.base import PROB_COLUMN, QUANTILE_COLUMNS, QUANTILES, BaseForecaster
+from models.base import PROB_COLUMN, QUANTILE_COLUMNS, QUANTILES, BaseForecaster, ForecastError
 from models.gbm import CATEGORICALS, NON_FEATURES
+from models.splits import purged_tail_split
 
 __all__ = ["GRUForecaster", "GRUStress"]
 
@@ -44,20 +46,27 @@ def _pinball(pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 class GRUForecaster(BaseForecaster):
-    """GRU quantile forecaster (pinball loss) over the last ``lookback`` periods of a pool."""
+    """GRU quantile forecaster (pinball loss) over the last ``lookback`` periods of a pool.
+
+    Early stopping watches the last ``valid_frac`` of training time; the rows it trains on end
+    ``horizon_periods`` before it, so no training label window (t, t + h] reaches a validation row.
+    """
 
     kind = "torch"
     task = "quantile"
 
     def __init__(self, lookback: int = 24, hidden: int = 32, epochs: int = 8,
                  batch_size: int = 256, lr: float = 2e-3, max_samples: int = 20000,
-                 patience: int = 2, seed: int = 0) -> None:
+                 patience: int = 2, seed: int = 0, valid_frac: float = 0.15,
+                 horizon_periods: int = 24) -> None:
         self._params = {"lookback": lookback, "hidden": hidden, "epochs": epochs,
                         "batch_size": batch_size, "lr": lr, "max_samples": max_samples,
-                        "patience": patience, "seed": seed}
+                        "patience": patience, "seed": seed, "valid_frac": valid_frac,
+                        "horizon_periods": horizon_periods}
         self.lookback, self.hidden, self.epochs = lookback, hidden, epochs
         self.batch_size, self.lr, self.max_samples = batch_size, lr, max_samples
         self.patience, self.seed = patience, seed
+        self.valid_frac, self.horizon_periods = valid_frac, horizon_periods
 
     # -- data -----------------------------------------------------------------------------
     def _sequences(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -101,8 +110,13 @@ class GRUForecaster(BaseForecaster):
         pos = X_all.index.get_indexer(X.index)
         seq, codes, tcode = seq_all[pos], codes_all[pos], tcode_all[pos]
         target = (yv - self.y_mean_) / self.y_std_ if self.task == "quantile" else yv
-        split = np.quantile(tcode, 0.85)
-        tr, va = np.flatnonzero(tcode < split), np.flatnonzero(tcode >= split)
+        head, tail = purged_tail_split(tcode, self.valid_frac, self.horizon_periods)
+        tr, va = np.flatnonzero(head), np.flatnonzero(tail)
+        if len(tr) == 0:
+            raise ForecastError(
+                f"{self.kind}: no training rows end {self.horizon_periods} periods before the "
+                f"last {self.valid_frac:.0%} of time held out for early stopping; "
+                f"need a longer training window")
         if len(tr) > self.max_samples:
             tr = np.sort(rng.choice(tr, self.max_samples, replace=False))
         if len(va) > self.max_samples // 4:

@@ -14,6 +14,7 @@ from sklearn.isotonic import IsotonicRegression
 from features.schema import TIMESTAMP
 from models.base import PROB_COLUMN, BaseForecaster
 from models.gbm import CATEGORICALS, NON_FEATURES, lgb_matrix, lgb_params
+from models.splits import purged_tail_split
 
 __all__ = ["LightGBMStress"]
 
@@ -21,20 +22,24 @@ __all__ = ["LightGBMStress"]
 class LightGBMStress(BaseForecaster):
     """Binary LightGBM on the stress label; isotonic calibration on the last slice of time.
 
-    The training window is split by time (never shuffled): the first part fits the booster,
-    the last ``calib_frac`` of timestamps fits the isotonic map, then the booster is refit on
-    the whole window with the same rounds.
+    The training window is split by time (never shuffled): the last ``calib_frac`` of
+    timestamps fits the isotonic map; the booster it calibrates is fit on the rows before,
+    purged by ``horizon_periods`` so no training label window (t, t + h] reaches a calibration
+    row. The booster is then refit on the whole window with the same rounds.
     """
 
     kind = "lightgbm_stress"
     is_classifier = True
 
     def __init__(self, n_estimators: int = 150, seed: int = 0, calib_frac: float = 0.2,
-                 row_stride: int = 1, params: dict[str, Any] | None = None) -> None:
+                 row_stride: int = 1, params: dict[str, Any] | None = None,
+                 horizon_periods: int = 24) -> None:
         self._params = {"n_estimators": n_estimators, "seed": seed, "calib_frac": calib_frac,
-                        "row_stride": row_stride, "params": params or {}}
+                        "row_stride": row_stride, "params": params or {},
+                        "horizon_periods": horizon_periods}
         self.n_estimators, self.seed, self.calib_frac = n_estimators, seed, calib_frac
         self.row_stride, self.params = row_stride, params or {}
+        self.horizon_periods = horizon_periods
 
     def _train(self, M: pd.DataFrame, y: np.ndarray) -> lgb.Booster:
         params = lgb_params(self.seed, objective="binary", **self.params)
@@ -49,10 +54,9 @@ class LightGBMStress(BaseForecaster):
         keep = codes % max(1, self.row_stride) == 0
         X, yv, codes = X.loc[keep], y.to_numpy(float)[keep], codes[keep]
         M = lgb_matrix(X, self.columns_, self.categories_)
-        split = np.quantile(codes, 1 - self.calib_frac)
-        early, late = codes < split, codes >= split
+        early, late = purged_tail_split(codes, self.calib_frac, self.horizon_periods)
         self.calibrator_: dict[str, list[float]] | None = None
-        if yv[early].std() > 0 and 0 < yv[late].sum() < late.sum():
+        if early.any() and yv[early].std() > 0 and 0 < yv[late].sum() < late.sum():
             raw = self._train(M.loc[early], yv[early]).predict(M.loc[late])
             iso = IsotonicRegression(out_of_bounds="clip", y_min=0, y_max=1).fit(raw, yv[late])
             self.calibrator_ = {"x": iso.X_thresholds_.tolist(), "y": iso.y_thresholds_.tolist()}
