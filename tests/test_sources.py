@@ -143,3 +143,93 @@ def test_store_round_trip(tmp_path: Path) -> None:
 def test_missing_path_is_named(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="nope"):
         import_exports([tmp_path / "nope"], "uniswap-v3-subgraph")
+
+
+def test_v3_hourly_export_keeps_active_liquidity_tick_and_sqrt_price(tmp_path: Path) -> None:
+    t0 = 1_700_000_000 - 1_700_000_000 % 3600
+    ticks = 200_000 + np.arange(4) * 10  # 1.0001**tick = token1 per token0, raw units
+    rows = [{"periodStartUnix": t0 + 3600 * i, "close": str(1.0001 ** -int(k)),
+             "tvlUSD": "1e7", "volumeUSD": "1e5", "liquidity": "1234567890123456789012",
+             "sqrtPrice": str(int(1.0001 ** (int(k) / 2) * 2**96)), "tick": str(k)}
+            for i, k in enumerate(ticks)]
+    (tmp_path / "0xcc.json").write_text(json.dumps({"data": {"poolHourDatas": rows}}))
+    _meta(tmp_path, "0xcc,ethereum,uniswap_v3,WETH,USDC,0.0005\n")
+    panel, _ = import_exports([tmp_path], "uniswap-v3-subgraph")
+    f = panel.frame
+    assert str(f["tick"].dtype) == "Int64" and list(f["tick"]) == list(ticks)
+    np.testing.assert_allclose(f["liquidity"], 1.234567890123456789012e21)
+    np.testing.assert_allclose(f["sqrt_price"] ** 2, 1.0001 ** ticks.astype(float), rtol=1e-9)
+    write_panel(panel, tmp_path / "w")
+    back = read_panel(tmp_path / "w")
+    assert list(back.frame["tick"]) == list(ticks)
+
+
+def test_daily_export_without_liquidity_has_no_such_columns(tmp_path: Path) -> None:
+    rows = [{"date": 1_700_006_400 + 86400 * i, "close": 1 / 2000, "tvlUSD": 1e7,
+             "volumeUSD": 1e5} for i in range(3)]
+    (tmp_path / "0xdd.json").write_text(json.dumps({"data": {"poolDayDatas": rows}}))
+    _meta(tmp_path, "0xdd,ethereum,uniswap_v3,WETH,USDC,0.003\n")
+    panel, _ = import_exports([tmp_path], "uniswap-v3-subgraph")
+    assert not {"liquidity", "tick", "sqrt_price"} & set(panel.frame.columns)
+
+
+MINUTE = SHARED / "demeter-minute"
+POLY = "0x45dda9cb7c25131df268515131f647d726f50608"
+
+
+def _minute_files(d: Path, minutes: int = 150) -> pd.DataFrame:
+    """Synthetic demeter minute file of the known Polygon USDC/WETH pool (one day)."""
+    rng = np.random.default_rng(3)
+    close = 202_700 + np.cumsum(rng.integers(-3, 4, minutes))
+    opn = np.r_[close[0], close[:-1]]
+    raw = pd.DataFrame({
+        "timestamp": pd.date_range("2022-07-19", periods=minutes, freq="min")
+        .strftime("%Y-%m-%d %H:%M:%S"),
+        "netAmount0": 0, "netAmount1": 0, "closeTick": close, "openTick": opn,
+        "lowestTick": np.minimum(opn, close) - 1, "highestTick": np.maximum(opn, close) + 1,
+        "inAmount0": rng.integers(0, 10**10, minutes), "inAmount1": 0,
+        "currentLiquidity": 4 * 10**17,
+    })
+    d.mkdir(parents=True, exist_ok=True)
+    raw.to_csv(d / f"Polygon-{POLY}-2022-07-19.csv", index=False)
+    return raw
+
+
+def test_demeter_minutes_import_and_aggregate_to_hours(tmp_path: Path) -> None:
+    pytest.importorskip("features.sources.demeter")
+    raw = _minute_files(tmp_path / "m")
+    minute, report = import_exports([tmp_path / "m"], "demeter-minute", strict=True)
+    f = minute.frame
+    assert minute.freq == "1min" and len(f) == 150 and not f[MISSING].any()
+    assert list(f["tick"]) == list(raw["closeTick"])
+    assert report.counts["stale_open"] == 0  # a tick open is an observation, not a placeholder
+    hourly, _ = import_exports([tmp_path / "m"], "demeter-minute", freq="1h")
+    h = hourly.frame
+    assert hourly.freq == "1h" and len(h) == 3 and hourly.info["resampled_from"] == "1min"
+    f = f.assign(hour=f[TIMESTAMP].dt.floor("h"))
+    by = f.groupby("hour")
+    np.testing.assert_allclose(h[VOLUME_USD], by[VOLUME_USD].sum())
+    np.testing.assert_allclose(h[FEES_USD], by[FEES_USD].sum())
+    np.testing.assert_allclose(h["open"], by["open"].first())
+    np.testing.assert_allclose(h["high"], by["high"].max())
+    np.testing.assert_allclose(h["low"], by["low"].min())
+    np.testing.assert_allclose(h["close"], by["close"].last())
+    np.testing.assert_allclose(h["liquidity"], by["liquidity"].last())
+    assert list(h["tick"]) == list(by["tick"].last())
+
+
+@pytest.mark.skipif(not MINUTE.exists(), reason=f"demeter minute files not found at {MINUTE}")
+def test_cli_imports_the_shared_minute_files_hourly(tmp_path: Path) -> None:
+    pytest.importorskip("features.sources.demeter")
+    r = CliRunner().invoke(app, ["data", "import", "--format", "demeter-minute", str(MINUTE),
+                                 "--freq", "1h", "--workdir", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    assert "(1h)" in r.output and "range_closure" in r.output
+    panel = read_panel(tmp_path)
+    f = panel.frame
+    assert panel.freq == "1h" and len(panel.meta) == 1 and f[POOL_ID].iloc[0] == POLY
+    assert f[TIMESTAMP].min() == pd.Timestamp("2022-07-19", tz="UTC")
+    assert f["token1_price_usd"].between(1000, 2500).all()  # WETH in the summer of 2022
+    assert int(panel.meta["decimals1"].iloc[0]) == 18
+    v = CliRunner().invoke(app, ["data", "validate", "--workdir", str(tmp_path)])
+    assert v.exit_code == 0, v.output

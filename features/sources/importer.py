@@ -189,7 +189,8 @@ def import_exports(
     frame = add_usd_prices(frame, meta, report, strict, given)
     info: dict = {"format": fmt, "files": [str(f) for f in files]}
     if fmt == "demeter-minute" and declared and declared != "1min":
-        frame, info["resampled_from"] = _aggregate(frame, declared), "1min"
+        frame, info["partial_periods"] = _aggregate(frame, declared)
+        info["resampled_from"] = "1min"
         fq = declared
     frame = reindex_panel(frame, fq)
     src = ", ".join(str(p) for p in paths)
@@ -203,8 +204,9 @@ def import_exports(
     return Panel(frame=frame, meta=used, freq=fq, source=src, info=info), report
 
 
-def _aggregate(frame: pd.DataFrame, freq: str) -> pd.DataFrame:
-    """Minute rows to ``freq`` periods (flows summed, state last); provenance of the first."""
+def _aggregate(frame: pd.DataFrame, freq: str) -> tuple[pd.DataFrame, int]:
+    """Minute rows to ``freq`` periods (flows summed, state last), with the number of periods
+    that lack some minutes; each period keeps the provenance of its first minute."""
     from features.sources.resample import resample_panel
 
     out = resample_panel(frame, freq)
@@ -212,4 +214,5 @@ def _aggregate(frame: pd.DataFrame, freq: str) -> pd.DataFrame:
         .groupby([POOL_ID, TIMESTAMP])[[SOURCE_FILE, SOURCE_ROW]].first().reset_index()
     out = out.merge(firsts, on=[POOL_ID, TIMESTAMP], how="left")
     keep = REQUIRED_COLUMNS + OPTIONAL_COLUMNS + [MISSING, SOURCE_FILE, SOURCE_ROW]
-    return out[[c for c in keep if c in out.columns]]
+    partial = int((out["rows_in_period"] < freq_step(freq) // freq_step("1min")).sum())
+    return out[[c for c in keep if c in out.columns]], partial
