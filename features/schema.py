@@ -1,4 +1,8 @@
-"""The pool panel contract: column names, frequency handling and validation."""
+"""The pool panel contract: column names, frequency handling and validation.
+
+DataValidationError (features.errors) and the frequency helpers (features.frequency) are
+re-exported here, so ``from features.schema import freq_step`` is the one import to use.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
+
+from features.errors import DataValidationError
+from features.frequency import (
+    FREQUENCIES,
+    check_freq,
+    duration_periods,
+    freq_step,
+    parse_duration,
+    window_periods,
+)
 
 __all__ = [
     "POOL_ID", "TIMESTAMP", "OPEN", "HIGH", "LOW", "CLOSE", "VOLUME_USD", "FEES_USD", "TVL_USD",
@@ -59,38 +73,6 @@ OPTIONAL_META_COLUMNS = [DECIMALS0, DECIMALS1]  # token decimals, where known
 PROTOCOLS = ("uniswap_v2", "uniswap_v3", "stableswap", "weighted")
 STABLECOINS = frozenset({"USDC", "USDT", "DAI", "FRAX", "LUSD", "BUSD", "TUSD", "USDP", "GUSD"})
 
-FREQUENCIES = {
-    "1min": pd.Timedelta(minutes=1), "1h": pd.Timedelta(hours=1), "1d": pd.Timedelta(days=1),
-}
-
-
-class DataValidationError(ValueError):
-    """Pool data that breaks the contract, with where and which rule."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        source: str | None = None,
-        pool: str | None = None,
-        timestamp: Any = None,
-        row: int | None = None,
-        field: str | None = None,
-        rule: str | None = None,
-    ) -> None:
-        self.source, self.pool, self.timestamp = source, pool, timestamp
-        self.row, self.field, self.rule = row, field, rule
-        where = [
-            f"{k}={v}"
-            for k, v in (
-                ("file", source), ("pool", pool), ("timestamp", timestamp), ("row", row),
-                ("field", field), ("rule", rule),
-            )
-            if v is not None
-        ]
-        super().__init__(f"{message} [{', '.join(where)}]" if where else message)
-
-
 @dataclass
 class Panel:
     """A validated pool panel with its metadata and declared frequency."""
@@ -110,48 +92,6 @@ class Panel:
     def pools(self) -> list[str]:
         """Pool ids in metadata order."""
         return list(self.meta[POOL_ID])
-
-
-def parse_duration(value: str | pd.Timedelta) -> pd.Timedelta:
-    """Parse a duration such as '24h' or '7d' into a Timedelta."""
-    if isinstance(value, str):
-        import re
-
-        value = re.sub(r"(\d)d\b", r"\1D", value.strip())  # pandas deprecates lowercase 'd'
-    try:
-        td = pd.Timedelta(value)
-    except (ValueError, TypeError) as exc:
-        raise ValueError(f"invalid duration {value!r}: expected e.g. '6h', '24h', '7d'") from exc
-    if td <= pd.Timedelta(0):
-        raise ValueError(f"invalid duration {value!r}: must be positive")
-    return td
-
-
-def check_freq(freq: str, source: str | None = None) -> str:
-    """Return the canonical panel frequency ('1min', '1h' or '1d'); raise on anything else."""
-    canon = str(freq).strip().lower()
-    canon = {"1t": "1min", "60min": "1h", "24h": "1d"}.get(canon, canon)
-    if canon not in FREQUENCIES:
-        raise DataValidationError(
-            f"unknown frequency {freq!r}; accepted frequencies: {', '.join(FREQUENCIES)}",
-            source=source, field="freq", rule="declared frequency")
-    return canon
-
-
-def freq_step(freq: str) -> pd.Timedelta:
-    """One period of a panel frequency as a Timedelta (usable as a pandas ``freq``)."""
-    return FREQUENCIES[check_freq(freq)]
-
-
-def duration_periods(duration: str | pd.Timedelta, freq: str) -> int:
-    """Number of whole panel periods in a duration, e.g. ('24h', '1h') -> 24, ('7d', '1d') -> 7."""
-    return int(parse_duration(duration) // freq_step(freq))
-
-
-def window_periods(duration: str | pd.Timedelta, freq: str) -> int:
-    """Number of whole panel periods in a duration (0 when shorter than two periods)."""
-    n = duration_periods(duration, freq)
-    return n if n >= 2 else 0
 
 
 def _fail(

@@ -30,7 +30,7 @@ from features.sources.rows import load_rows, parse_times, to_float
 __all__ = ["derive_usd_prices", "parse_usd_price", "read_usd_prices", "user_prices",
            "add_usd_prices", "USD_PRICE_HINT"]
 
-USD_PRICE_HINT = ("supply USD prices with --usd-price TOKEN=VALUE (a constant, repeatable) or "
+USD_PRICE_HINT = ("Supply USD prices with --usd-price TOKEN=VALUE (a constant, repeatable) or "
                   "--usd-prices FILE (CSV with columns timestamp,token,price_usd)")
 
 
