@@ -6,7 +6,7 @@ with the economics core exactly as the backtest books it:
     fees     diluted_fees(f T, A, m x, pi)       f fee yield (mean), T TVL, A active liquidity
                                                   (full-range USD), m our liquidity per USD,
                                                   pi expected share of time in range
-    IL       il x                                 expected value versus HODL (<= 0): the `il`
+    IL       il x                                 expected LP minus HODL value per USD: the `il`
                                                   forecast, else -lvr_fraction(sigma, H, m, pi)
     stress   -p_eff x stress_loss x x             (0 unless fitted)
     risk     -risk_aversion x fee spread          (0 by default)
@@ -31,7 +31,7 @@ import pandas as pd
 
 from models.allocation.config import AllocatorConfig
 from models.allocation.inputs import AllocationError, Prepared, check_inputs, incidence
-from models.allocation.pricing import Coefficients, coefficients, pool_pnl
+from models.allocation.pricing import Coefficients, coefficients
 from models.allocation.problem import ProblemInputs, cached_allocator
 from models.allocation.reasons import explain
 
@@ -110,12 +110,16 @@ def _equal_weight(x: ProblemInputs, a: np.ndarray, pinned: np.ndarray) -> np.nda
 
 def _not_worth(w: np.ndarray, co: Coefficients, pp: Prepared, cfg: AllocatorConfig,
                done: np.ndarray) -> np.ndarray:
-    """Pools whose move is below the minimum trade or gains less than its gas over holding."""
+    """Pools whose move is below the minimum trade or too small to earn back its gas.
+
+    A move of |dx| USD is worth about |dx| x the pool's first-dollar net return per horizon
+    (fees less IL, stress and risk) over the cost horizons, whichever way it goes: a cut frees
+    capital that earns about as much elsewhere, so the same scale applies.
+    """
     move = np.abs(w - pp.prev) * cfg.capital_usd
-    gain = (pool_pnl(w, co, pp.prev, cfg, with_gas=False)["net"]
-            - pool_pnl(pp.prev, co, pp.prev, cfg, with_gas=False)["net"])
+    rate = np.abs(co.fee_lin - co.lin)
     small = move < cfg.min_trade_usd
-    unpaid = gain * cfg.cost_horizons < co.gas
+    unpaid = move * rate * cfg.cost_horizons < co.gas
     return ~done & (move > _NOISE_USD) & (small | unpaid)
 
 
@@ -154,9 +158,10 @@ def allocate(forecasts: pd.DataFrame, current_weights: pd.Series | None, meta: p
     ----------
     forecasts : indexed by pool_id: fee_yield (expected pool fees over the horizon / TVL,
         a mean), tvl_usd (USD), volatility (annualised), p_stress (0..1); optional
-        fee_yield_q10, il (expected value versus HODL over the horizon, <= 0; replaces the
-        LVR estimate), in_range (expected share of the horizon in range), active_usd (pool
-        active liquidity in full-range USD).
+        fee_yield_q10, il (expected LP value minus HODL value over the horizon per USD
+        deposited, usually <= 0; replaces the LVR estimate), in_range (expected share of the horizon
+        in range), active_usd (pool active liquidity in full-range USD), liq_per_value (our
+        liquidity per USD in full-range units; default: the centred range's efficiency).
     current_weights : current weight per pool (fraction of equity); missing pools count as 0.
     meta : pool metadata (pool_id column or index; protocol, chain, token0, token1, fee_tier).
     config : AllocatorConfig; `capital_usd` must be the current equity.

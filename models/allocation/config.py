@@ -33,8 +33,9 @@ class AllocatorConfig:
         P(stress) x stress_loss. 0 by default: kept only where fitted walk-forward.
     contagion : share of a stressed pool's probability passed to pools sharing a token.
     v3_width : half-width of concentrated ranges (fraction), centred at the current price.
-    cost_horizons : horizons over which a move's one-off cost is spread (1: a move must pay
-        for itself within one holding period).
+    cost_horizons : horizons over which a move's one-off cost is spread: the expected number
+        of decisions a position is held. 4 is a judgement call until it is fitted walk-forward
+        (1 would demand that every entry pays for itself before the next decision).
     solver : cvxpy solver name of the reference path.
     """
 
@@ -50,7 +51,7 @@ class AllocatorConfig:
     stress_loss: float = 0.0
     contagion: float = 0.3
     v3_width: float = DEFAULT_WIDTH
-    cost_horizons: float = 1.0
+    cost_horizons: float = 4.0
     solver: str = "CLARABEL"
 
     def __post_init__(self) -> None:

@@ -11,7 +11,7 @@ __all__ = ["AllocationError", "REQUIRED", "OPTIONAL", "Prepared", "check_inputs"
            "effective_stress", "incidence"]
 
 REQUIRED = ("fee_yield", "tvl_usd", "volatility", "p_stress")
-OPTIONAL = ("fee_yield_q10", "il", "in_range", "active_usd")
+OPTIONAL = ("fee_yield_q10", "il", "in_range", "active_usd", "liq_per_value")
 
 
 class AllocationError(ValueError):

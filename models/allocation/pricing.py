@@ -46,7 +46,7 @@ class Coefficients:
     active: np.ndarray  # pool active liquidity, full-range USD
     m: np.ndarray  # our liquidity per USD of position (full-range units)
     in_range: np.ndarray
-    il_rate: np.ndarray  # expected value vs HODL per USD over the horizon (<= 0)
+    il_rate: np.ndarray  # expected LP minus HODL value per USD over the horizon
     lvr_rate: np.ndarray  # LVR estimate per USD (>= 0, reported)
     stress_rate: np.ndarray  # p_eff x stress_loss
     spread_rate: np.ndarray  # risk_aversion x fee spread per USD
@@ -94,11 +94,12 @@ def coefficients(pp: Prepared, cfg: AllocatorConfig, names: list[str],
     tvl = np.clip(np.nan_to_num(fc["tvl_usd"].to_numpy(float)), 0.0, None)
     vol = np.nan_to_num(fc["volatility"].to_numpy(float))
     lower, upper = centred_range(1.0, cfg.v3_width)
-    m = np.where(conc, float(range_efficiency(1.0, lower, upper)), 1.0)
+    m = _col(fc, "liq_per_value", np.where(conc, float(range_efficiency(1.0, lower, upper)),
+                                           1.0))
     pi = _col(fc, "in_range", np.where(conc, expected_in_range(vol, H, cfg.v3_width), 1.0))
     active = _col(fc, "active_usd", tvl * pool_efficiency(proto, tiers))
     lvr = lvr_fraction(vol, H, m, pi)
-    il = np.minimum(_col(fc, "il", -lvr), 0.0)
+    il = _col(fc, "il", -lvr)
     q10 = _col(fc, "fee_yield_q10", f)
     p_own = np.nan_to_num(fc["p_stress"].to_numpy(float))
     p_eff, via = effective_stress(p_own, inc, cfg.contagion, names)

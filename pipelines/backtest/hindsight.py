@@ -23,7 +23,7 @@ def realised_inputs(market: MarketData, i: int, end: int) -> pd.DataFrame:
     """The allocator's inputs at bar i as they turned out over the holding period (hindsight).
 
     fee_yield is the pool's realised fees over the period / TVL at i, il the realised value
-    versus HODL of one USD held, in_range the realised share in range, active_usd the pool's
+    minus HODL value of one USD held, in_range the realised share in range, active_usd the pool's
     active liquidity when trading, volatility the realised one: fed to the allocator they
     price exactly what the ledger books for a position held through the period.
     """
@@ -39,9 +39,10 @@ def realised_inputs(market: MarketData, i: int, end: int) -> pd.DataFrame:
         "fee_yield": np.divide(fees, tvl, out=np.zeros_like(fees), where=tvl > 0),
         "tvl_usd": tvl, "volatility": vol,
         "p_stress": np.zeros(len(tvl)) if lab is None else np.nan_to_num(lab[i]),
-        "il": np.minimum(lp / hodl - 1.0, 0.0),
+        "il": lp - hodl,
         "in_range": market.in_range[sl].mean(0),
         "active_usd": market.active_prev[i + 1],
+        "liq_per_value": market.liq_per_value[i + 1],
     }, index=pd.Index(market.pools, name="pool_id"))
 
 
