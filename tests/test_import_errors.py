@@ -308,3 +308,22 @@ def test_lone_pool_without_a_stablecoin_route_says_how_to_price_it(tmp_path: Pat
     code, out = _cli("data", "import", str(d), "--usd-price", "WETH", "--workdir",
                      str(tmp_path / "w"))
     assert code == 1 and "TOKEN=VALUE" in out
+
+
+def test_strict_unpriced_row_names_the_file_and_its_row(tmp_path: Path) -> None:
+    d = tmp_path / "x"
+    _meta(d, "0xaa,ethereum,uniswap_v3,WBTC,WETH,0.003\n0xbb,ethereum,uniswap_v3,WETH,USDC,"
+             "0.0005\n")
+    day = 1_704_067_200
+    a = [{"date": day + 86400 * i, "close": 1 / 20.0, "tvlUSD": 5e6, "volumeUSD": 1e5}
+         for i in range(5)]
+    b = [{"date": day + 86400 * i, "close": 1 / 2000.0, "tvlUSD": 5e6, "volumeUSD": 1e5}
+         for i in range(5) if i != 3]  # WETH has no price on day 3
+    (d / "0xaa.json").write_text(json.dumps({"data": {"poolDayDatas": a[::-1]}}))
+    (d / "0xbb.json").write_text(json.dumps({"data": {"poolDayDatas": b}}))
+    with pytest.raises(DataValidationError, match="unpriced") as err:
+        import_exports([d], "uniswap-v3-subgraph", strict=True)
+    e = err.value
+    assert e.source is not None and e.source.endswith("0xaa.json") and e.row == 1
+    panel, report = import_exports([d], "uniswap-v3-subgraph")
+    assert report.counts["unpriced"] == 1
