@@ -64,10 +64,12 @@ def test_no_strategy_sees_a_future_row(market: tuple[Any, Any, pd.DataFrame]) ->
     execs = pd.DatetimeIndex(clean.weights["timestamp"].unique()).sort_values()
     cut = execs[len(execs) // 2] - panel.step  # a decision time in the middle of the run
     p2, fs2 = _poison(panel, fs, cut)
-    dirty = run_backtest(p2, fs2, cfg, truth=truth)
+    # prices garbled to 1e9 after the cut: the plan is numerically clipped there, so the
+    # oracle bound is not checked on this deliberately absurd market
+    dirty = run_backtest(p2, fs2, _cfg(oracle_check=False), truth=truth)
     checked = 0
     for s in STRATEGY_NAMES:
-        if s == "oracle":
+        if s in ("oracle", "allocator_perfect"):  # these two are handed the future
             continue
         a = clean.weights[(clean.weights["strategy"] == s)
                           & (clean.weights["timestamp"] <= cut + panel.step)]
@@ -128,9 +130,10 @@ def test_fees_start_on_the_bar_after_the_decision(market: tuple[Any, Any, pd.Dat
     v0 = book.value[0]
     book.advance_to(e + 1)
     assert book.parts["fee_income"][:e].sum() == 0.0
-    k = 1.0 if m.fee_mult is None else m.fee_mult[e, 0]  # concentrated: capital efficiency
-    share = k * v0 / (m.tvl_prev[e, 0] + k * v0)
-    assert book.parts["fee_income"][e] == pytest.approx(share * m.fees[e, 0])
+    ours = m.liq_per_value[e, 0] * v0  # our liquidity, full-range USD
+    share = ours / (m.active_prev[e, 0] + ours)
+    assert 0 < share < 1
+    assert book.parts["fee_income"][e] == pytest.approx(share * m.fees[e, 0] * m.in_range[e, 0])
     assert book.parts["gas"][e] == -5.0 and book.parts["slippage"][e] < 0
 
 

@@ -93,6 +93,9 @@ class ConvexAllocator:
         vals = {"fee_lin": x.fee_lin / scale, "fee_conc": x.fee_conc / scale, "k": x.k,
                 "lin": x.lin / scale, "cost_lin": x.cost_lin / scale,
                 "cost_quad": x.cost_quad / scale, "prev": x.prev, "lo": x.lo, "hi": x.hi}
+        bad = [name for name, v in vals.items() if not np.isfinite(np.asarray(v, float)).all()]
+        if bad:
+            return SolveResult(None, f"non-finite coefficients: {', '.join(bad)}", 0.0)
         for name, v in vals.items():
             self.p[name].value = np.asarray(v, float)
         self.token_cap.value = np.asarray(x.token_cap, float)

@@ -47,6 +47,8 @@ class BacktestConfig(BaseModel):
     preemption_lags: int = Field(default=5, ge=1,
                                  description="rebalance periods looked at before stress onsets")
     seed: int = 0
+    oracle_check: bool = Field(default=True, description="fail when a strategy beats the "
+                               "hindsight oracle (off only for deliberately garbled data)")
     run_id: str | None = None
     log_mlflow: bool = True
     write_report: bool = True

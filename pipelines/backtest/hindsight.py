@@ -61,6 +61,10 @@ def oracle_weights(market: MarketData, bars: np.ndarray, cfg: AllocatorConfig,
         depth[d] = swap_depth_usd(market.tvl_prev[i + 1], market.meta["protocol"].to_numpy(),
                                   active_liquidity_usd=market.active_prev[i + 1])
     _, _, inc = incidence(market.meta)
+    big = 1e12  # garbled or absurd data must not break the plan's numerics
+    growth, fees, active, depth = (np.clip(np.nan_to_num(a, nan=0.0, posinf=big), 0.0, big)
+                                   for a in (growth, fees, active, depth))
+    m = np.clip(np.nan_to_num(m, nan=1.0), 0.0, big)
     o = OracleInputs(growth=growth, pool_fees=fees, active=active, m=m, depth=depth,
                      fee_tier=market.fee_tier, tradable=market.available[bars], incidence=inc)
     return hindsight_plan(o, capital_usd, max_weight=cfg.max_weight,
