@@ -26,6 +26,7 @@ class OracleInputs:
     """Realised per-decision outcomes, (decisions x pools) arrays unless stated.
 
     growth : value growth of one USD of position over the holding period (market + IL).
+    hodl : growth of the tokens that USD held at the start (the market component).
     pool_fees : the pool's fees over the holding period x share of it in range, USD.
     active : pool active liquidity at the start of the period, full-range USD.
     m : our liquidity per USD of position (full-range units).
@@ -35,6 +36,7 @@ class OracleInputs:
     """
 
     growth: np.ndarray
+    hodl: np.ndarray
     pool_fees: np.ndarray
     active: np.ndarray
     m: np.ndarray
@@ -45,7 +47,8 @@ class OracleInputs:
 
 
 def _solve(o: OracleInputs, capital: np.ndarray, max_weight: float, max_token_weight: float,
-           max_deploy: float, max_turnover: float) -> tuple[np.ndarray, np.ndarray]:
+           max_deploy: float, max_turnover: float,
+           market: bool) -> tuple[np.ndarray, np.ndarray]:
     """Planned positions (USD) and the plan's P&L per decision at a given capital path."""
     k, n = o.growth.shape
     scale = float(capital.max())
@@ -61,7 +64,8 @@ def _solve(o: OracleInputs, capital: np.ndarray, max_weight: float, max_token_we
     d = x - drift
     fees_n = o.pool_fees / scale
     depth = np.where(o.depth > 0, o.depth, np.inf) / scale
-    gain = (cp.sum(cp.multiply(o.growth - 1.0, x)) + cp.sum(cp.multiply(fees_n, z - t))
+    value_term = o.growth - 1.0 if market else o.growth - o.hodl
+    gain = (cp.sum(cp.multiply(value_term, x)) + cp.sum(cp.multiply(fees_n, z - t))
             - cp.sum(cp.multiply(0.5 * o.fee_tier[None, :], u))
             - cp.sum(cp.multiply(1.0 / (4.0 * depth), cp.square(d))))
     zf, tf = cp.vec(z, order="C"), cp.vec(t, order="C")
@@ -80,7 +84,7 @@ def _solve(o: OracleInputs, capital: np.ndarray, max_weight: float, max_token_we
     xs = np.clip(np.asarray(x.value), 0.0, None) * scale
     prev = np.vstack([np.zeros((1, n)), xs[:-1] * o.growth[:-1]])
     zz = xs * kz / scale
-    pnl = ((o.growth - 1.0) * xs + o.pool_fees * zz / (1.0 + zz)
+    pnl = (value_term * xs + o.pool_fees * zz / (1.0 + zz)
            - 0.5 * o.fee_tier * np.abs(xs - prev)
            - (0.5 * np.abs(xs - prev)) ** 2 / (0.5 * np.abs(xs - prev) + o.depth)).sum(1)
     return xs, pnl
@@ -88,7 +92,8 @@ def _solve(o: OracleInputs, capital: np.ndarray, max_weight: float, max_token_we
 
 def hindsight_plan(o: OracleInputs, capital_usd: float, *, max_weight: float = 0.25,
                    max_token_weight: float = 0.5, max_deploy: float = 1.0,
-                   max_turnover: float = 2.0, passes: int = 2) -> np.ndarray:
+                   max_turnover: float = 2.0, passes: int = 2,
+                   objective: str = "net") -> np.ndarray:
     """Target weights per decision (decisions x pools) of the hindsight-optimal plan.
 
     Parameters
@@ -98,12 +103,17 @@ def hindsight_plan(o: OracleInputs, capital_usd: float, *, max_weight: float = 0
     max_weight, max_token_weight, max_deploy, max_turnover : the allocator's caps, fractions
         of equity.
     passes : plan solves; each after the first uses the previous plan's equity path.
+    objective : "net" (everything the ledger books, token prices included: the bound on net
+        return) or "lp_alpha" (fees + IL - costs, token moves left out: the bound on LP alpha).
     """
+    if objective not in ("net", "lp_alpha"):
+        raise ValueError(f"objective must be 'net' or 'lp_alpha', got {objective!r}")
     k = o.growth.shape[0]
     capital = np.full(k, float(capital_usd))
     xs = np.zeros(o.growth.shape)
     for _ in range(max(1, passes)):
-        xs, pnl = _solve(o, capital, max_weight, max_token_weight, max_deploy, max_turnover)
+        xs, pnl = _solve(o, capital, max_weight, max_token_weight, max_deploy, max_turnover,
+                         objective == "net")
         capital = np.maximum(capital_usd + np.concatenate([[0.0], np.cumsum(pnl)[:-1]]),
                              1e-6 * capital_usd)
     return xs / capital[:, None]

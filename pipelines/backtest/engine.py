@@ -114,7 +114,9 @@ def run_backtest(
                      if "allocator_baseline_forecasts" in names else None)
     books = {s.name: StrategyBook(market, cfg.capital_usd, cfg.gas_usd, cfg.min_trade_usd)
              for s in strategies}
-    plan = oracle_weights(market, bars, acfg, cfg.capital_usd) if "oracle" in names else None
+    plans = {name: oracle_weights(market, bars, acfg, cfg.capital_usd, objective)
+             for name, objective in (("oracle", "net"), ("oracle_lp_alpha", "lp_alpha"))
+             if name in names}
     apr = market.trailing_apr(cfg.apr_window)
     p_stress = np.full(market.shape, np.nan, np.float32)
     timings = {"prepare_s": time.perf_counter() - t0, "fit_s": 0.0, "predict_s": 0.0,
@@ -155,7 +157,7 @@ def run_backtest(
                 tvl_usd=np.nan_to_num(market.tvl[i]), trailing_apr=apr[i],
                 current=book.weights_now(), meta=market.meta, first=k == 0,
                 forecasts=forecasts, baseline_forecasts=baseline_fc, perfect=perfect,
-                plan=None if plan is None else plan[k], equity=book.equity_now)
+                plan=plans[s.name][k] if s.name in plans else None, equity=book.equity_now)
             book.execute(i + 1, s.decide(ctx))
         timings["decide_s"] += time.perf_counter() - s0
     for b in books.values():

@@ -47,14 +47,15 @@ def realised_inputs(market: MarketData, i: int, end: int) -> pd.DataFrame:
 
 
 def oracle_weights(market: MarketData, bars: np.ndarray, cfg: AllocatorConfig,
-                   capital_usd: float) -> np.ndarray:
+                   capital_usd: float, objective: str = "net") -> np.ndarray:
     """Hindsight-optimal target weights per decision (decisions x pools) under the caps."""
     k, n = len(bars), len(market.pools)
-    growth, fees, active, m, depth = (np.zeros((k, n)) for _ in range(5))
+    growth, hodl, fees, active, m, depth = (np.zeros((k, n)) for _ in range(6))
     for d, i in enumerate(bars):
         end = int(bars[d + 1]) + 1 if d + 1 < k else market.n_bars
         sl = _hold(market, int(i), end)
         growth[d] = np.prod(market.lp_ratio[sl], axis=0)
+        hodl[d] = np.prod(market.hodl_ratio[sl], axis=0)
         fees[d] = (market.fees[sl] * market.in_range[sl]).sum(0)
         active[d] = market.active_prev[i + 1]
         m[d] = market.liq_per_value[i + 1]
@@ -62,11 +63,12 @@ def oracle_weights(market: MarketData, bars: np.ndarray, cfg: AllocatorConfig,
                                   active_liquidity_usd=market.active_prev[i + 1])
     _, _, inc = incidence(market.meta)
     big = 1e12  # garbled or absurd data must not break the plan's numerics
-    growth, fees, active, depth = (np.clip(np.nan_to_num(a, nan=0.0, posinf=big), 0.0, big)
-                                   for a in (growth, fees, active, depth))
+    growth, hodl, fees, active, depth = (
+        np.clip(np.nan_to_num(a, nan=0.0, posinf=big), 0.0, big)
+        for a in (growth, hodl, fees, active, depth))
     m = np.clip(np.nan_to_num(m, nan=1.0), 0.0, big)
-    o = OracleInputs(growth=growth, pool_fees=fees, active=active, m=m, depth=depth,
+    o = OracleInputs(growth=growth, hodl=hodl, pool_fees=fees, active=active, m=m, depth=depth,
                      fee_tier=market.fee_tier, tradable=market.available[bars], incidence=inc)
     return hindsight_plan(o, capital_usd, max_weight=cfg.max_weight,
                           max_token_weight=cfg.max_token_weight, max_deploy=cfg.max_deploy,
-                          max_turnover=cfg.max_turnover)
+                          max_turnover=cfg.max_turnover, objective=objective)

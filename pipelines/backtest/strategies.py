@@ -22,7 +22,8 @@ __all__ = ["DecisionContext", "Strategy", "EqualWeight", "TvlWeighted", "Trailin
            "default_strategies"]
 
 STRATEGY_NAMES = ["allocator", "allocator_perfect", "equal_weight", "tvl_weighted", "trailing_apr",
-                  "hold", "equal_weight_capped", "tvl_weighted_capped", "oracle"]
+                  "hold", "equal_weight_capped", "tvl_weighted_capped", "oracle",
+                  "oracle_lp_alpha"]
 BASELINES = ["equal_weight", "tvl_weighted", "trailing_apr", "hold"]
 
 
@@ -169,7 +170,10 @@ class Capped:
 
 @dataclass
 class HindsightOracle:
-    """Executes the hindsight plan (one convex program over all decisions, realised data)."""
+    """Executes a hindsight plan (one convex program over all decisions, realised data).
+
+    "oracle" bounds net return (token moves included), "oracle_lp_alpha" bounds LP alpha.
+    """
 
     name: str = "oracle"
 
@@ -228,6 +232,7 @@ def default_strategies(allocator_config: Any, top_k: int = 5, apr_mode: str = "t
         AllocatorStrategy(allocator_config, source="perfect", name="allocator_perfect"),
         EqualWeight(), TvlWeighted(), TrailingApr(top_k=top_k, mode=apr_mode), Hold(),
         Capped(EqualWeight(), *caps), Capped(TvlWeighted(), *caps), HindsightOracle(),
+        HindsightOracle(name="oracle_lp_alpha"),
     ]
     return out
 
