@@ -96,4 +96,6 @@ def test_check_oracle_fails_loudly() -> None:
     """A strategy above the oracle raises, naming it."""
     with pytest.raises(OracleBeatenError, match="allocator"):
         check_oracle({"oracle": {"net_return": 0.1}, "allocator": {"net_return": 0.2}})
-    check_oracle({"oracle": {"net_return": 0.3}, "allocator": {"net_return": 0.2}})
+    assert check_oracle({"oracle": {"net_return": 0.3}, "allocator": {"net_return": 0.2}}) == []
+    soft = check_oracle({"oracle_lp_alpha": {"lp_alpha": 0.1}, "allocator": {"lp_alpha": 0.2}})
+    assert len(soft) == 1 and "allocator" in soft[0]

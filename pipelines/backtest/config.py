@@ -85,6 +85,7 @@ class BacktestResult:
     timings: dict[str, float] = field(default_factory=dict)
     fallbacks: list[tuple[pd.Timestamp, list[str]]] = field(default_factory=list)
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
     def summary_columns(self) -> list[str]:
         """Column names of `summary_rows`."""

@@ -23,6 +23,7 @@ from pipelines.backtest.config import BacktestConfig, BacktestResult
 from pipelines.backtest.hindsight import oracle_weights, realised_inputs
 from pipelines.backtest.market import MarketData
 from pipelines.backtest.metrics import (
+    OracleBeatenError,
     all_metrics,
     check_oracle,
     preemption_table,
@@ -201,6 +202,11 @@ def _finish(cfg: BacktestConfig, market: MarketData, books: dict[str, StrategyBo
     res = BacktestResult(metrics=metrics, periods=periods, weights=weights, preemption=pre,
                          config=cfg, run_id=run_id, timings=timings, fallbacks=fallbacks,
                          tables=tables)
+    beaten: OracleBeatenError | None = None
+    try:
+        res.warnings = check_oracle(metrics)
+    except OracleBeatenError as exc:  # reported, then raised once the report is written
+        beaten, res.warnings = exc, [str(exc)]
     if workdir is not None and cfg.write_report:
         from pipelines.backtest.report import log_to_mlflow, write_report
 
@@ -208,6 +214,6 @@ def _finish(cfg: BacktestConfig, market: MarketData, books: dict[str, StrategyBo
                                       if "allocator" in held else None)
         if cfg.log_mlflow:
             log_to_mlflow(res, Path(workdir))
-    if cfg.oracle_check:
-        check_oracle(metrics)
+    if beaten is not None and cfg.oracle_check:
+        raise beaten
     return res
