@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import pandas as pd
 
-from models.economics.costs import rebalance_cost, swap_depth_usd
+from models.economics.costs import GAS_USD, rebalance_cost, swap_depth_usd
 from models.economics.fees import diluted_fees
 from pipelines.backtest.market import MarketData
 
@@ -24,8 +26,8 @@ class StrategyBook:
     each rebalancing swap, `gas` one transaction per pool touched.
     """
 
-    def __init__(self, market: MarketData, capital_usd: float, gas_usd: float | None,
-                 min_trade_usd: float) -> None:
+    def __init__(self, market: MarketData, capital_usd: float,
+                 gas_usd: float | Mapping[str, float] | None, min_trade_usd: float) -> None:
         self.m, self.capital = market, capital_usd
         self.gas_usd, self.min_trade = gas_usd, min_trade_usd
         n, p = market.shape
@@ -80,7 +82,8 @@ class StrategyBook:
         depth = swap_depth_usd(m.tvl_prev[e], m.meta["protocol"].to_numpy(),
                                active_liquidity_usd=m.active_prev[e])
         gas, fee, impact = rebalance_cost(delta, depth, m.fee_tier,
-                                          chains=m.meta["chain"].to_numpy(), gas=self.gas_usd)
+                                          chains=m.meta["chain"].to_numpy(),
+                                          gas=GAS_USD if self.gas_usd is None else self.gas_usd)
         return float(np.sum(gas)), float(np.sum(fee) + np.sum(impact))
 
     def execute(self, e: int, target: np.ndarray | None) -> None:

@@ -47,6 +47,12 @@ class BacktestConfig(BaseModel):
     preemption_lags: int = Field(default=5, ge=1,
                                  description="rebalance periods looked at before stress onsets")
     seed: int = 0
+    fit_decisions: bool = Field(default=False, description="fit the allocator's decision "
+                                "layer walk-forward on the run's own past decisions (off by "
+                                "default: measured, it did not beat the shipped defaults)")
+    decision_refit: int = Field(default=13, ge=1, description="decisions between refits")
+    decision_lookback: int = Field(default=26, ge=4, description="past decisions replayed")
+    decision_trials: int = Field(default=10, ge=1, description="Optuna trials per refit")
     oracle_check: bool = Field(default=True, description="fail when a strategy beats the "
                                "hindsight oracle (off only for deliberately garbled data)")
     run_id: str | None = None

@@ -20,6 +20,7 @@ from features.schema import Panel
 from models.allocation import AllocatorConfig
 from pipelines.backtest.book import StrategyBook
 from pipelines.backtest.config import BacktestConfig, BacktestResult
+from pipelines.backtest.decisions import DecisionFitter
 from pipelines.backtest.hindsight import oracle_weights, realised_inputs
 from pipelines.backtest.market import MarketData
 from pipelines.backtest.metrics import (
@@ -33,6 +34,7 @@ from pipelines.backtest.metrics import (
     window_returns,
 )
 from pipelines.backtest.strategies import (
+    AllocatorStrategy,
     BaselineProvider,
     BundleProvider,
     DecisionContext,
@@ -115,6 +117,10 @@ def run_backtest(
                      if "allocator_baseline_forecasts" in names else None)
     books = {s.name: StrategyBook(market, cfg.capital_usd, cfg.gas_usd, cfg.min_trade_usd)
              for s in strategies}
+    fitters = {s.name: DecisionFitter(acfg, cfg.decision_refit, cfg.decision_lookback,
+                                      cfg.decision_trials, cfg.seed)
+               for s in strategies if cfg.fit_decisions and isinstance(s, AllocatorStrategy)
+               and s.source != "perfect"}
     plans = {name: oracle_weights(market, bars, acfg, cfg.capital_usd, objective)
              for name, objective in (("oracle", "net"), ("oracle_lp_alpha", "lp_alpha"))
              if name in names}
@@ -153,6 +159,11 @@ def run_backtest(
         s0 = time.perf_counter()
         for s in strategies:
             book = books[s.name]
+            fitter = fitters.get(s.name)
+            if fitter is not None and isinstance(s, AllocatorStrategy):
+                fitter.maybe_fit(market, k, int(i))
+                s.config = fitter.config()
+                fitter.record(int(i), forecasts if s.source == "forecasts" else baseline_fc)
             ctx = DecisionContext(
                 t=t, pools=market.pools, available=market.available[i],
                 tvl_usd=np.nan_to_num(market.tvl[i]), trailing_apr=apr[i],
@@ -163,14 +174,17 @@ def run_backtest(
         timings["decide_s"] += time.perf_counter() - s0
     for b in books.values():
         b.advance_to(market.n_bars)
-    return _finish(cfg, market, books, strategies, bars, every, truth, p_stress, timings, t0,
-                   workdir)
+    timings["fit_decisions_s"] = sum(f.seconds for f in fitters.values())
+    res = _finish(cfg, market, books, strategies, bars, every, truth, p_stress, timings, t0,
+                  workdir, {n: f.table() for n, f in fitters.items()})
+    return res
 
 
 def _finish(cfg: BacktestConfig, market: MarketData, books: dict[str, StrategyBook],
             strategies: list[Strategy], bars: np.ndarray, every: int,
             truth: pd.DataFrame | None, p_stress: np.ndarray, timings: dict[str, float],
-            t0: float, workdir: Path | None) -> BacktestResult:
+            t0: float, workdir: Path | None,
+            decision_fits: dict[str, pd.DataFrame]) -> BacktestResult:
     """Metrics, tables, report and the oracle check of a finished run."""
     start = int(bars[0]) + 1
     periods = pd.concat([b.frame(name, start) for name, b in books.items()], ignore_index=True)
@@ -193,7 +207,9 @@ def _finish(cfg: BacktestConfig, market: MarketData, books: dict[str, StrategyBo
         if len(pre) and np.isfinite(pre["equal_share"].iloc[0]) and pre["equal_share"].iloc[0]:
             metrics[n]["pre_stress_weight_ratio"] = float(
                 pre[f"w_{n}"].iloc[0] / pre["equal_share"].iloc[0])
+    fits = [t.assign(strategy=n) for n, t in decision_fits.items() if len(t)]
     tables = {"windows": window_returns(periods, cfg.capital_usd, stress, market.times),
+              "decision_fits": pd.concat(fits, ignore_index=True) if fits else pd.DataFrame(),
               "fee_share_source": pd.DataFrame({"pool_id": list(market.fee_share_source),
                                                 "source": list(market.fee_share_source.values())})}
     timings["total_s"] = time.perf_counter() - t0
