@@ -132,7 +132,7 @@ def pool_rows(frame: pd.DataFrame, meta: Mapping[str, Any] | pd.Series, *, quote
         raise _err(pool, f"fee_tier {fee_tier!r} must be a fraction in [0, 1)")
     df = frame if frame["timestamp"].is_monotonic_increasing else frame.sort_values(
         "timestamp", kind="stable")
-    ts = pd.DatetimeIndex(df["timestamp"])
+    ts = pd.DatetimeIndex(df["timestamp"]).as_unit("ns")
     if ts.has_duplicates:
         raise _err(pool, f"duplicate timestamp {ts[ts.duplicated()][0]}")
     fq, step = _freq(ts, freq, pool)
