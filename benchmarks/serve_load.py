@@ -95,8 +95,9 @@ def main() -> None:
         _prepare(tmp, args.pools)
         port = _free_port()
         env = {**os.environ, "LPA_HOME": str(tmp), "LPA_USE_REGISTRY": "false"}
-        proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "pipelines.serve:create_app",
-                                 "--factory", "--host", "127.0.0.1", "--port", str(port),
+        proc = subprocess.Popen([sys.executable, "-m", "uvicorn",
+                                 "pipelines.service.app:create_app", "--factory",
+                                 "--host", "127.0.0.1", "--port", str(port),
                                  "--workers", str(args.workers), "--log-level", "error"],
                                 env=env)
         url = f"http://127.0.0.1:{port}"

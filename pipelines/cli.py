@@ -325,7 +325,7 @@ def serve_cmd(
     """Serve allocation recommendations over HTTP (FastAPI + uvicorn)."""
 
     def body() -> None:
-        from pipelines.serve import run_server
+        from pipelines.service.app import run_server
 
         run_server(resolve_workdir(workdir), host=host, port=port)
 
@@ -343,7 +343,7 @@ def recommend_cmd(
     """Print an allocation recommendation without a server."""
 
     def body() -> None:
-        from pipelines.recommend import recommend_from_workdir
+        from pipelines.service.recommend import recommend_from_workdir
 
         ids = [p.strip() for p in pools.split(",") if p.strip()] or None
         resp = recommend_from_workdir(resolve_workdir(workdir), ids, capital,

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -15,7 +16,8 @@ from fastapi.testclient import TestClient
 
 from features.build import build_features, write_features
 from features.sources.simulator import simulate_market
-from pipelines.serve import ServiceSettings, create_app
+from pipelines.service.app import create_app
+from pipelines.service.settings import ServiceSettings
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +28,7 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return wd
 
 
-def _client(workdir: Path, **kw: object) -> TestClient:
+def _client(workdir: Path, **kw: Any) -> TestClient:
     s = ServiceSettings(workdir=workdir, use_registry=False, **kw)
     return TestClient(create_app(s))
 
@@ -115,7 +117,7 @@ def test_real_uvicorn_process_on_loopback(workdir: Path) -> None:
     port = _free_port()
     env = {**os.environ, "LPA_HOME": str(workdir), "LPA_USE_REGISTRY": "false"}
     env.pop("MLFLOW_TRACKING_URI", None)
-    code = ("import uvicorn; from pipelines.serve import create_app; "
+    code = ("import uvicorn; from pipelines.service.app import create_app; "
             f"uvicorn.run(create_app(), host='127.0.0.1', port={port}, log_level='warning')")
     proc = subprocess.Popen([sys.executable, "-c", code], env=env)
     base = f"http://127.0.0.1:{port}"
@@ -160,7 +162,7 @@ def test_serves_the_registered_champions(workdir: Path, tmp_path: Path,
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     wd = tmp_path / "wd"
     shutil.copytree(workdir, wd)
-    train(wd, TrainConfig(models=["baseline"], n_folds=2), progress=False)
+    train(wd, TrainConfig.model_validate({"models": ["baseline"], "n_folds": 2}), progress=False)
     with TestClient(create_app(ServiceSettings(workdir=wd, use_registry=True))) as c:
         ready = c.get("/readyz").json()
         assert ready["ready"]

@@ -1,0 +1,164 @@
+"""Allocation recommendations from a loaded state: the logic shared by the API and the CLI.
+
+Every money figure in a recommendation is read from the allocator's per-pool ``expected``
+frame (the numbers it optimised, priced by ``models.economics``); nothing is re-derived here.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from models.allocation import AllocatorConfig, allocate
+from pipelines.service.schemas import (
+    PoolRecommendation,
+    RecommendationRequest,
+    RecommendationResponse,
+)
+from pipelines.service.state import ServiceState, load_state
+
+__all__ = ["UnknownPoolsError", "recommend", "recommend_from_workdir", "parse_pool_ids",
+           "recommendation_title"]
+
+# The allocator caches one compiled convex problem per pool set and cvxpy parameters are
+# shared state, so concurrent solves of the same pool set must not interleave.
+_SOLVER_LOCK = threading.Lock()
+
+
+class UnknownPoolsError(KeyError):
+    """Pools asked for that the service cannot recommend."""
+
+    def __init__(self, pools: list[str]) -> None:
+        self.pools = pools
+        super().__init__(f"unknown pool(s): {', '.join(pools[:20])}")
+
+
+def _allocator_config(req: RecommendationRequest, horizon_years: float) -> AllocatorConfig:
+    """AllocatorConfig of a request over the state's horizon."""
+    k = req.constraints
+    return AllocatorConfig(
+        capital_usd=req.capital_usd, horizon_years=horizon_years,
+        risk_aversion=req.risk_aversion, max_weight=k.max_weight,
+        max_token_weight=k.max_token_weight, max_turnover=k.max_turnover,
+        min_trade_usd=k.min_trade_usd)
+
+
+def _column(exp: pd.DataFrame, name: str) -> np.ndarray:
+    """A column of the allocator's expected frame, non-finite as 0."""
+    return np.nan_to_num(exp[name].to_numpy(float), nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def _usd(x: float) -> str:
+    return f"-${-x:,.0f}" if x < -0.5 else f"${max(x, 0.0):,.0f}"
+
+
+def horizon_text(horizon: pd.Timedelta) -> str:
+    """A horizon as ``7d`` or ``24h``."""
+    days = horizon / pd.Timedelta(days=1)
+    if days >= 1 and days == int(days):
+        return f"{days:g}d"
+    return f"{horizon / pd.Timedelta(hours=1):g}h"
+
+
+def _economics_text(e: dict[str, float], horizon: str) -> str:
+    """The allocator's expected P&L parts of one pool, in USD over the horizon."""
+    risk = f", risk {_usd(e['risk'])}" if abs(e["risk"]) >= 0.5 else ""
+    return (f"expected over {horizon}: fees {_usd(e['fee'])}, IL {_usd(e['il'])}, "
+            f"stress {_usd(e['stress_loss'])}{risk}, costs {_usd(e['cost'])} "
+            f"-> net {_usd(e['net'])}")
+
+
+_ECONOMICS = ("fee", "il", "lvr", "stress_loss", "risk", "gas", "swap_cost", "cost", "net",
+              "fee_yield")
+
+
+def recommend(req: RecommendationRequest, state: ServiceState,
+              max_age_hours: float = 48.0) -> RecommendationResponse:
+    """Run the allocator on the state's precomputed forecasts for the requested pools.
+
+    Raises
+    ------
+    UnknownPoolsError : pools the state does not serve. AllocationError (ValueError) : inputs
+        the allocator cannot use, naming the pool and field.
+    """
+    pools = list(req.pools)
+    unknown = [p for p in pools if p not in state.forecast_rows]
+    if unknown:
+        raise UnknownPoolsError(unknown)
+    cw = req.current_weights or {}
+    cur = pd.Series([cw.get(p, 0.0) for p in pools], index=pools, dtype=float)
+    years = state.horizon / pd.Timedelta(days=365)
+    with _SOLVER_LOCK:
+        alloc = allocate(state.forecasts.loc[pools], cur, state.meta.loc[pools],
+                         _allocator_config(req, years))
+    exp = alloc.expected.reindex(pools)
+    econ = {k: _column(exp, k) for k in _ECONOMICS}
+    w = alloc.weights.reindex(pools).fillna(0.0).to_numpy(float)
+    c = cur.to_numpy(float)
+    move = (w - c) * req.capital_usd
+    p_own = np.nan_to_num(state.forecasts.loc[pools, "p_stress"].to_numpy(float))
+    horizon = horizon_text(state.horizon)
+    out = []
+    for i, p in enumerate(pools):
+        e = {k: float(v[i]) for k, v in econ.items()}
+        why = str(alloc.reasons.get(p, ""))
+        text = _economics_text(e, horizon)
+        out.append(PoolRecommendation(
+            pool_id=p, weight=float(w[i]), current_weight=float(c[i]), move_usd=float(move[i]),
+            expected_fee_yield=e["fee_yield"], expected_fee_usd=e["fee"],
+            expected_il_usd=e["il"], expected_lvr_usd=e["lvr"],
+            expected_stress_usd=e["stress_loss"], expected_cost_usd=e["cost"],
+            expected_net_usd=e["net"], p_stress=float(p_own[i]), gas_usd=-e["gas"],
+            slippage_usd=-e["swap_cost"], data_as_of=state.pool_as_of.get(p, str(state.as_of)),
+            reason=f"{why}; {text}" if why else text))
+    age = state.age_hours()
+    return RecommendationResponse(
+        as_of=str(state.as_of), stale=age > max_age_hours, feature_age_hours=round(age, 2),
+        horizon=horizon, model_versions=state.model_versions, capital_usd=req.capital_usd,
+        cash_weight=float(max(0.0, 1.0 - w.sum())),
+        total_gas_usd=float(-econ["gas"].sum()), total_slippage_usd=float(-econ["swap_cost"].sum()),
+        expected_net_usd=float(econ["net"].sum()),
+        fallback_chain=[str(x) for x in alloc.fallback_chain], pools=out)
+
+
+def parse_pool_ids(text: str) -> list[str] | None:
+    """Pool ids of a comma-separated option; None (all pools) only for an empty option.
+
+    Raises ValueError when the option is given but names no pool (``",,,"``).
+    """
+    if not text.strip():
+        return None
+    ids = [p.strip() for p in text.split(",") if p.strip()]
+    if not ids:
+        raise ValueError(f"--pools {text!r} names no pool id; give comma-separated ids, "
+                         "or leave --pools out to consider every pool")
+    return ids
+
+
+def recommendation_title(resp: RecommendationResponse) -> str:
+    """Table title for a recommendation; says so prominently when the features are stale."""
+    title = f"recommendation as of {resp.as_of}"
+    if resp.stale:
+        title += (f" -- STALE: features are {resp.feature_age_hours:,.1f} h old; "
+                  "rebuild them (`lpa features build`) before acting")
+    return title
+
+
+def recommend_from_workdir(
+    workdir: Path, pools: list[str] | None, capital_usd: float, risk_aversion: float = 1.0,
+    current_weights: dict[str, float] | None = None, max_age_hours: float = 48.0,
+) -> RecommendationResponse:
+    """Load the work directory's state once and recommend, without a server.
+
+    ``pools`` None means every served pool; an empty list is an error.
+    """
+    if pools is not None and not pools:
+        raise ValueError("no pool ids given; pass None to consider every pool")
+    state = load_state(workdir)
+    req = RecommendationRequest(capital_usd=capital_usd,
+                                pools=pools if pools is not None else list(state.forecasts.index),
+                                current_weights=current_weights, risk_aversion=risk_aversion)
+    return recommend(req, state, max_age_hours)
