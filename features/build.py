@@ -13,9 +13,14 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 from rich.progress import Progress
 
+from features import names
 from features._wide import make_grid, periods_per_year, rolling_mean
-from features.flow import flow_features
+from features.flow import fee_yield, flow_features
 from features.labels import (
+    FWD_FEE_YIELD,
+    FWD_IL,
+    FWD_STRESS,
+    FWD_VOLATILITY,
     forward_fee_yield,
     forward_il,
     forward_stress,
@@ -26,6 +31,7 @@ from features.schema import (
     CHAIN,
     CLOSE,
     FEES_USD,
+    FREQUENCIES,
     HIGH,
     LOW,
     MISSING,
@@ -47,12 +53,12 @@ from features.schema import (
     window_periods,
 )
 from features.sources.store import atomic_dir
-from features.volatility import volatility_features
+from features.volatility import realized_vol, volatility_features
 
 __all__ = ["FeatureConfig", "FeatureSet", "build_features", "write_features", "read_features",
            "FEATURE_SET_VERSION", "feature_columns"]
 
-FEATURE_SET_VERSION = "1.0"
+FEATURE_SET_VERSION = "2.0"  # 2.0: names carry durations, not period counts
 KEY_COLUMNS = [POOL_ID, TIMESTAMP, MISSING]
 
 
@@ -62,11 +68,11 @@ class FeatureConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     windows: list[str] = Field(default=["6h", "24h", "7d", "30d"],
-                               description="rolling windows (durations), shortest first")
+                               description="rolling windows (durations)")
     ewm_halflife: str = Field(default="24h", description="EWMA half-life (duration)")
     corr_window: str = Field(default="7d", description="window of market correlation / beta")
-    horizon: str | None = Field(default=None, description="label horizon; None: 24h hourly, "
-                                "7d daily")
+    horizon: str | None = Field(default=None, description="label horizon; None: 24h for "
+                                "panels finer than a day, 7d for daily panels")
     stress_drawdown: float = Field(default=0.1, description="log price move for stress")
     stress_tvl_flight: float = Field(default=0.2, description="TVL drop fraction for stress")
     stress_vol_spike: float = Field(default=2.5, description="forward / trailing vol ratio")
@@ -74,7 +80,8 @@ class FeatureConfig(BaseModel):
 
     def horizon_for(self, freq: str) -> pd.Timedelta:
         """Label horizon for a panel frequency."""
-        return parse_duration(self.horizon or ("24h" if freq == "1h" else "7d"))
+        daily = FREQUENCIES[freq] >= pd.Timedelta(days=1)
+        return parse_duration(self.horizon or ("7d" if daily else "24h"))
 
 
 @dataclass
@@ -92,7 +99,14 @@ class FeatureSet:
     @property
     def horizon_periods(self) -> int:
         """Label horizon in panel periods."""
-        return int(self.horizon // pd.Timedelta("1h" if self.freq == "1h" else "1D"))
+        return int(self.horizon // FREQUENCIES[self.freq])
+
+    @property
+    def digest(self) -> str:
+        """Short hash of the config, columns and version that produced the table."""
+        blob = json.dumps({"config": self.config, "columns": list(self.features.columns),
+                           "version": self.version}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
 def feature_columns(features: pd.DataFrame) -> list[str]:
@@ -101,14 +115,25 @@ def feature_columns(features: pd.DataFrame) -> list[str]:
 
 
 def _valid_windows(cfg: FeatureConfig, freq: str) -> dict[str, int]:
-    """Windows of at least two periods at this frequency, by name."""
-    out = {}
+    """Windows of at least two periods at this frequency: duration label -> periods, shortest
+    first (spellings of one duration, such as 1d and 24h, count once)."""
+    out: dict[str, int] = {}
     for w in cfg.windows:
         n = window_periods(w, freq)
         if n:
-            out[w] = n
+            out.setdefault(names.duration_label(w), n)
     if not out:
-        raise ValueError(f"no feature window spans two {freq} periods: {cfg.windows}")
+        raise ValueError(f"[features] windows: no window spans two {freq} periods: "
+                         f"{cfg.windows}")
+    return dict(sorted(out.items(), key=lambda kv: kv[1]))
+
+
+def _halflives(cfg: FeatureConfig, step: pd.Timedelta, horizon_periods: int) -> dict[str, int]:
+    """EWMA half-lives, duration label -> periods: the configured one (at least one period),
+    then the label horizon's, which the EWMA baselines read."""
+    n = max(1, int(parse_duration(cfg.ewm_halflife) // step))
+    out = {names.duration_label(n * step): n}
+    out.setdefault(names.duration_label(horizon_periods * step), horizon_periods)
     return out
 
 
@@ -120,10 +145,11 @@ def build_features(
     freq = panel.freq
     ppy = periods_per_year(freq)
     windows = _valid_windows(cfg, freq)
-    h = int(cfg.horizon_for(freq) // panel.step)
+    horizon = cfg.horizon_for(freq)
+    h = int(horizon // panel.step)
     if h < 1:
-        raise ValueError(f"horizon {cfg.horizon_for(freq)} is shorter than one {freq} period")
-    halflife = max(1, int(parse_duration(cfg.ewm_halflife) // panel.step))
+        raise ValueError(f"horizon {horizon} is shorter than one {freq} period")
+    halflives = _halflives(cfg, panel.step, h)
     corr_w = max(2, int(parse_duration(cfg.corr_window) // panel.step))
     frame = panel.frame
     grid = make_grid(frame, freq)
@@ -139,39 +165,44 @@ def build_features(
                                               TVL_USD, TOKEN0_PRICE_USD, TOKEN1_PRICE_USD)}
         tx = grid.wide(frame[TX_COUNT]) if TX_COUNT in frame.columns else None
         miss = grid.wide(frame[MISSING].astype(float)) if MISSING in frame.columns else None
-        har = {"d": window_periods("1d", freq) or 1, "w": window_periods("7d", freq),
-               "m": window_periods("30d", freq)}
-        feats = volatility_features(w[OPEN], w[HIGH], w[LOW], w[CLOSE], windows, ppy, halflife,
-                                    har)
+        har = {hw: window_periods(hw, freq) or 1 for hw in names.HAR_WINDOWS}
+        feats = volatility_features(w[OPEN], w[HIGH], w[LOW], w[CLOSE], windows, ppy,
+                                    halflives, har, freq)
+        ret = feats[names.period(names.RET, freq)]
         step("volatility")
         pairs = (meta[TOKEN0] + "/" + meta[TOKEN1] + "@" + meta[CHAIN]).to_numpy()
         _, pair_idx = np.unique(pairs, return_inverse=True)
         membership = np.eye(int(pair_idx.max()) + 1)[pair_idx]
         feats.update(flow_features(w[VOLUME_USD], w[FEES_USD], w[TVL_USD], tx,
                                    w[TOKEN0_PRICE_USD], w[TOKEN1_PRICE_USD], membership,
-                                   windows, ppy, halflife))
+                                   windows, ppy, halflives, freq))
+        hz = names.duration_label(horizon)
+        if hz not in windows:  # the seasonal-naive baselines read the horizon's trailing values
+            feats[names.window(names.RV, hz)] = realized_vol(ret, h, ppy)
+            feats[names.window(names.FEE_YIELD, hz)] = fee_yield(w[FEES_USD], w[TVL_USD], h)
         step("flow")
-        names = list(windows)
-        short = "24h" if "24h" in windows else names[0]
-        longest = names[-1]
+        day = names.duration_label("1d")
+        short = day if day in windows else next(iter(windows))  # the network's short window
+        longest = list(windows)[-1]
+        rv_long = feats[names.window(names.RV, longest)]
         adj = token_adjacency(list(meta[TOKEN0]), list(meta[TOKEN1]))
         stable0 = meta[TOKEN0].isin(STABLECOINS).to_numpy()
         stable1 = meta[TOKEN1].isin(STABLECOINS).to_numpy()
         feats.update(network_features(
-            feats["ret_1"], feats[f"rv_{short}"], feats[f"rv_{longest}"], w[VOLUME_USD],
-            feats["lp_netflow_1"], w[TVL_USD], w[TOKEN0_PRICE_USD], w[TOKEN1_PRICE_USD], adj,
-            stable0, stable1, corr_w, windows[short], (short, cfg.corr_window)))
+            ret, feats[names.window(names.RV, short)], rv_long, w[VOLUME_USD],
+            feats[names.period("lp_netflow", freq)], w[TVL_USD], w[TOKEN0_PRICE_USD],
+            w[TOKEN1_PRICE_USD], adj, stable0, stable1, corr_w, windows[short],
+            (short, names.duration_label(corr_w * panel.step)), freq))
         if miss is not None:
             for name, n in windows.items():
-                feats[f"missing_frac_{name}"] = rolling_mean(miss, n, min_periods=1)
+                feats[names.window("missing_frac", name)] = rolling_mean(miss, n, min_periods=1)
         step("network")
-        ret = feats["ret_1"]
-        labels = {
-            "fwd_fee_yield": forward_fee_yield(w[FEES_USD], w[TVL_USD], h),
-            "fwd_volatility": forward_volatility(ret, h, ppy),
-            "fwd_il": forward_il(w[TOKEN0_PRICE_USD], w[TOKEN1_PRICE_USD], h),
-            "fwd_stress": forward_stress(
-                w[CLOSE], w[TVL_USD], ret, feats[f"rv_{longest}"], feats["peg_dev"], h, ppy,
+        labels_wide = {
+            FWD_FEE_YIELD: forward_fee_yield(w[FEES_USD], w[TVL_USD], h),
+            FWD_VOLATILITY: forward_volatility(ret, h, ppy),
+            FWD_IL: forward_il(w[TOKEN0_PRICE_USD], w[TOKEN1_PRICE_USD], h),
+            FWD_STRESS: forward_stress(
+                w[CLOSE], w[TVL_USD], ret, rv_long, feats["peg_dev"], h, ppy,
                 drawdown=cfg.stress_drawdown, tvl_flight=cfg.stress_tvl_flight,
                 vol_spike=cfg.stress_vol_spike, peg_break=cfg.stress_peg_break),
         }
@@ -186,7 +217,7 @@ def build_features(
             fcols[k] = col
         features = pd.DataFrame({**keys, MISSING: missing, **fcols}, copy=False)
         lcols = {}
-        for k, v in labels.items():
+        for k, v in labels_wide.items():
             col = grid.long(v)
             col[~np.isfinite(col)] = np.nan
             lcols[k] = col
@@ -194,15 +225,8 @@ def build_features(
         del feats
         step("assemble")
     return FeatureSet(features=features, labels=lab, meta=panel.meta.copy(), freq=freq,
-                      horizon=cfg.horizon_for(freq), config=cfg.model_dump(),
+                      horizon=horizon, config=cfg.model_dump(),
                       version=FEATURE_SET_VERSION)
-
-
-def _digest(fs: FeatureSet) -> str:
-    """Short hash of the feature set's config and columns."""
-    blob = json.dumps({"config": fs.config, "columns": list(fs.features.columns),
-                       "version": fs.version}, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
 def write_features(fs: FeatureSet, workdir: Path) -> Path:
@@ -213,7 +237,7 @@ def write_features(fs: FeatureSet, workdir: Path) -> Path:
         fs.features.to_parquet(tmp / "features.parquet", index=False)
         fs.labels.to_parquet(tmp / "labels.parquet", index=False)
         fs.meta.to_csv(tmp / "pools.csv", index=False)
-        manifest = {"version": fs.version, "digest": _digest(fs), "freq": fs.freq,
+        manifest = {"version": fs.version, "digest": fs.digest, "freq": fs.freq,
                     "horizon": str(fs.horizon), "config": fs.config,
                     "rows": len(fs.features), "columns": feature_columns(fs.features),
                     "as_of": str(fs.features[TIMESTAMP].max())}

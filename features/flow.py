@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from features import names
 from features._wide import ewm_mean, lag, rolling_mean, rolling_sum
 
 __all__ = ["fee_yield", "turnover", "tvl_flow_split", "pair_share", "flow_features"]
@@ -50,33 +51,49 @@ def pair_share(x: np.ndarray, membership: np.ndarray) -> np.ndarray:
 def flow_features(
     volume: np.ndarray, fees: np.ndarray, tvl: np.ndarray, tx: np.ndarray | None,
     p0: np.ndarray, p1: np.ndarray, membership: np.ndarray, windows: dict[str, int],
-    ppy: float, halflife: int,
+    ppy: float, halflives: dict[str, int], freq: str,
 ) -> dict[str, np.ndarray]:
-    """All flow features, named by their window."""
+    """All flow features, named by the durations they cover (e.g. fee_yield_24h).
+
+    Parameters
+    ----------
+    volume, fees, tvl : (periods x pools) swap volume, LP fees and TVL, USD
+    tx : (periods x pools) swap counts, or None when the panel has none
+    p0, p1 : (periods x pools) token USD prices
+    membership : (pools x pairs) one-hot pair membership
+    windows : trailing windows, duration label -> periods
+    ppy : periods per year (fee APR)
+    halflives : EWMA half-lives of the per-period fee yield, duration label -> periods
+    freq : panel frequency (names the per-period features)
+    """
+    fy1 = names.period(names.FEE_YIELD, freq)
     out: dict[str, np.ndarray] = {
-        "log_volume": np.log1p(volume), "log_tvl": np.log(np.where(tvl > 0, tvl, np.nan)),
-        "fee_yield_1": _safe_div(fees, tvl),
+        "log_volume": np.log1p(volume), names.LOG_TVL: np.log(np.where(tvl > 0, tvl, np.nan)),
+        fy1: _safe_div(fees, tvl),
     }
     _, price_eff, netflow = tvl_flow_split(tvl, p0, p1)
-    out["tvl_price_effect_1"] = price_eff
-    out["lp_netflow_1"] = netflow
+    out[names.period("tvl_price_effect", freq)] = price_eff
+    out[names.period("lp_netflow", freq)] = netflow
     vshare = pair_share(volume, membership)
     tshare = pair_share(tvl, membership)
-    out["pair_volume_share_1"] = vshare
-    out["pair_tvl_share_1"] = tshare
+    out[names.period("pair_volume_share", freq)] = vshare
+    out["pair_tvl_share"] = tshare
     if tx is not None:
         out["log_tx_count"] = np.log1p(tx)
     for name, w in windows.items():
-        out[f"fee_yield_{name}"] = fee_yield(fees, tvl, w)
-        out[f"fee_apr_{name}"] = out[f"fee_yield_{name}"] * ppy / w
-        out[f"turnover_{name}"] = turnover(volume, tvl, w)
-        out[f"lp_netflow_{name}"] = rolling_sum(netflow, w)
-        out[f"tvl_price_effect_{name}"] = rolling_sum(price_eff, w)
-        out[f"pair_volume_share_{name}"] = rolling_mean(vshare, w)
-        out[f"pair_tvl_share_chg_{name}"] = tshare - lag(tshare, w)
-        out[f"volume_chg_{name}"] = np.log1p(rolling_mean(volume, w)) - np.log1p(
-            lag(rolling_mean(volume, w), w))
+        fy = fee_yield(fees, tvl, w)
+        out[names.window(names.FEE_YIELD, name)] = fy
+        out[names.window("fee_apr", name)] = fy * ppy / w
+        out[names.window("turnover", name)] = turnover(volume, tvl, w)
+        out[names.window("lp_netflow", name)] = rolling_sum(netflow, w)
+        out[names.window("tvl_price_effect", name)] = rolling_sum(price_eff, w)
+        out[names.window("pair_volume_share", name)] = rolling_mean(vshare, w)
+        out[names.window("pair_tvl_share_chg", name)] = tshare - lag(tshare, w)
+        mean_volume = rolling_mean(volume, w)
+        out[names.window("volume_chg", name)] = np.log1p(mean_volume) - np.log1p(
+            lag(mean_volume, w))
         if tx is not None:
-            out[f"tx_count_mean_{name}"] = np.log1p(rolling_mean(tx, w))
-    out[f"fee_yield_ewm_hl{halflife}"] = ewm_mean(out["fee_yield_1"], halflife)
+            out[names.window("tx_count_mean", name)] = np.log1p(rolling_mean(tx, w))
+    for hl, n in halflives.items():
+        out[names.ewm(names.FEE_YIELD_EWM, hl)] = ewm_mean(out[fy1], n)
     return out

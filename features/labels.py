@@ -18,9 +18,14 @@ import numpy as np
 from features._wide import rolling_count, rolling_max, rolling_sum
 
 __all__ = ["forward_window_sum", "forward_fee_yield", "forward_volatility", "forward_il",
-           "forward_stress", "LABEL_COLUMNS"]
+           "forward_stress", "LABEL_COLUMNS", "FWD_FEE_YIELD", "FWD_VOLATILITY", "FWD_IL",
+           "FWD_STRESS"]
 
-LABEL_COLUMNS = ["fwd_fee_yield", "fwd_volatility", "fwd_il", "fwd_stress"]
+FWD_FEE_YIELD = "fwd_fee_yield"
+FWD_VOLATILITY = "fwd_volatility"
+FWD_IL = "fwd_il"
+FWD_STRESS = "fwd_stress"
+LABEL_COLUMNS = [FWD_FEE_YIELD, FWD_VOLATILITY, FWD_IL, FWD_STRESS]
 
 
 def _lead(x: np.ndarray, k: int) -> np.ndarray:

@@ -6,6 +6,7 @@ import warnings
 
 import numpy as np
 
+from features import names
 from features._wide import lag, rolling_corr, rolling_max, rolling_sum
 
 __all__ = ["token_adjacency", "market_aggregates", "contagion_exposure", "neighbour_mean",
@@ -81,20 +82,20 @@ def network_features(
     ret: np.ndarray, rv_short: np.ndarray, rv_long: np.ndarray, volume: np.ndarray,
     netflow: np.ndarray, tvl: np.ndarray, p0: np.ndarray, p1: np.ndarray,
     adjacency: np.ndarray, stable0: np.ndarray, stable1: np.ndarray,
-    corr_window: int, short_window: int, names: tuple[str, str],
+    corr_window: int, short_window: int, window_labels: tuple[str, str], freq: str,
 ) -> dict[str, np.ndarray]:
-    """All cross-pool features; names = (short window name, correlation window name)."""
-    short, longn = names
+    """All cross-pool features; window_labels = (short window, correlation window) durations."""
+    short, corr_label = window_labels
     T, P = ret.shape
     mkt = market_aggregates(ret, rv_short, volume, netflow, tvl)
     out: dict[str, np.ndarray] = {}
     for k, v in mkt.items():
         out[k] = np.repeat(v[:, None], P, axis=1)
-    out[f"mkt_netflow_{short}"] = np.repeat(
+    out[names.window("mkt_netflow", short)] = np.repeat(
         rolling_sum(mkt["mkt_netflow"][:, None], short_window)[:, 0:1], P, axis=1)
     corr, beta = rolling_corr(ret, out["mkt_ret"], corr_window)
-    out[f"mkt_corr_{longn}"] = corr
-    out[f"mkt_beta_{longn}"] = beta
+    out[names.window("mkt_corr", corr_label)] = corr
+    out[names.window("mkt_beta", corr_label)] = beta
     with np.errstate(invalid="ignore", divide="ignore"):
         vol_ratio = rv_short / rv_long
     flow_short = rolling_sum(netflow, short_window)
@@ -105,9 +106,9 @@ def network_features(
     out["contagion_max"] = contagion_exposure(stress_score, adjacency)
     out["contagion_mean"] = neighbour_mean(stress_score, adjacency)
     out["neighbour_netflow"] = neighbour_mean(flow_short, adjacency)
-    out["leadlag_neighbour_ret_1"] = neighbour_mean(lag(ret), adjacency)
+    out[names.period("leadlag_neighbour_ret", freq)] = neighbour_mean(lag(ret), adjacency)
     peg = peg_deviation(p0, p1, stable0, stable1)
     out["peg_dev"] = peg
-    out[f"peg_dev_max_{short}"] = rolling_max(peg, short_window)
+    out[names.window("peg_dev_max", short)] = rolling_max(peg, short_window)
     out["neighbour_peg_dev"] = neighbour_mean(peg, adjacency)
     return out

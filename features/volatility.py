@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from features import names
 from features._wide import ewm_mean, lag, rolling_max, rolling_mean, rolling_std, rolling_sum
 
 __all__ = ["log_returns", "realized_vol", "parkinson_vol", "garman_klass_vol", "ewma_vol",
@@ -72,25 +73,39 @@ def largest_move(ret: np.ndarray, w: int) -> np.ndarray:
 
 def volatility_features(
     o: np.ndarray, h: np.ndarray, lo: np.ndarray, c: np.ndarray, windows: dict[str, int],
-    ppy: float, halflife: int, har: dict[str, int],
+    ppy: float, halflives: dict[str, int], har: dict[str, int], freq: str,
 ) -> dict[str, np.ndarray]:
-    """All volatility features, named by their window (e.g. rv_24h, parkinson_7d)."""
+    """All volatility features, named by the durations they cover (e.g. rv_24h, parkinson_7d).
+
+    Parameters
+    ----------
+    o, h, lo, c : (periods x pools) open, high, low, close prices
+    windows : trailing windows, duration label -> periods, shortest first
+    ppy : periods per year (annualisation)
+    halflives : EWMA half-lives, duration label -> periods; the first drives jump detection
+    har : HAR component windows, duration label -> periods
+    freq : panel frequency (names the one-period return)
+    """
     ret = log_returns(c)
-    out: dict[str, np.ndarray] = {"ret_1": ret}
+    out: dict[str, np.ndarray] = {names.period(names.RET, freq): ret}
     for name, w in windows.items():
-        out[f"rv_{name}"] = realized_vol(ret, w, ppy)
-        out[f"parkinson_{name}"] = parkinson_vol(h, lo, w, ppy)
-        out[f"gk_{name}"] = garman_klass_vol(o, h, lo, c, w, ppy)
-        out[f"max_move_{name}"] = largest_move(ret, w)
-    ew = ewma_vol(ret, halflife, ppy)
-    out[f"ewma_vol_hl{halflife}"] = ew
-    sigma_prev = lag(ew) / np.sqrt(ppy)
-    names = list(windows)
-    longest = names[-1]
-    out[f"jumps_{longest}"] = jump_count(ret, sigma_prev, windows[longest])
-    if len(names) >= 2:
-        out[f"volvol_{longest}"] = vol_of_vol(out[f"rv_{names[0]}"], windows[longest])
-        out[f"rv_ratio_{names[0]}_{longest}"] = out[f"rv_{names[0]}"] / out[f"rv_{longest}"]
-    for comp, w in har.items():
-        out[f"har_{comp}"] = realized_vol(ret, w, ppy) if w >= 2 else np.abs(ret) * np.sqrt(ppy)
+        out[names.window(names.RV, name)] = realized_vol(ret, w, ppy)
+        out[names.window("parkinson", name)] = parkinson_vol(h, lo, w, ppy)
+        out[names.window("gk", name)] = garman_klass_vol(o, h, lo, c, w, ppy)
+        out[names.window("max_move", name)] = largest_move(ret, w)
+    ewms = {hl: ewma_vol(ret, n, ppy) for hl, n in halflives.items()}
+    for hl, ew in ewms.items():
+        out[names.ewm(names.EWMA_VOL, hl)] = ew
+    sigma_prev = lag(next(iter(ewms.values()))) / np.sqrt(ppy)
+    labels = list(windows)
+    shortest, longest = labels[0], labels[-1]
+    out[names.window("jumps", longest)] = jump_count(ret, sigma_prev, windows[longest])
+    if len(labels) >= 2:
+        rv_short, rv_long = out[names.window(names.RV, shortest)], out[
+            names.window(names.RV, longest)]
+        out[names.window("volvol", longest)] = vol_of_vol(rv_short, windows[longest])
+        out[names.ratio("rv_ratio", shortest, longest)] = rv_short / rv_long
+    for name, w in har.items():
+        out[names.window(names.HAR, name)] = (realized_vol(ret, w, ppy) if w >= 2
+                                              else np.abs(ret) * np.sqrt(ppy))
     return out

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from features import names
 from features._wide import rolling_mean, rolling_std, rolling_sum
 from features.build import (
     FeatureConfig,
@@ -155,6 +156,31 @@ def test_daily_panel_skips_short_windows() -> None:
     cols = feature_columns(fs.features)
     assert "rv_7d" in cols and "rv_6h" not in cols and "rv_24h" not in cols
     assert fs.horizon == pd.Timedelta("7D")
+
+
+def test_names_carry_durations_not_period_counts() -> None:
+    assert [names.duration_label(d) for d in ("1d", "24h", "168h", "7d", "6h", "90min")] == [
+        "24h", "24h", "7d", "7d", "6h", "90min"]
+    assert names.ewm("ewma_vol", "12h") == "ewma_vol_hl12h"
+    assert names.period("ret", "1h") == "ret_1h" and names.period("ret", "1d") == "ret_24h"
+    hourly, _ = simulate_market(n_pools=3, days=40, seed=2, freq="1h")
+    daily, _ = simulate_market(n_pools=3, days=60, seed=2, freq="1d")
+    # one duration spelled twice counts once; a half-life of a day is named the same on both
+    h = feature_columns(build_features(hourly, FeatureConfig(
+        windows=["1d", "24h", "7d"], ewm_halflife="1d")).features)
+    d = feature_columns(build_features(daily, FeatureConfig(
+        windows=["7d", "30d"], ewm_halflife="24h")).features)
+    assert h.count("rv_24h") == 1 and "ewma_vol_hl24h" in h and "ewma_vol_hl24h" in d
+    assert "ret_1h" in h and "ret_24h" in d and not [c for c in h + d if c.endswith("_1")]
+
+
+def test_label_horizon_proxies_are_built_whatever_the_windows(small: tuple) -> None:
+    panel, _ = small
+    fs = build_features(panel, FeatureConfig(windows=["6h", "7d"], ewm_halflife="12h"))
+    cols = feature_columns(fs.features)
+    assert {"rv_24h", "fee_yield_24h", "ewma_vol_hl24h", "fee_yield_ewm_hl24h",
+            "ewma_vol_hl12h"} <= set(cols)
+    assert "parkinson_24h" not in cols  # the window families follow the configured windows
 
 
 def test_missing_periods_stay_missing(tmp_path: Path) -> None:
