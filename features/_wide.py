@@ -7,10 +7,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from features.schema import FREQUENCIES, MISSING, POOL_ID, TIMESTAMP
+from features.schema import FREQUENCIES, POOL_ID, TIMESTAMP
 
 __all__ = ["Grid", "make_grid", "rolling_sum", "rolling_mean", "rolling_std", "rolling_max",
-           "lag", "ewm_mean", "periods_per_year", "rolling_corr"]
+           "rolling_count", "lag", "ewm_mean", "periods_per_year", "rolling_corr"]
 
 
 def periods_per_year(freq: str) -> float:
@@ -49,9 +49,7 @@ def make_grid(frame: pd.DataFrame, freq: str) -> Grid:
     ti = ((ts - times[0]) // step).to_numpy().astype(np.int64)
     pi = frame[POOL_ID].map(pmap).to_numpy().astype(np.int64)
     present = np.zeros((len(times), len(pools)), dtype=bool)
-    present[ti, pi] = True
-    if MISSING in frame.columns:
-        pass  # missing rows are present in the grid but carry NaN values
+    present[ti, pi] = True  # missing rows are present in the grid but carry NaN values
     return Grid(times=times, pools=pools, ti=ti, pi=pi, present=present)
 
 

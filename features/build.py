@@ -254,6 +254,11 @@ def read_features(workdir: Path) -> FeatureSet:
         raise DataValidationError(f"no feature table in {d}; run `lpa features build` first",
                                   source=str(d), rule="features present")
     man = json.loads((d / "manifest.json").read_text())
+    if man.get("version") != FEATURE_SET_VERSION:
+        raise DataValidationError(
+            f"feature table in {d} is version {man.get('version')}, this code reads "
+            f"{FEATURE_SET_VERSION} (column names changed); run `lpa features build` again",
+            source=str(d / "manifest.json"), field="version", rule="feature set version")
     features = pd.read_parquet(d / "features.parquet")
     labels = pd.read_parquet(d / "labels.parquet")
     meta = validate_meta(pd.read_csv(d / "pools.csv", dtype={POOL_ID: str}), str(d / "pools.csv"))

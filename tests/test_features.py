@@ -201,6 +201,18 @@ def test_missing_periods_stay_missing(tmp_path: Path) -> None:
     assert back.horizon == fs.horizon and back.version == fs.version
 
 
+def test_a_feature_table_of_older_names_is_refused(tmp_path: Path) -> None:
+    import json
+
+    panel, _ = simulate_market(n_pools=2, days=10, seed=4)
+    write_features(build_features(panel), tmp_path)
+    manifest = tmp_path / "features" / "manifest.json"
+    man = json.loads(manifest.read_text())
+    manifest.write_text(json.dumps({**man, "version": "1.0"}))
+    with pytest.raises(ValueError, match="version 1.0.*lpa features build"):
+        read_features(tmp_path)
+
+
 def test_features_on_real_daily_exports() -> None:
     importer = pytest.importorskip("features.sources.importer",
                                    reason="subgraph importer not available")
