@@ -12,12 +12,12 @@ import pandas as pd
 from features.schema import POOL_ID, TIMESTAMP
 
 __all__ = ["Forecaster", "BaseForecaster", "ForecastError", "QUANTILES", "QUANTILE_COLUMNS",
-           "PROB_COLUMN", "FORECASTERS", "load_forecaster"]
+           "PROB_COLUMN", "FORECASTERS"]
 
 QUANTILES = (0.1, 0.5, 0.9)
 QUANTILE_COLUMNS = ["q10", "q50", "q90"]
 PROB_COLUMN = "p_stress"
-FORECASTERS: dict[str, type[BaseForecaster]] = {}
+FORECASTERS: dict[str, type[BaseForecaster]] = {}  # kind -> class, filled as classes are defined
 
 
 class ForecastError(ValueError):
@@ -109,20 +109,3 @@ class BaseForecaster:
     def _load_state(self, state: dict[str, Any], path: Path) -> None:
         return None
 
-
-def load_forecaster(path: Path) -> BaseForecaster:
-    """Rebuild a saved forecaster from its folder."""
-    import models.baselines  # noqa: F401  (register kinds)
-    import models.gbm  # noqa: F401
-    import models.sequence  # noqa: F401
-    import models.stress  # noqa: F401
-
-    path = Path(path)
-    spec = json.loads((path / "forecaster.json").read_text())
-    cls = FORECASTERS.get(spec["kind"])
-    if cls is None:
-        raise ForecastError(f"unknown forecaster kind {spec['kind']!r} in {path}")
-    obj = cls(**spec["params"])
-    obj._load_state(spec["state"], path)
-    obj.fitted_ = True
-    return obj

@@ -1,7 +1,8 @@
 """Honest baselines: naive, seasonal naive, EWMA, HAR and the stress base rate.
 
 Regression baselines read a trailing proxy of the target from the feature table (for example
-``fee_yield_24h`` for the forward 24 h fee yield) and scale it to the horizon. Their quantiles
+the trailing fee yield over the horizon's duration for the forward fee yield) and scale it to
+the horizon. Their quantiles
 come from the empirical distribution of log(y / forecast) on the training rows.
 """
 
@@ -13,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from features import names
 from features.schema import POOL_ID
 from models.base import PROB_COLUMN, QUANTILE_COLUMNS, QUANTILES, BaseForecaster, ForecastError
 
@@ -74,9 +76,9 @@ class HARForecaster(BaseForecaster):
 
     kind = "har"
 
-    def __init__(self, columns: tuple[str, ...] = ("har_d", "har_w", "har_m")) -> None:
-        self._params = {"columns": list(columns)}
-        self.columns = list(columns)
+    def __init__(self, columns: tuple[str, ...] | None = None) -> None:
+        self.columns = list(columns) if columns is not None else names.har_columns()
+        self._params = {"columns": list(self.columns)}
 
     def _design(self, X: pd.DataFrame) -> np.ndarray:
         missing = [c for c in self.columns if c not in X.columns]

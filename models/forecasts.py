@@ -1,80 +1,104 @@
-"""Forecaster factory per target and kind, model input matrix, and the per-target bundle."""
+"""Forecaster factory per target and kind, model inputs aligned with labels, the bundle."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from features.build import FeatureSet, feature_columns
-from features.schema import CHAIN, FEE_TIER, POOL_ID, PROTOCOL, TIMESTAMP, TVL_USD
-from models.base import PROB_COLUMN, BaseForecaster
+from features import names
+from features.build import FeatureSet
+from features.labels import FWD_FEE_YIELD, FWD_STRESS, FWD_VOLATILITY
+from features.schema import CHAIN, FEE_TIER, FREQUENCIES, POOL_ID, PROTOCOL, TIMESTAMP, TVL_USD
+from models.base import FORECASTERS, PROB_COLUMN, BaseForecaster, ForecastError
 from models.baselines import BaseRateStress, ColumnForecaster, HARForecaster
 from models.gbm import LightGBMQuantile
+from models.names import ModelKind, Target
 from models.sequence import GRUForecaster, GRUStress
 from models.stress import LightGBMStress
 
-__all__ = ["TARGETS", "KINDS", "make_forecaster", "model_matrix", "seasonal_naive",
-           "ForecastBundle", "baseline_columns"]
+__all__ = ["TARGETS", "make_forecaster", "load_forecaster", "model_matrix", "inputs_and_labels",
+           "align_labels", "seasonal_naive", "baseline_columns", "ForecastBundle"]
 
-TARGETS = {"fee_yield": "fwd_fee_yield", "volatility": "fwd_volatility", "stress": "fwd_stress"}
-KINDS = ("baseline", "lightgbm", "torch")
+TARGETS = {Target.fee_yield: FWD_FEE_YIELD, Target.volatility: FWD_VOLATILITY,
+           Target.stress: FWD_STRESS}  # target -> label column
 
 
-def _h_name(freq: str) -> str:
-    return "24h" if freq == "1h" else "7d"
+def _horizon(freq: str, horizon_periods: int) -> pd.Timedelta:
+    return horizon_periods * FREQUENCIES[freq]
 
 
 def baseline_columns(target: str, freq: str, horizon_periods: int) -> dict[str, tuple[str, float]]:
-    """Naive, seasonal-naive and EWMA proxies: name -> (feature column, scale to horizon)."""
-    hn = _h_name(freq)
-    if target == "fee_yield":
-        return {"naive": ("fee_yield_1", float(horizon_periods)),
-                "seasonal_naive": (f"fee_yield_{hn}", horizon_periods / _periods(hn, freq)),
-                "ewma": ("fee_yield_ewm_hl24" if freq == "1h" else "fee_yield_ewm_hl1",
-                         float(horizon_periods))}
-    if target == "volatility":
-        return {"naive": ("rv_6h" if freq == "1h" else "har_d", 1.0),
-                "seasonal_naive": (f"rv_{hn}", 1.0),
-                "ewma": ("ewma_vol_hl24" if freq == "1h" else "ewma_vol_hl1", 1.0)}
+    """Seasonal-naive and EWMA proxies of a target: name -> (feature column, scale to horizon).
+
+    Both read features over the label horizon (a trailing window and a half-life of that
+    duration), which the feature build always makes.
+    """
+    horizon = _horizon(freq, horizon_periods)
+    if target == Target.fee_yield:  # the EWMA is of the per-period yield: times the periods
+        return {"seasonal_naive": (names.window(names.FEE_YIELD, horizon), 1.0),
+                "ewma": (names.ewm(names.FEE_YIELD_EWM, horizon), float(horizon_periods))}
+    if target == Target.volatility:
+        return {"seasonal_naive": (names.window(names.RV, horizon), 1.0),
+                "ewma": (names.ewm(names.EWMA_VOL, horizon), 1.0)}
     raise ValueError(f"no column baselines for target {target!r}")
 
 
-def _periods(duration: str, freq: str) -> int:
-    return int(pd.Timedelta(duration.replace("d", "D")) // pd.Timedelta(
-        "1h" if freq == "1h" else "1D"))
+def _kind(kind: str) -> ModelKind:
+    try:
+        return ModelKind(kind)
+    except ValueError:
+        raise ValueError(f"unknown model kind {kind!r}; expected one of "
+                         f"{[k.value for k in ModelKind]}") from None
 
 
 def make_forecaster(kind: str, target: str, freq: str, horizon_periods: int = 24,
                     **params: Any) -> BaseForecaster:
-    """The forecaster of a kind for a target: baseline, lightgbm or torch."""
+    """The forecaster of a kind (baseline, seasonal_naive, lightgbm, torch) for a target."""
     if target not in TARGETS:
-        raise ValueError(f"unknown target {target!r}; expected one of {list(TARGETS)}")
+        raise ValueError(f"unknown target {target!r}; expected one of "
+                         f"{[t.value for t in Target]}")
+    model = _kind(kind)
+    daily = FREQUENCIES[freq] >= pd.Timedelta(days=1)
     seed = int(params.pop("seed", 0))
-    if kind == "baseline":
-        if target == "stress":
+    if model is ModelKind.baseline:
+        if target == Target.stress:
             return BaseRateStress()
-        if target == "volatility":
+        if target == Target.volatility:
             return HARForecaster()
         col, scale = baseline_columns(target, freq, horizon_periods)["ewma"]
         return ColumnForecaster(col, scale, "ewma")
-    if kind == "seasonal_naive":
-        if target == "stress":
+    if model is ModelKind.seasonal_naive:
+        if target == Target.stress:
             return BaseRateStress()
         col, scale = baseline_columns(target, freq, horizon_periods)["seasonal_naive"]
         return ColumnForecaster(col, scale, "seasonal_naive")
-    if kind == "lightgbm":
-        stride = int(params.pop("row_stride", 3 if freq == "1h" else 1))
-        if target == "stress":
+    if model is ModelKind.lightgbm:
+        stride = int(params.pop("row_stride", 1 if daily else 3))
+        if target == Target.stress:
             return LightGBMStress(seed=seed, row_stride=stride, **params)
         return LightGBMQuantile(seed=seed, row_stride=stride, **params)
-    if kind == "torch":
-        params.setdefault("lookback", 24 if freq == "1h" else 14)
-        if target == "stress":
-            return GRUStress(seed=seed, **params)
-        return GRUForecaster(seed=seed, **params)
-    raise ValueError(f"unknown model kind {kind!r}; expected one of {KINDS}")
+    params.setdefault("lookback", 14 if daily else 24)
+    if target == Target.stress:
+        return GRUStress(seed=seed, **params)
+    return GRUForecaster(seed=seed, **params)
+
+
+def load_forecaster(path: Path) -> BaseForecaster:
+    """Rebuild a forecaster saved with ``BaseForecaster.save`` from its folder."""
+    path = Path(path)
+    spec = json.loads((path / "forecaster.json").read_text())
+    cls = FORECASTERS.get(spec["kind"])  # every kind is defined by the modules imported above
+    if cls is None:
+        raise ForecastError(f"unknown forecaster kind {spec['kind']!r} in {path}; expected one "
+                            f"of {sorted(FORECASTERS)}")
+    obj = cls(**spec["params"])
+    obj._load_state(spec["state"], path)
+    obj.fitted_ = True
+    return obj
 
 
 def model_matrix(fs: FeatureSet) -> pd.DataFrame:
@@ -84,9 +108,31 @@ def model_matrix(fs: FeatureSet) -> pd.DataFrame:
     return X.reset_index(drop=True)
 
 
+def align_labels(X: pd.DataFrame, labels: pd.DataFrame, column: str) -> pd.Series:
+    """The label of each row of X, matched by (pool_id, timestamp), on X's index.
+
+    Rows without a label get NaN. Raises ForecastError if labels repeat a key.
+    """
+    keys = [POOL_ID, TIMESTAMP]
+    lab = labels[[*keys, column]]
+    if lab.duplicated(keys).any():
+        first = lab.loc[lab.duplicated(keys), keys].iloc[0].tolist()
+        raise ForecastError(f"labels repeat the key (pool_id, timestamp) = {first}")
+    y = X[keys].merge(lab, on=keys, how="left", validate="many_to_one")[column]
+    return pd.Series(y.to_numpy(float), index=X.index, name=column)
+
+
+def inputs_and_labels(fs: FeatureSet, target: str) -> tuple[pd.DataFrame, pd.Series]:
+    """Model inputs and the target's labels, aligned by key on one index."""
+    X = model_matrix(fs)
+    return X, align_labels(X, fs.labels, TARGETS[Target(target)])
+
+
 def seasonal_naive(X: pd.DataFrame, target: str, freq: str, horizon_periods: int) -> np.ndarray:
     """The seasonal-naive point forecast every model is scored against (MASE)."""
     col, scale = baseline_columns(target, freq, horizon_periods)["seasonal_naive"]
+    if col not in X.columns:
+        raise ForecastError(f"seasonal-naive forecast needs feature column {col!r}")
     return X[col].to_numpy(float) * scale
 
 
@@ -101,23 +147,25 @@ class ForecastBundle:
 
     def fit(self, X: pd.DataFrame, labels: pd.DataFrame,
             upto: pd.Timestamp | None = None) -> ForecastBundle:
-        """Fit each target on rows whose label window ended by ``upto`` (purged)."""
+        """Fit each target on rows whose label window ended by ``upto`` (purged).
+
+        Labels are matched to the rows of X by (pool_id, timestamp), not by position.
+        """
         X = X.reset_index(drop=True)
-        labels = labels.reset_index(drop=True)
         keep = np.ones(len(X), bool)
         if upto is not None:
-            step = pd.Timedelta("1h" if self.freq == "1h" else "1D")
-            keep = (X[TIMESTAMP] + self.horizon_periods * step <= upto).to_numpy()
+            horizon = _horizon(self.freq, self.horizon_periods)
+            keep = (X[TIMESTAMP] + horizon <= upto).to_numpy()
         for target, col in TARGETS.items():
             m = make_forecaster(self.kind, target, self.freq, self.horizon_periods,
                                 seed=self.seed, **self.params)
-            y = labels[col].where(keep)
+            y = align_labels(X, labels, col).where(keep)
             try:
                 self.models_[target] = m.fit(X, y)
             except ValueError:
-                if self.kind == "baseline":
+                if self.kind == ModelKind.baseline:
                     raise
-                fb = make_forecaster("baseline", target, self.freq, self.horizon_periods)
+                fb = make_forecaster(ModelKind.baseline, target, self.freq, self.horizon_periods)
                 self.models_[target] = fb.fit(X, y)
         return self
 
@@ -126,8 +174,9 @@ class ForecastBundle:
         out = pd.DataFrame(index=X.index)
         for target, model in self.models_.items():
             p = model.predict(X)
-            if target == "stress":
-                out["p_stress"] = p[PROB_COLUMN].to_numpy()
+            target = str(target)
+            if target == Target.stress:
+                out[PROB_COLUMN] = p[PROB_COLUMN].to_numpy()
             else:
                 out[target] = p["q50"].to_numpy()
                 out[f"{target}_q10"] = p["q10"].to_numpy()
@@ -140,8 +189,8 @@ class ForecastBundle:
         rows = self.predict_rows(X)
         rows[POOL_ID] = X[POOL_ID].to_numpy()
         rows[TIMESTAMP] = X[TIMESTAMP].to_numpy()
-        if "log_tvl" in X.columns:
-            rows[TVL_USD] = np.exp(X["log_tvl"].to_numpy(float))
+        if names.LOG_TVL in X.columns:
+            rows[TVL_USD] = np.exp(X[names.LOG_TVL].to_numpy(float))
         last = rows.sort_values(TIMESTAMP).groupby(POOL_ID).tail(1).set_index(POOL_ID)
         last = last.drop(columns=[TIMESTAMP])
         for c in ("fee_yield", "fee_yield_q10", "fee_yield_q90", "volatility", "volatility_q10",
@@ -158,7 +207,3 @@ class ForecastBundle:
         """Kind of the model behind each target."""
         return {t: m.kind for t, m in self.models_.items()}
 
-
-def feature_names(fs: FeatureSet) -> list[str]:
-    """Model input feature names of a feature set."""
-    return feature_columns(fs.features)

@@ -11,6 +11,7 @@ import pandas as pd
 
 from features.schema import MISSING, POOL_ID, TIMESTAMP
 from models.base import QUANTILE_COLUMNS, QUANTILES, BaseForecaster
+from models.threads import n_threads
 
 __all__ = ["LightGBMQuantile", "CATEGORICALS", "lgb_matrix", "lgb_params"]
 
@@ -19,11 +20,11 @@ NON_FEATURES = {TIMESTAMP, MISSING}
 
 
 def lgb_params(seed: int, **overrides: Any) -> dict[str, Any]:
-    """Deterministic LightGBM parameters for this 2-core machine."""
+    """Deterministic LightGBM parameters; threads from the job, LPA_THREADS or the machine."""
     p = {"learning_rate": 0.05, "num_leaves": 31, "min_child_samples": 50,
          "feature_fraction": 0.8, "bagging_fraction": 0.8, "bagging_freq": 1,
          "lambda_l2": 1.0, "seed": seed, "deterministic": True, "force_row_wise": True,
-         "num_threads": 2, "verbose": -1}
+         "num_threads": n_threads(), "verbose": -1}
     p.update(overrides)
     return p
 
@@ -85,8 +86,9 @@ class LightGBMQuantile(BaseForecaster):
 
     def _predict(self, X: pd.DataFrame) -> pd.DataFrame:
         M = lgb_matrix(X, self.columns_, self.categories_)
-        return pd.DataFrame({c: b.predict(M) for c, b in zip(QUANTILE_COLUMNS, self.boosters_,
-                                                             strict=True)})
+        n = n_threads()
+        return pd.DataFrame({c: b.predict(M, num_threads=n)
+                             for c, b in zip(QUANTILE_COLUMNS, self.boosters_, strict=True)})
 
     def feature_importance(self) -> pd.Series:
         """Gain importance of the median model, by feature."""

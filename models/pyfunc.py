@@ -11,7 +11,8 @@ import pandas as pd
 from mlflow.models import infer_signature
 
 from features.schema import TIMESTAMP
-from models.base import BaseForecaster, load_forecaster
+from models.base import BaseForecaster
+from models.forecasts import load_forecaster
 
 __all__ = ["ForecasterModel", "log_forecaster", "to_pyfunc_input", "from_pyfunc_input"]
 

@@ -9,11 +9,20 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.build import build_features
-from models.base import QUANTILE_COLUMNS, BaseForecaster, ForecastError, load_forecaster
-from models.forecasts import TARGETS, ForecastBundle, make_forecaster, model_matrix
+from features.build import FeatureConfig, build_features
+from models.base import QUANTILE_COLUMNS, BaseForecaster, ForecastError
+from models.forecasts import (
+    TARGETS,
+    ForecastBundle,
+    load_forecaster,
+    make_forecaster,
+    model_matrix,
+    seasonal_naive,
+)
+from models.gbm import lgb_params
 from models.metrics import pinball_loss, stress_scores
 from models.pyfunc import log_forecaster, to_pyfunc_input
+from models.threads import available_cpus, use_threads
 
 FAST = {"torch": {"epochs": 2, "max_samples": 3000, "hidden": 16},
         "lightgbm": {"n_estimators": 40}}
@@ -113,3 +122,45 @@ def test_bundle_gives_allocator_inputs(data: tuple) -> None:
     assert set(out.index) == set(X["pool_id"])
     assert {"fee_yield", "volatility", "p_stress", "fee_yield_q10"} <= set(out.columns)
     assert (out["fee_yield"] >= 0).all() and out["p_stress"].between(0, 1).all()
+
+
+def test_baselines_follow_the_feature_settings() -> None:
+    # a 12 h half-life and windows without 24 h: the baselines still find their columns
+    from features.sources.simulator import simulate_market
+
+    panel, _ = simulate_market(n_pools=4, days=30, seed=5)
+    fs = build_features(panel, FeatureConfig(ewm_halflife="12h", windows=["6h", "7d"]))
+    X, L, h = model_matrix(fs), fs.labels, fs.horizon_periods
+    for kind in ("baseline", "seasonal_naive"):
+        for target in ("fee_yield", "volatility"):
+            p = make_forecaster(kind, target, fs.freq, h).fit(X, L[TARGETS[target]]).predict(X)
+            assert np.isfinite(p.to_numpy(float)).all()
+    assert np.isfinite(seasonal_naive(X, "volatility", fs.freq, h)).mean() > 0.9
+    out = ForecastBundle("baseline", fs.freq, h).fit(X, L).predict_pools(X)
+    assert set(out.index) == set(X["pool_id"]) and (out["fee_yield"] >= 0).all()
+
+
+def test_bundle_matches_labels_by_key_not_position(data: tuple) -> None:
+    X, L, h, freq = data
+    shuffled = L.sample(frac=1.0, random_state=0)
+    a = ForecastBundle("baseline", freq, h).fit(X, L).predict_rows(X)
+    b = ForecastBundle("baseline", freq, h).fit(X, shuffled).predict_rows(X)
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_thread_count_comes_from_the_job_the_env_or_the_machine(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("LPA_THREADS", raising=False)
+    assert lgb_params(0)["num_threads"] == available_cpus()
+    monkeypatch.setenv("LPA_THREADS", "3")
+    assert lgb_params(0)["num_threads"] == 3
+    with use_threads(1) as n:
+        assert n == 1 and lgb_params(0)["num_threads"] == 1
+        import torch
+
+        assert torch.get_num_threads() == 1
+    assert lgb_params(0)["num_threads"] == 3
+    monkeypatch.setenv("LPA_THREADS", "many")
+    with pytest.raises(ValueError, match="LPA_THREADS"):
+        lgb_params(0)

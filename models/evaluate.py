@@ -1,0 +1,150 @@
+"""Walk-forward evaluation of a forecaster on inputs and labels aligned on one index.
+
+Each fold fits a fresh model on the rows up to its cutoff and forecasts its test block; every
+prediction row carries the ``cutoff`` it was made at (as mlforecast's cross-validation does).
+Metrics are computed per fold and over all test rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from features.labels import FWD_STRESS
+from features.schema import POOL_ID, TIMESTAMP
+from models.base import PROB_COLUMN, QUANTILE_COLUMNS, QUANTILES, BaseForecaster, ForecastError
+from models.cv import Fold
+from models.forecasts import seasonal_naive
+from models.metrics import (
+    coverage,
+    mase,
+    mase_scale,
+    median_lead_time,
+    pinball_loss,
+    stress_scores,
+)
+from models.names import Target
+
+__all__ = ["Evaluation", "evaluate", "score_predictions", "CUTOFF", "FOLD", "ACTUAL",
+           "MASE_SCALE"]
+
+CUTOFF, FOLD, ACTUAL = "cutoff", "fold", "y"
+MASE_SCALE = "mase_scale"  # in-sample seasonal-naive MAE of the row's pool, fold's training rows
+
+
+@dataclass
+class Evaluation:
+    """Out-of-sample forecasts and their scores.
+
+    Attributes
+    ----------
+    predictions : one row per test row, on X's index: pool_id, timestamp, cutoff (last
+        training timestamp), fold, y (the label), the forecast columns (q10/q50/q90 or
+        p_stress) and, for quantile targets, mase_scale
+    folds : one row per fold: fold, cutoff, test_start, test_end, train_rows, test_rows and
+        the fold's metrics
+    metrics : the metrics over every test row
+    model : the last fold's fitted model (for importances and plots)
+    """
+
+    predictions: pd.DataFrame
+    folds: pd.DataFrame
+    metrics: dict[str, float]
+    model: BaseForecaster
+
+
+def score_predictions(
+    target: str, predictions: pd.DataFrame, horizon_periods: int, alarm_threshold: float = 0.5,
+) -> dict[str, float]:
+    """Metrics of forecasts against the labels in their ``y`` column.
+
+    Quantile targets: MASE (each error over its row's ``mase_scale``, the in-sample
+    seasonal-naive MAE of its pool in the fold's training window), mean pinball loss over
+    q10/q50/q90 (target units) and the share of labels inside q10-q90. Stress: AUC, PR-AUC,
+    Brier score, base rate and the median lead time (periods) of alarms at ``alarm_threshold``.
+    """
+    y = predictions[ACTUAL].to_numpy(float)
+    if Target(target) is Target.stress:
+        p = predictions[PROB_COLUMN].to_numpy(float)
+        out = stress_scores(y, p)
+        order = np.lexsort((predictions[TIMESTAMP].to_numpy(), predictions[POOL_ID].to_numpy()))
+        frame = pd.DataFrame({POOL_ID: predictions[POOL_ID].to_numpy()[order],
+                              FWD_STRESS: y[order]})
+        out["lead_time"] = median_lead_time(frame, p[order], alarm_threshold, horizon_periods)
+        return out
+    ok = np.isfinite(y)
+    q = {c: predictions[c].to_numpy(float)[ok] for c in QUANTILE_COLUMNS}
+    return {
+        "mase": mase(y[ok], q["q50"], scale=predictions[MASE_SCALE].to_numpy(float)[ok]),
+        "pinball": float(np.mean([pinball_loss(y[ok], q[c], a)
+                                  for c, a in zip(QUANTILE_COLUMNS, QUANTILES, strict=True)])),
+        "coverage": coverage(y[ok], q["q10"], q["q90"]),
+    }
+
+
+def _mase_scale(target: str, X_train: pd.DataFrame, y_train: pd.Series, X_test: pd.DataFrame,
+                freq: str, horizon_periods: int) -> np.ndarray:
+    """Per test row: its pool's in-sample seasonal-naive MAE on the training rows."""
+    naive = seasonal_naive(X_train, target, freq, horizon_periods)
+    return np.broadcast_to(mase_scale(
+        y_train.to_numpy(float), naive, groups_train=X_train[POOL_ID].to_numpy(),
+        groups=X_test[POOL_ID].to_numpy()), (len(X_test),))
+
+
+def evaluate(
+    make_model: Callable[[], BaseForecaster], X: pd.DataFrame, y: pd.Series, folds: list[Fold],
+    *, target: str, freq: str, horizon_periods: int, alarm_threshold: float = 0.5,
+    on_fold: Callable[[int, dict[str, float]], None] | None = None,
+) -> Evaluation:
+    """Fit a fresh model per fold on aligned X and y, forecast each test block and score it.
+
+    Parameters
+    ----------
+    make_model : returns an unfitted forecaster (called once per fold)
+    X : model inputs (with pool_id and timestamp)
+    y : the target's labels on X's index (see ``models.forecasts.inputs_and_labels``)
+    folds : walk-forward folds whose row positions refer to X (``models.cv``)
+    target, freq, horizon_periods : what is forecast, the panel frequency, the label horizon
+        in periods (for the seasonal-naive forecast and stress lead times)
+    alarm_threshold : P(stress) that counts as an alarm (lead time)
+    on_fold : called with (fold number, fold metrics) after each fold; may raise to stop
+
+    Raises ForecastError when X and y do not share one index or a fold points past X.
+    """
+    if not X.index.equals(y.index):
+        raise ForecastError("X and y must share one index: align the labels to the inputs by "
+                            "(pool_id, timestamp) first (models.forecasts.inputs_and_labels)")
+    if not folds:
+        raise ForecastError("no folds to evaluate on")
+    n = len(X)
+    preds, rows = [], []
+    model: BaseForecaster | None = None
+    for i, f in enumerate(folds):
+        if max(f.train_idx.max(), f.test_idx.max()) >= n:
+            raise ForecastError(f"fold {i} refers to row {max(f.train_idx.max(), f.test_idx.max())}"
+                                f" but X has {n} rows: folds must be made on X's timestamps")
+        X_train, y_train, test = X.iloc[f.train_idx], y.iloc[f.train_idx], X.iloc[f.test_idx]
+        model = make_model().fit(X_train, y_train)
+        p = model.predict(test)
+        p.insert(0, ACTUAL, y.iloc[f.test_idx].to_numpy(float))
+        p.insert(0, FOLD, i)
+        p.insert(0, CUTOFF, f.cutoff)
+        p.insert(0, TIMESTAMP, test[TIMESTAMP].to_numpy())
+        p.insert(0, POOL_ID, test[POOL_ID].to_numpy())
+        if Target(target) is not Target.stress:
+            p[MASE_SCALE] = _mase_scale(target, X_train, y_train, test, freq, horizon_periods)
+        m = score_predictions(target, p, horizon_periods, alarm_threshold)
+        rows.append({FOLD: i, CUTOFF: f.cutoff, "test_start": f.test_start,
+                     "test_end": f.test_end, "train_rows": len(f.train_idx),
+                     "test_rows": len(f.test_idx), **m})
+        preds.append(p)
+        if on_fold is not None:
+            on_fold(i, m)
+    P = pd.concat(preds)
+    assert model is not None
+    return Evaluation(predictions=P, folds=pd.DataFrame(rows),
+                      metrics=score_predictions(target, P, horizon_periods, alarm_threshold),
+                      model=model)
