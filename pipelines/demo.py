@@ -22,19 +22,32 @@ def run_demo(
     seed: int = 0,
     models: list[str] | None = None,
     folds: int = 3,
+    threads: int | None = None,
 ) -> Any:
     """Run the whole chain in a work directory and return the backtest result."""
-    from features.build import FeatureConfig, build_features, write_features
+    from pipelines.runtime import prefer_passive_waiting, quiet_mlflow
+
+    prefer_passive_waiting()  # before LightGBM and torch load
+    with quiet_mlflow():
+        return _run(workdir, console, data=data, fmt=fmt, pools=pools, days=days, seed=seed,
+                    models=models, folds=folds, threads=threads)
+
+
+def _run(workdir: Path, console: Console, *, data: Path | None, fmt: str, pools: int,
+         days: int, seed: int, models: list[str] | None, folds: int,
+         threads: int | None) -> Any:
+    from features.build import FeatureConfig, build_features, feature_columns, write_features
     from features.sources.store import read_truth, write_panel
+    from models.names import DEFAULT_KINDS, ModelKind
+    from models.threads import use_threads
     from pipelines.backtest.engine import BacktestConfig, run_backtest
+    from pipelines.tables import table
     from pipelines.train import TrainConfig, train
 
-    models = models or ["baseline", "lightgbm", "torch"]
-    timings: dict[str, float] = {}
+    kinds = [ModelKind(m) for m in models] if models else list(DEFAULT_KINDS)
     t0 = time.perf_counter()
 
     def stage(name: str) -> None:
-        timings[name] = time.perf_counter()
         console.rule(f"[bold]{name}")
 
     stage("1/4 pool data")
@@ -57,18 +70,20 @@ def run_demo(
     stage("2/4 features and labels")
     fs = build_features(panel, FeatureConfig(), progress=True)
     write_features(fs, workdir)
-    console.print(f"{len(fs.features.columns) - 3} features, horizon {fs.horizon}")
+    console.print(f"{len(feature_columns(fs.features))} features, horizon {fs.horizon}")
 
     stage("3/4 train, evaluate walk-forward, register champions")
-    tres = train(workdir, TrainConfig(models=models, n_folds=folds, seed=seed), progress=True)
-    from pipelines.cli import _table  # local: cli imports this module lazily
-
-    console.print(_table("walk-forward evaluation", tres.summary_columns(), tres.summary_rows()))
+    tres = train(workdir, TrainConfig(models=kinds, n_folds=folds, seed=seed, threads=threads),
+                 progress=True)
+    console.print(table("walk-forward evaluation", tres.summary_columns(), tres.summary_rows()))
+    for target, why in tres.decisions.items():
+        console.print(f"  {target}: {why}")
 
     stage("4/4 walk-forward backtest")
-    best = "lightgbm" if "lightgbm" in models else models[0]
-    bcfg = BacktestConfig.model_validate({"model": best, "seed": seed})
-    bres = run_backtest(panel, fs, bcfg, workdir=workdir,
-                        truth=read_truth(workdir), progress=True)
+    best = ModelKind.lightgbm if ModelKind.lightgbm in kinds else kinds[0]
+    bcfg = BacktestConfig.model_validate({"model": str(best), "seed": seed})
+    with use_threads(threads):
+        bres = run_backtest(panel, fs, bcfg, workdir=workdir,
+                            truth=read_truth(workdir), progress=True)
     console.print(f"demo finished in {time.perf_counter() - t0:.0f} s")
     return bres

@@ -1,4 +1,10 @@
-"""Training job: walk-forward evaluation, MLflow tracking, registry and the champion alias."""
+"""Training job: walk-forward evaluation, MLflow tracking, registry and the champion alias.
+
+Every model kind is scored on the same walk-forward folds. Per target, the best kind of the run
+is the candidate; it is registered and takes the champion alias only when it beats the current
+champion by a strict margin (see :func:`challenge`). ``register_all`` registers every refit
+model too, without moving the alias.
+"""
 
 from __future__ import annotations
 
@@ -10,23 +16,24 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
-import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 from rich.progress import Progress
 
 from features.build import FeatureSet, read_features
-from features.schema import parse_duration
-from models.base import BaseForecaster
+from features.schema import TIMESTAMP, parse_duration
 from models.cv import Fold, folds_digest, walk_forward_splits
-from models.forecasts import TARGETS, make_forecaster, model_matrix, seasonal_naive
-from models.metrics import coverage, mase, median_lead_time, pinball_loss, stress_scores
+from models.evaluate import Evaluation, evaluate
+from models.forecasts import TARGETS, align_labels, make_forecaster, model_matrix
+from models.names import DEFAULT_KINDS, METRIC_LABELS, ModelKind, Target, metrics_for, score_of
 from models.pyfunc import log_forecaster
 from models.registry import ALIAS, registered_name
+from models.threads import use_threads
 from pipelines.config import configure_mlflow
 from pipelines.plots import plot_calibration, plot_forecast, plot_importance
+from pipelines.runtime import quiet_mlflow
 
-__all__ = ["TrainConfig", "TrainResult", "train", "evaluate_kind", "score_of"]
+__all__ = ["TrainConfig", "TrainResult", "Champion", "Decision", "train", "challenge"]
 
 
 class TrainConfig(BaseModel):
@@ -34,109 +41,153 @@ class TrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    models: list[str] = Field(default=["baseline", "lightgbm", "torch"])
-    targets: list[str] = Field(default=list(TARGETS))
+    models: list[ModelKind] = Field(default=list(DEFAULT_KINDS))
+    targets: list[Target] = Field(default=list(Target))
     n_folds: int = Field(default=3, ge=1)
     gap: str | None = Field(default=None, description="purge gap; None = the label horizon")
     seed: int = 0
     alarm_threshold: float = Field(default=0.5, description="P(stress) that counts as an alarm")
     lightgbm: dict[str, Any] = Field(default_factory=dict)
     torch: dict[str, Any] = Field(default_factory=dict)
-    register_models: bool = True
+    register_models: bool = Field(default=True, description="register champion candidates")
+    register_all: bool = Field(default=False, description="register every refit model")
+    min_improvement: float = Field(default=1e-3, ge=0, description=(
+        "relative score improvement a candidate needs over the champion"))
+    threads: int | None = Field(default=None, ge=1, description=(
+        "threads per fit; None: env LPA_THREADS, else the CPUs available"))
+
+    def params(self, kind: str) -> dict[str, Any]:
+        """Keyword arguments of a model kind."""
+        return dict({ModelKind.lightgbm: self.lightgbm, ModelKind.torch: self.torch}.get(
+            ModelKind(kind), {}))
 
 
 @dataclass
 class TrainResult:
-    """Scores per (model, target) on the walk-forward folds and champion moves."""
+    """Scores per (model, target) on the walk-forward folds and what the registry got."""
 
     rows: list[dict[str, Any]] = field(default_factory=list)
     champions: dict[str, str] = field(default_factory=dict)
+    decisions: dict[str, str] = field(default_factory=dict)
     run_id: str = ""
     folds_digest: str = ""
 
+    def _metric_names(self) -> list[str]:
+        targets = {r["target"] for r in self.rows}
+        return list(dict.fromkeys(m for t in Target if t in targets for m in metrics_for(t)))
+
     def summary_columns(self) -> list[str]:
         """Column names of the summary table."""
-        return ["model", "target", "MASE", "pinball", "cover80", "AUC", "PR-AUC", "Brier",
-                "lead", "champion"]
+        return ["model", "target", *[METRIC_LABELS[m] for m in self._metric_names()],
+                "registry"]
 
     def summary_rows(self) -> list[list[Any]]:
         """Rows of the summary table."""
-        keys = ["mase", "pinball", "coverage", "auc", "pr_auc", "brier", "lead_time"]
-        return [[r["model"], r["target"], *[r.get(k, "") for k in keys],
-                 "yes" if r.get("champion") else ""] for r in self.rows]
+        names = self._metric_names()
+        return [[r["model"], r["target"], *[r.get(k, "") for k in names], r.get("registry", "")]
+                for r in self.rows]
 
 
-def score_of(metrics: dict[str, float], target: str) -> float:
-    """Lower-is-better score used to compare models: pinball loss, or Brier for stress."""
-    return metrics["brier"] if target == "stress" else metrics["pinball"]
+@dataclass(frozen=True)
+class Champion:
+    """The registry's current champion of a target, as its version tags describe it."""
+
+    version: str
+    kind: str
+    score: float
+    folds: str
+    features: str
+    params: str
 
 
-def _params(cfg: TrainConfig, kind: str) -> dict[str, Any]:
-    return dict(cfg.lightgbm if kind == "lightgbm" else cfg.torch if kind == "torch" else {})
+@dataclass(frozen=True)
+class Decision:
+    """Which kind, if any, becomes a target's champion, and why."""
+
+    kind: str | None
+    reason: str
 
 
-def evaluate_kind(
-    kind: str, target: str, fs: FeatureSet, X: pd.DataFrame, folds: list[Fold],
-    cfg: TrainConfig, params: dict[str, Any] | None = None, on_fold: Any = None,
-) -> tuple[dict[str, float], pd.DataFrame]:
-    """Fit and score one model kind on every fold; return metrics and test predictions."""
-    y_all = fs.labels[TARGETS[target]].to_numpy(float)
-    preds = []
-    for i, f in enumerate(folds):
-        m = make_forecaster(kind, target, fs.freq, fs.horizon_periods, seed=cfg.seed,
-                            **(params if params is not None else _params(cfg, kind)))
-        m.fit(X.iloc[f.train_idx], pd.Series(y_all[f.train_idx]))
-        p = m.predict(X.iloc[f.test_idx])
-        p["y"] = y_all[f.test_idx]
-        p["fold"] = i
-        preds.append(p)
-        if on_fold is not None:
-            on_fold(i, _metrics(target, p, X.loc[p.index], fs, cfg))
-    P = pd.concat(preds)
-    return _metrics(target, P, X.loc[P.index], fs, cfg), P
+def _params_tag(params: dict[str, Any]) -> str:
+    return json.dumps(params, sort_keys=True, default=str)
 
 
-def _metrics(target: str, P: pd.DataFrame, X: pd.DataFrame, fs: FeatureSet,
-             cfg: TrainConfig) -> dict[str, float]:
-    y = P["y"].to_numpy(float)
-    if target == "stress":
-        out = stress_scores(y, P["p_stress"].to_numpy())
-        frame = X[["pool_id"]].assign(fwd_stress=y)
-        out["lead_time"] = median_lead_time(frame, P["p_stress"].to_numpy(),
-                                            cfg.alarm_threshold, fs.horizon_periods)
-        return out
-    ok = np.isfinite(y)
-    q = {c: P[c].to_numpy(float)[ok] for c in ("q10", "q50", "q90")}
-    naive = seasonal_naive(X, target, fs.freq, fs.horizon_periods)[ok]
-    return {
-        "mase": mase(y[ok], q["q50"], naive),
-        "pinball": float(np.mean([pinball_loss(y[ok], q[c], a)
-                                  for c, a in (("q10", 0.1), ("q50", 0.5), ("q90", 0.9))])),
-        "coverage": coverage(y[ok], q["q10"], q["q90"]),
-    }
+def challenge(
+    scores: dict[str, float], params: dict[str, str], champion: Champion | None,
+    folds: str, features: str, min_improvement: float,
+) -> Decision:
+    """Decide whether the run's best kind replaces the champion of a target.
+
+    Parameters
+    ----------
+    scores : lower-is-better score per kind, on this run's folds
+    params : the parameters tag of each kind in this run
+    champion : the current champion, or None
+    folds, features : digests of this run's folds and feature table
+    min_improvement : relative margin by which a candidate must beat the champion's score
+
+    On the champion's own folds and features, its recorded score is the bar. On new data, the
+    champion's kind re-scored in this run is the bar, and a refit of the champion itself (same
+    kind and parameters) replaces it. An identical retrain never beats itself.
+    """
+    finite = {k: s for k, s in scores.items() if math.isfinite(s)}
+    if not finite:
+        return Decision(None, "no kind has a finite score")
+    best = min(finite, key=lambda k: finite[k])
+    if champion is None:
+        return Decision(best, "no champion yet")
+    same_data = champion.folds == folds and champion.features == features
+    if same_data:
+        bar = champion.score
+    elif champion.kind in finite:
+        if best == champion.kind and params.get(best) == champion.params:
+            return Decision(best, f"champion v{champion.version} refit on new data")
+        bar = finite[champion.kind]
+    else:
+        return Decision(None, f"champion v{champion.version} ({champion.kind}) was not scored "
+                              "on these folds; train its kind too to compare")
+    if finite[best] < bar - min_improvement * abs(bar):
+        return Decision(best, f"beats champion v{champion.version} ({champion.kind}): "
+                              f"{finite[best]:.6g} < {bar:.6g}")
+    return Decision(None, f"champion v{champion.version} ({champion.kind}) holds: "
+                          f"{bar:.6g}, best of run {best} {finite[best]:.6g}")
 
 
-def _current_champion(client: Any, target: str) -> Any:
+def _champion(client: Any, target: str) -> Champion | None:
     try:
-        return client.get_model_version_by_alias(registered_name(target), ALIAS)
+        mv = client.get_model_version_by_alias(registered_name(target), ALIAS)
     except Exception:  # noqa: BLE001 - no model or no alias yet
         return None
+    tags = mv.tags or {}
+    return Champion(version=str(mv.version), kind=tags.get("kind", ""),
+                    score=float(tags.get("score", "inf")), folds=tags.get("folds", ""),
+                    features=tags.get("features", ""), params=tags.get("params", ""))
 
 
-def _log_plots(kind: str, target: str, P: pd.DataFrame, X: pd.DataFrame,
-               model: BaseForecaster) -> None:
+def _log_plots(kind: str, target: str, ev: Evaluation) -> None:
+    P = ev.predictions
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
-        if target == "stress":
+        if target == Target.stress:
             plot_calibration(P["y"].to_numpy(), P["p_stress"].to_numpy(),
                              d / f"calibration_{kind}.png", f"{kind} stress")
         else:
-            plot_forecast(P.join(X[["pool_id", "timestamp"]]), d / f"forecast_{kind}.png",
-                          f"{kind} {target}")
-        imp = getattr(model, "feature_importance", None)
+            plot_forecast(P, d / f"forecast_{kind}.png", f"{kind} {target}")
+        imp = getattr(ev.model, "feature_importance", None)
         if imp is not None:
-            plot_importance(imp(), d / f"importance_{kind}.png", f"{kind} {target}")
+            plot_importance(imp(), d / f"importance_{kind}.png", f"{kind} {target} (last fold)")
         mlflow.log_artifacts(str(d), artifact_path=f"plots/{target}")
+
+
+def _log_setup(cfg: TrainConfig, fs: FeatureSet, folds: list[Fold], digest: str, gap: Any,
+               rows: int) -> None:
+    mlflow.log_dict(cfg.model_dump(mode="json"), "config.json")
+    mlflow.log_params({"n_folds": cfg.n_folds, "gap": str(gap), "horizon": str(fs.horizon),
+                       "freq": fs.freq, "feature_set": fs.version, "features": fs.digest,
+                       "folds": digest, "rows": rows})
+    mlflow.log_dict({"folds": [{"cutoff": str(f.cutoff), "test_start": str(f.test_start),
+                                "test_end": str(f.test_end), "train_rows": len(f.train_idx),
+                                "test_rows": len(f.test_idx)} for f in folds]}, "folds.json")
 
 
 def train(workdir: Path, config: TrainConfig | None = None, progress: bool = True) -> TrainResult:
@@ -145,77 +196,86 @@ def train(workdir: Path, config: TrainConfig | None = None, progress: bool = Tru
     fs = read_features(workdir)
     X = model_matrix(fs)
     gap = parse_duration(cfg.gap) if cfg.gap else fs.horizon
-    folds = walk_forward_splits(X["timestamp"], cfg.n_folds, gap, fs.horizon)
+    folds = walk_forward_splits(X[TIMESTAMP], cfg.n_folds, gap, fs.horizon)
     digest = folds_digest(folds)
-    configure_mlflow(workdir, "lpa-train")
-    client = mlflow.MlflowClient()
     res = TrainResult(folds_digest=digest)
-    scores: dict[tuple[str, str], float] = {}
-    with mlflow.start_run(run_name="train") as parent, Progress(disable=not progress) as bar:
-        res.run_id = parent.info.run_id
-        mlflow.log_dict(cfg.model_dump(), "config.json")
-        mlflow.log_params({"n_folds": cfg.n_folds, "gap": str(gap), "horizon": str(fs.horizon),
-                           "freq": fs.freq, "feature_set": fs.version, "folds": digest,
-                           "rows": len(X)})
-        mlflow.log_dict({"folds": [{"cutoff": str(f.cutoff), "test_start": str(f.test_start),
-                                    "test_end": str(f.test_end), "train_rows": len(f.train_idx),
-                                    "test_rows": len(f.test_idx)} for f in folds]},
-                        "folds.json")
-        task = bar.add_task("train", total=len(cfg.models) * len(cfg.targets) * len(folds))
-        for kind in cfg.models:
-            with mlflow.start_run(run_name=kind, nested=True):
-                mlflow.log_params({"kind": kind, **{f"p_{k}": v for k, v in
-                                                    _params(cfg, kind).items()}})
+    labels = {t: align_labels(X, fs.labels, TARGETS[t]) for t in cfg.targets}
+    with quiet_mlflow(), use_threads(cfg.threads):
+        configure_mlflow(workdir, "lpa-train")
+        client = mlflow.MlflowClient()
+        scores: dict[str, dict[str, float]] = {t: {} for t in cfg.targets}
+        runs: dict[str, str] = {}
+        with mlflow.start_run(run_name="train") as parent, Progress(
+                disable=not progress) as bar:
+            res.run_id = parent.info.run_id
+            _log_setup(cfg, fs, folds, digest, gap, len(X))
+            task = bar.add_task("train", total=len(cfg.models) * len(cfg.targets) * len(folds))
+            for kind in cfg.models:
+                with mlflow.start_run(run_name=kind, nested=True) as child:
+                    runs[kind] = child.info.run_id
+                    mlflow.log_params({"kind": kind, **{f"p_{k}": v for k, v in
+                                                        cfg.params(kind).items()}})
+                    for target in cfg.targets:
+                        bar.update(task, description=f"{kind} / {target}")
+                        ev = _evaluate(kind, target, fs, X, labels[target], folds, cfg,
+                                       lambda: bar.advance(task))
+                        scores[target][kind] = score_of(ev.metrics, target)
+                        res.rows.append({"model": str(kind), "target": str(target),
+                                         **ev.metrics, "score": scores[target][kind]})
+                        _log_plots(kind, target, ev)
+            if cfg.register_models:
                 for target in cfg.targets:
-                    bar.update(task, description=f"{kind} / {target}")
-
-                    def on_fold(i: int, m: dict[str, float], t: str = target) -> None:
-                        mlflow.log_metrics({f"{t}.fold.{k}": v for k, v in m.items()
-                                            if math.isfinite(v)}, step=i)
-                        bar.advance(task)
-
-                    metrics, P = evaluate_kind(kind, target, fs, X, folds, cfg, on_fold=on_fold)
-                    mlflow.log_metrics({f"{target}.{k}": v for k, v in metrics.items()
-                                        if math.isfinite(v)})
-                    score = score_of(metrics, target)
-                    scores[(kind, target)] = score
-                    row = {"model": kind, "target": target, **metrics, "score": score}
-                    final = make_forecaster(kind, target, fs.freq, fs.horizon_periods,
-                                            seed=cfg.seed, **_params(cfg, kind))
-                    final.fit(X, fs.labels[TARGETS[target]])
-                    _log_plots(kind, target, P, X, final)
-                    if cfg.register_models:
-                        row["champion"] = _register(client, final, kind, target, X, score,
-                                                    digest, scores, fs)
-                        if row["champion"]:
-                            res.champions[target] = f"{kind} v{row['champion']}"
-                    res.rows.append(row)
+                    _register_target(client, target, scores[target], cfg, fs, X,
+                                     labels[target], digest, runs, res)
     return res
 
 
-def _register(client: Any, model: BaseForecaster, kind: str, target: str, X: pd.DataFrame,
-              score: float, digest: str, scores: dict[tuple[str, str], float],
-              fs: FeatureSet) -> str | None:
-    """Register the refit model; move the champion alias only if it beats the champion."""
+def _evaluate(kind: str, target: str, fs: FeatureSet, X: pd.DataFrame, y: pd.Series,
+              folds: list[Fold], cfg: TrainConfig, advance: Any) -> Evaluation:
+    """Score one kind on one target; fold and overall metrics go to the active run."""
+
+    def on_fold(i: int, m: dict[str, float]) -> None:
+        mlflow.log_metrics({f"{target}.fold.{k}": v for k, v in m.items() if math.isfinite(v)},
+                           step=i)
+        advance()
+
+    ev = evaluate(lambda: make_forecaster(kind, target, fs.freq, fs.horizon_periods,
+                                          seed=cfg.seed, **cfg.params(kind)),
+                  X, y, folds, target=target, freq=fs.freq, horizon_periods=fs.horizon_periods,
+                  alarm_threshold=cfg.alarm_threshold, on_fold=on_fold)
+    mlflow.log_metrics({f"{target}.{k}": v for k, v in ev.metrics.items() if math.isfinite(v)})
+    return ev
+
+
+def _register_target(client: Any, target: str, scores: dict[str, float], cfg: TrainConfig,
+                     fs: FeatureSet, X: pd.DataFrame, y: pd.Series, digest: str,
+                     runs: dict[str, str], res: TrainResult) -> None:
+    """Refit and register what the decision (or register_all) asks for; move the alias."""
+    params = {k: _params_tag(cfg.params(k)) for k in scores}
+    champ = _champion(client, target)
+    decision = challenge(scores, params, champ, digest, fs.digest, cfg.min_improvement)
+    res.decisions[str(target)] = decision.reason
+    kinds = list(scores) if cfg.register_all else [decision.kind] if decision.kind else []
     name = registered_name(target)
-    tags = {"kind": kind, "score": f"{score:.10g}", "folds": digest, "target": target,
-            "feature_set": fs.version, "horizon": str(fs.horizon), "freq": fs.freq}
-    info = log_forecaster(model, f"{target}_{kind}", X, registered_model_name=name, tags=tags)
-    version = str(info.registered_model_version)
-    for k, v in tags.items():
-        client.set_model_version_tag(name, version, k, v)
-    champ = _current_champion(client, target)
-    if champ is None:
-        best = math.inf
-    elif champ.tags.get("folds") == digest:
-        best = float(champ.tags.get("score", "inf"))
-    elif (champ.tags.get("kind"), target) in scores:
-        best = scores[(champ.tags["kind"], target)]  # champion's kind re-scored on these folds
-    else:
-        best = scores.get(("baseline", target), math.inf)
-    if score < best:
-        client.set_registered_model_alias(name, ALIAS, version)
-        client.set_model_version_tag(name, version, "promoted_over", json.dumps(
-            {"previous": None if champ is None else str(champ.version), "previous_score": best}))
-        return version
-    return None
+    for kind in kinds:
+        model = make_forecaster(kind, target, fs.freq, fs.horizon_periods, seed=cfg.seed,
+                                **cfg.params(kind)).fit(X, y)
+        tags = {"kind": str(kind), "score": repr(scores[kind]), "folds": digest,
+                "features": fs.digest, "params": params[kind], "target": str(target),
+                "feature_set": fs.version, "horizon": str(fs.horizon), "freq": fs.freq}
+        with mlflow.start_run(run_id=runs[kind], nested=True):
+            info = log_forecaster(model, f"{target}_{kind}", X, registered_model_name=name,
+                                  tags=tags)
+        version = str(info.registered_model_version)
+        for k, v in tags.items():
+            client.set_model_version_tag(name, version, k, v)
+        row = next(r for r in res.rows if r["model"] == kind and r["target"] == target)
+        row["registry"] = f"v{version}"
+        if kind == decision.kind:
+            client.set_registered_model_alias(name, ALIAS, version)
+            client.set_model_version_tag(name, version, "promoted_over", json.dumps(
+                {"previous": None if champ is None else champ.version,
+                 "previous_score": None if champ is None else champ.score,
+                 "reason": decision.reason}))
+            row["registry"] = f"v{version} champion"
+            res.champions[str(target)] = f"{kind} v{version}"

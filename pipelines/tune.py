@@ -1,7 +1,8 @@
 """Hyper-parameter tuning with Optuna on walk-forward folds; trials are nested MLflow runs.
 
 The last fold-sized tail of history is the final holdout: it is cut off before the folds are
-made, so no trial ever scores on it.
+made, so no trial ever scores on it. Inputs and labels are aligned by (pool_id, timestamp)
+before any row is dropped, so every training row keeps its own label.
 """
 
 from __future__ import annotations
@@ -16,10 +17,14 @@ import optuna
 from rich.progress import Progress
 
 from features.build import read_features
+from features.schema import TIMESTAMP
 from models.cv import walk_forward_splits
-from models.forecasts import model_matrix
+from models.evaluate import evaluate
+from models.forecasts import inputs_and_labels, make_forecaster
+from models.names import ModelKind, Target, score_of
+from models.threads import use_threads
 from pipelines.config import configure_mlflow
-from pipelines.train import TrainConfig, evaluate_kind, score_of
+from pipelines.runtime import quiet_mlflow
 
 __all__ = ["SPACES", "space_lightgbm", "space_torch", "tune", "TuneResult", "default_storage"]
 
@@ -46,7 +51,7 @@ def space_torch(trial: optuna.Trial) -> dict[str, Any]:
     }
 
 
-SPACES = {"lightgbm": space_lightgbm, "torch": space_torch}
+SPACES = {ModelKind.lightgbm: space_lightgbm, ModelKind.torch: space_torch}
 
 
 @dataclass
@@ -78,30 +83,25 @@ def default_storage(workdir: Path) -> str:
 def tune(
     workdir: Path, model: str = "lightgbm", target: str = "fee_yield", trials: int = 20,
     storage: str | None = None, study_name: str | None = None, progress: bool = True,
-    n_folds: int = 3, seed: int = 0,
+    n_folds: int = 3, seed: int = 0, threads: int | None = None, alarm_threshold: float = 0.5,
 ) -> TuneResult:
     """Add ``trials`` trials to a (resumable) study scoring walk-forward folds only."""
     if model not in SPACES:
-        raise ValueError(f"no search space for model {model!r}; expected {list(SPACES)}")
+        raise ValueError(f"no search space for model {model!r}; expected one of "
+                         f"{[str(k) for k in SPACES]}")
+    target = Target(target)
     fs = read_features(workdir)
-    X = model_matrix(fs)
-    ts = X["timestamp"]
+    X, y = inputs_and_labels(fs, target)
+    ts = X[TIMESTAMP]
     # hold out the final tail (one fold's length) from tuning altogether
     span = ts.max() - ts.min()
     holdout_start = ts.max() - span / (n_folds + 3)
     inner = (ts <= holdout_start - fs.horizon).to_numpy()
-    Xi = X[inner]
-    folds = walk_forward_splits(Xi["timestamp"], n_folds, fs.horizon, fs.horizon)
+    Xi, yi = X[inner], y[inner]  # one index: rows keep their labels
+    folds = walk_forward_splits(Xi[TIMESTAMP], n_folds, fs.horizon, fs.horizon)
     storage = storage or default_storage(workdir)
     name = study_name or f"{model}-{target}"
-    study = optuna.create_study(
-        study_name=name, storage=storage, load_if_exists=True, direction="minimize",
-        sampler=optuna.samplers.TPESampler(seed=seed),
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0),
-    )
-    configure_mlflow(workdir, "lpa-tune")
-    cfg = TrainConfig(models=[model], targets=[target], n_folds=n_folds, seed=seed)
-    space = SPACES[model]
+    space = SPACES[ModelKind(model)]
 
     def objective(trial: optuna.Trial) -> float:
         params = space(trial)
@@ -116,25 +116,36 @@ def tune(
                     mlflow.set_tag("pruned", "true")
                     raise optuna.TrialPruned()
 
-            metrics, _ = evaluate_kind(model, target, fs, Xi.reset_index(drop=True), folds, cfg,
-                                       params=params, on_fold=on_fold)
-            score = score_of(metrics, target)
-            mlflow.log_metrics({k: v for k, v in metrics.items() if math.isfinite(v)})
+            ev = evaluate(lambda: make_forecaster(model, target, fs.freq, fs.horizon_periods,
+                                                  seed=seed, **params),
+                          Xi, yi, folds, target=target, freq=fs.freq,
+                          horizon_periods=fs.horizon_periods, alarm_threshold=alarm_threshold,
+                          on_fold=on_fold)
+            score = score_of(ev.metrics, target)
+            mlflow.log_metrics({k: v for k, v in ev.metrics.items() if math.isfinite(v)})
             mlflow.log_metric("score", score)
             return score
 
-    with mlflow.start_run(run_name=f"tune-{name}") as parent, Progress(
-            disable=not progress) as bar:
-        mlflow.log_params({"study": name, "storage": storage.split("@")[-1], "model": model,
-                           "target": target, "holdout_start": str(holdout_start)})
-        task = bar.add_task(f"tuning {name}", total=trials)
-        study.optimize(objective, n_trials=trials,
-                       callbacks=[lambda s, t: bar.advance(task)])
-        done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-        if done:
-            mlflow.log_metric("best_score", study.best_value)
-            mlflow.log_dict(study.best_params, "best_params.json")
-        mlflow.set_tag("parent", parent.info.run_id)
+    with quiet_mlflow(), use_threads(threads):
+        study = optuna.create_study(
+            study_name=name, storage=storage, load_if_exists=True, direction="minimize",
+            sampler=optuna.samplers.TPESampler(seed=seed),
+            pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0),
+        )
+        configure_mlflow(workdir, "lpa-tune")
+        with mlflow.start_run(run_name=f"tune-{name}") as parent, Progress(
+                disable=not progress) as bar:
+            mlflow.log_params({"study": name, "storage": storage.split("@")[-1],
+                               "model": str(model), "target": str(target),
+                               "holdout_start": str(holdout_start)})
+            task = bar.add_task(f"tuning {name}", total=trials)
+            study.optimize(objective, n_trials=trials,
+                           callbacks=[lambda s, t: bar.advance(task)])
+            done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+            if done:
+                mlflow.log_metric("best_score", study.best_value)
+                mlflow.log_dict(study.best_params, "best_params.json")
+            mlflow.set_tag("parent", parent.info.run_id)
     return TuneResult(study_name=name, storage=storage, n_trials=len(study.trials),
                       best_value=study.best_value if done else math.nan,
                       best_params=study.best_params if done else {},

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import math
+import os
 from pathlib import Path
 
 import mlflow
 import numpy as np
+import pydantic
 import pytest
+from typer.testing import CliRunner
 
 from features.build import build_features, read_features, write_features
 from features.sources.simulator import simulate_market
@@ -14,8 +18,9 @@ from features.sources.store import write_panel
 from models.cv import walk_forward_splits
 from models.forecasts import make_forecaster, model_matrix
 from models.registry import champion_versions, load_champion
+from pipelines.cli import app
 from pipelines.config import tracking_uri
-from pipelines.train import TrainConfig, train
+from pipelines.train import Champion, TrainConfig, challenge, train
 
 FAST = {"lightgbm": {"n_estimators": 30}, "torch": {"epochs": 1, "max_samples": 2000,
                                                      "hidden": 8}}
@@ -75,19 +80,104 @@ def test_fold_gaps_are_at_least_the_horizon(workdir: Path) -> None:
             f.train_idx].max() >= fs.horizon
 
 
-def test_worse_model_does_not_take_the_alias(workdir: Path) -> None:
+def _versions(uri: str, target: str) -> list[str]:
+    client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+    return sorted(v.version for v in client.search_model_versions(f"name='lpa-{target}'"))
+
+
+def test_worse_model_is_neither_registered_nor_promoted(workdir: Path) -> None:
     uri = tracking_uri(workdir)
-    before = champion_versions(uri)
+    before, registered = champion_versions(uri), _versions(uri, "volatility")
     # a deliberately weak model: LightGBM with a single tiny tree
     cfg = TrainConfig(models=["lightgbm"], n_folds=2, targets=["volatility"],
                       lightgbm={"n_estimators": 1, "params": {"num_leaves": 2,
                                                               "learning_rate": 0.001}})
     res = train(workdir, cfg, progress=False)
-    assert not res.rows[0].get("champion")
+    assert not res.champions and not res.rows[0].get("registry")
     assert champion_versions(uri)["volatility"] == before["volatility"]
-    client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
-    latest = max(int(v.version) for v in client.search_model_versions("name='lpa-volatility'"))
-    assert str(latest) != before["volatility"]  # it was registered, just not promoted
+    assert _versions(uri, "volatility") == registered
+    assert "holds" in res.decisions["volatility"]
+
+
+def test_register_all_registers_every_kind_without_moving_the_alias(workdir: Path) -> None:
+    uri = tracking_uri(workdir)
+    before, registered = champion_versions(uri), _versions(uri, "stress")
+    cfg = TrainConfig(models=["baseline"], n_folds=2, targets=["stress"], register_all=True)
+    res = train(workdir, cfg, progress=False)
+    assert len(_versions(uri, "stress")) == len(registered) + 1
+    assert res.rows[0]["registry"].startswith("v")
+    assert champion_versions(uri) == before  # the champion already beat this kind
+
+
+def test_identical_retrain_registers_nothing_and_keeps_the_alias(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    panel, _ = simulate_market(n_pools=4, days=30, seed=3)
+    write_features(build_features(panel), tmp_path)
+    cfg = TrainConfig(models=["baseline", "lightgbm"], n_folds=2, lightgbm=FAST["lightgbm"])
+    first = train(tmp_path, cfg, progress=False)
+    uri = tracking_uri(tmp_path)
+    champions = champion_versions(uri)
+    versions = {t: _versions(uri, t) for t in champions}
+    assert set(first.champions) == set(champions) and all(champions.values())
+    assert all(len(v) == 1 for v in versions.values())  # the candidate only, not every kind
+    err = capfd.readouterr().err
+    assert "Created version" not in err and "Successfully registered" not in err
+
+    again = train(tmp_path, cfg, progress=False)
+    assert again.champions == {}
+    assert champion_versions(uri) == champions
+    assert {t: _versions(uri, t) for t in champions} == versions
+    assert all("holds" in why for why in again.decisions.values())
+
+
+def test_challenge_needs_a_strict_margin_on_the_champions_folds() -> None:
+    champ = Champion(version="3", kind="lightgbm", score=0.100, folds="f", features="x",
+                     params="{}")
+    same = {"baseline": 0.120, "lightgbm": 0.100}
+    params = {"baseline": "{}", "lightgbm": "{}"}
+    assert challenge(same, params, None, "f", "x", 1e-3).kind == "lightgbm"
+    assert challenge(same, params, champ, "f", "x", 1e-3).kind is None  # identical retrain
+    assert challenge({"lightgbm": 0.09995}, params, champ, "f", "x", 1e-3).kind is None
+    assert challenge({"baseline": 0.09}, params, champ, "f", "x", 1e-3).kind == "baseline"
+    assert challenge({"baseline": math.nan}, params, champ, "f", "x", 1e-3).kind is None
+
+
+def test_challenge_on_new_data_rescores_the_champions_kind() -> None:
+    champ = Champion(version="3", kind="lightgbm", score=0.100, folds="old", features="x",
+                     params="{}")
+    params = {"baseline": "{}", "lightgbm": "{}"}
+    refit = challenge({"baseline": 0.2, "lightgbm": 0.15}, params, champ, "new", "x", 1e-3)
+    assert refit.kind == "lightgbm" and "new data" in refit.reason
+    assert challenge({"baseline": 0.2, "lightgbm": 0.15}, {"baseline": "{}", "lightgbm":
+                     '{"n": 1}'}, champ, "new", "x", 1e-3).kind is None
+    assert challenge({"baseline": 0.14, "lightgbm": 0.15}, params, champ, "new", "x",
+                     1e-3).kind == "baseline"
+    unscored = challenge({"baseline": 0.01}, params, champ, "new", "x", 1e-3)
+    assert unscored.kind is None and "not scored" in unscored.reason
+
+
+def test_unknown_model_fails_before_any_run(workdir: Path) -> None:
+    uri = tracking_uri(workdir)
+    mlflow.set_tracking_uri(uri)
+    before = len(mlflow.search_runs(experiment_names=["lpa-train"]))
+    res = CliRunner().invoke(app, ["train", "--model", "prophet", "--workdir", str(workdir)])
+    assert res.exit_code != 0 and "prophet" in res.output
+    assert len(mlflow.search_runs(experiment_names=["lpa-train"])) == before
+    with pytest.raises(pydantic.ValidationError, match="prophet"):
+        TrainConfig(models=["prophet"])
+    help_text = CliRunner().invoke(app, ["train", "--help"]).output
+    assert all(k in help_text for k in ("baseline", "lightgbm", "torch", "all"))
+
+
+def test_train_command_sets_passive_openmp_waiting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OMP_WAIT_POLICY", "unset by the test")
+    monkeypatch.delenv("OMP_WAIT_POLICY")  # restored after the test
+    res = CliRunner().invoke(app, ["train", "--workdir", str(tmp_path)])
+    assert res.exit_code == 1 and "lpa features build" in res.output
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
 
 
 def test_train_without_features_is_a_clear_error(tmp_path: Path) -> None:
