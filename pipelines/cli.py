@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from pipelines.choices import Target, TrainChoice, TunableKind
 from pipelines.config import resolve_workdir
 
 __all__ = ["app", "main"]
@@ -214,13 +215,14 @@ def data_info(workdir: Workdir = None) -> None:
 @features_app.command("build")
 def features_build(
     workdir: Workdir = None,
-    config: Annotated[Path | None, typer.Option(help="TOML config; reads [features].")] = None,
+    config: Annotated[Path | None, typer.Option(help="TOML config; reads \\[features].")]
+    = None,
     horizon: Annotated[str | None, typer.Option(help="Label horizon, e.g. 24h or 7d.")] = None,
 ) -> None:
     """Build the feature table and forward labels from the stored panel."""
 
     def body() -> None:
-        from features.build import FeatureConfig, build_features, write_features
+        from features.build import FeatureConfig, build_features, feature_columns, write_features
         from features.sources.store import read_panel
         from pipelines.config import config_from
 
@@ -229,9 +231,9 @@ def features_build(
         panel = read_panel(wd)
         fs = build_features(panel, cfg, progress=True)
         path = write_features(fs, wd)
-        n_feat = len(fs.features.columns) - 3
+        n_feat = len(feature_columns(fs.features))
         console.print(f"wrote {len(fs.features):,} rows x {n_feat} features, labels over "
-                      f"{fs.horizon} (feature set {fs.version}) to {path}")
+                      f"{fs.horizon} (feature set {fs.version}) to {path}", markup=False)
 
     _run(body)
 
@@ -239,23 +241,39 @@ def features_build(
 @app.command("train")
 def train_cmd(
     workdir: Workdir = None,
-    model: Annotated[str, typer.Option(help="baseline | lightgbm | torch | all")] = "all",
-    folds: Annotated[int | None, typer.Option(help="Walk-forward folds.")] = None,
-    config: Annotated[Path | None, typer.Option(help="TOML config; reads [train].")] = None,
+    model: Annotated[TrainChoice | None, typer.Option(
+        help="Model kind to train; all = baseline, lightgbm and torch (default: the models "
+             "of --config, else all).")] = None,
+    folds: Annotated[int | None, typer.Option(min=1, help="Walk-forward folds.")] = None,
+    config: Annotated[Path | None, typer.Option(help="TOML config; reads \\[train].")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    register_all: Annotated[bool, typer.Option(
+        "--register-all", help="Register every refit model, not only a new champion.")]
+    = False,
+    threads: Annotated[int | None, typer.Option(
+        min=1, help="Threads per model fit (default: env LPA_THREADS, else the CPUs "
+                    "available).")] = None,
 ) -> None:
-    """Fit, evaluate walk-forward, log to MLflow and register the champion models."""
+    """Fit, evaluate walk-forward, log to MLflow; register a model that beats the champion."""
 
     def body() -> None:
+        from pipelines.runtime import prefer_passive_waiting
+
+        prefer_passive_waiting()  # before LightGBM and torch load
+        from models.names import DEFAULT_KINDS
         from pipelines.config import config_from
         from pipelines.train import TrainConfig, train
 
         wd = resolve_workdir(workdir)
-        models = ["baseline", "lightgbm", "torch"] if model == "all" else [model]
-        cfg = config_from(TrainConfig, config, "train", models=models, n_folds=folds, seed=seed)
+        models = (None if model is None else list(DEFAULT_KINDS) if model is TrainChoice.all
+                  else [model.value])
+        cfg = config_from(TrainConfig, config, "train", models=models, n_folds=folds, seed=seed,
+                          register_all=register_all or None, threads=threads)
         res = train(wd, cfg, progress=True)
-        rows = res.summary_rows()
-        console.print(_table("walk-forward evaluation", res.summary_columns(), rows))
+        console.print(_table("walk-forward evaluation", res.summary_columns(),
+                             res.summary_rows()))
+        for target, why in res.decisions.items():
+            console.print(f"{target}: {why}", markup=False)
 
     _run(body)
 
@@ -263,21 +281,29 @@ def train_cmd(
 @app.command("tune")
 def tune_cmd(
     workdir: Workdir = None,
-    trials: Annotated[int, typer.Option(help="Trials to add to the study.")] = 20,
-    model: Annotated[str, typer.Option(help="lightgbm | torch")] = "lightgbm",
-    target: Annotated[str, typer.Option(help="fee_yield | volatility | stress")] = "fee_yield",
+    trials: Annotated[int, typer.Option(min=1, help="Trials to add to the study.")] = 20,
+    model: Annotated[TunableKind, typer.Option(help="Model kind to tune.")]
+    = TunableKind.lightgbm,
+    target: Annotated[Target, typer.Option(help="Target to tune for.")] = Target.fee_yield,
     storage: Annotated[str | None, typer.Option(
         help="Optuna storage URL (default sqlite in the work dir; postgresql://... for workers)",
         envvar="LPA_OPTUNA_STORAGE")] = None,
     study: Annotated[str | None, typer.Option(help="Study name (resumes if it exists).")] = None,
+    threads: Annotated[int | None, typer.Option(
+        min=1, help="Threads per model fit (default: env LPA_THREADS, else the CPUs "
+                    "available).")] = None,
 ) -> None:
     """Tune a model's hyper-parameters with Optuna on walk-forward folds."""
 
     def body() -> None:
+        from pipelines.runtime import prefer_passive_waiting
+
+        prefer_passive_waiting()  # before LightGBM and torch load
         from pipelines.tune import tune
 
-        res = tune(resolve_workdir(workdir), model=model, target=target, trials=trials,
-                   storage=storage, study_name=study, progress=True)
+        res = tune(resolve_workdir(workdir), model=model.value, target=target.value,
+                   trials=trials, storage=storage, study_name=study, progress=True,
+                   threads=threads)
         console.print(_table("tuning", res.summary_columns(), res.summary_rows()))
 
     _run(body)
@@ -369,17 +395,27 @@ def demo_cmd(
     pools: Annotated[int, typer.Option(help="Simulated pools.")] = 30,
     days: Annotated[int, typer.Option(help="Simulated days.")] = 180,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
-    models: Annotated[str, typer.Option(help="Comma-separated model kinds to train.")]
-    = "baseline,lightgbm,torch",
+    models: Annotated[str, typer.Option(
+        help="Comma-separated model kinds to train: baseline, seasonal_naive, lightgbm, "
+             "torch.")] = "baseline,lightgbm,torch",
+    threads: Annotated[int | None, typer.Option(
+        min=1, help="Threads per model fit (default: env LPA_THREADS, else the CPUs "
+                    "available).")] = None,
 ) -> None:
     """Run data -> features -> train -> register -> backtest end to end and print the table."""
 
     def body() -> None:
+        from models.names import ModelKind
         from pipelines.demo import run_demo
 
+        kinds = [m.strip() for m in models.split(",") if m.strip()]
+        bad = [m for m in kinds if m not in set(ModelKind)]
+        if bad:
+            raise ValueError(f"--models: unknown kind(s) {bad}; expected some of "
+                             f"{[k.value for k in ModelKind]}")
         wd = resolve_workdir(workdir)
         res = run_demo(wd, console, data=data, fmt=fmt, pools=pools, days=days, seed=seed,
-                       models=[m.strip() for m in models.split(",") if m.strip()])
+                       models=kinds, threads=threads)
         _print_metrics(res.metrics)
         console.print(f"report: {res.report_dir}")
         console.print(f"MLflow UI: mlflow ui --backend-store-uri sqlite:///{wd / 'mlflow.db'}")
