@@ -52,7 +52,10 @@ def _column(exp: pd.DataFrame, name: str) -> np.ndarray:
 
 
 def _usd(x: float) -> str:
-    return f"-${-x:,.0f}" if x < -0.5 else f"${max(x, 0.0):,.0f}"
+    """Whole dollars with the sign in front (``-$12``); |x| < 0.5 prints as ``$0``."""
+    if abs(x) < 0.5:
+        return "$0"
+    return f"-${-x:,.0f}" if x < 0 else f"${x:,.0f}"
 
 
 def horizon_text(horizon: pd.Timedelta) -> str:
@@ -84,22 +87,25 @@ def recommend(req: RecommendationRequest, state: ServiceState,
     UnknownPoolsError : pools the state does not serve. AllocationError (ValueError) : inputs
         the allocator cannot use, naming the pool and field.
     """
-    pools = list(req.pools)
+    pools = tuple(req.pools)
     unknown = [p for p in pools if p not in state.forecast_rows]
     if unknown:
         raise UnknownPoolsError(unknown)
+    cut = state.pool_slice(pools)
     cw = req.current_weights or {}
-    cur = pd.Series([cw.get(p, 0.0) for p in pools], index=pools, dtype=float)
+    c = np.array([cw.get(p, 0.0) for p in pools], dtype=float)
     years = state.horizon / pd.Timedelta(days=365)
     with _SOLVER_LOCK:
-        alloc = allocate(state.forecasts.loc[pools], cur, state.meta.loc[pools],
+        alloc = allocate(cut.forecasts, pd.Series(c, index=cut.forecasts.index), cut.meta,
                          _allocator_config(req, years))
-    exp = alloc.expected.reindex(pools)
+    exp, weights = alloc.expected, alloc.weights
+    if not exp.index.equals(cut.forecasts.index):
+        exp = exp.reindex(cut.forecasts.index)
+    if not weights.index.equals(cut.forecasts.index):
+        weights = weights.reindex(cut.forecasts.index)
     econ = {k: _column(exp, k) for k in _ECONOMICS}
-    w = alloc.weights.reindex(pools).fillna(0.0).to_numpy(float)
-    c = cur.to_numpy(float)
+    w = np.nan_to_num(weights.to_numpy(float))
     move = (w - c) * req.capital_usd
-    p_own = np.nan_to_num(state.forecasts.loc[pools, "p_stress"].to_numpy(float))
     horizon = horizon_text(state.horizon)
     out = []
     for i, p in enumerate(pools):
@@ -111,8 +117,8 @@ def recommend(req: RecommendationRequest, state: ServiceState,
             expected_fee_yield=e["fee_yield"], expected_fee_usd=e["fee"],
             expected_il_usd=e["il"], expected_lvr_usd=e["lvr"],
             expected_stress_usd=e["stress_loss"], expected_cost_usd=e["cost"],
-            expected_net_usd=e["net"], p_stress=float(p_own[i]), gas_usd=-e["gas"],
-            slippage_usd=-e["swap_cost"], data_as_of=state.pool_as_of.get(p, str(state.as_of)),
+            expected_net_usd=e["net"], p_stress=float(cut.p_stress[i]), gas_usd=-e["gas"],
+            slippage_usd=-e["swap_cost"], data_as_of=cut.data_as_of[i],
             reason=f"{why}; {text}" if why else text))
     age = state.age_hours()
     return RecommendationResponse(

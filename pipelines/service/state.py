@@ -7,11 +7,13 @@ when a state is built (start-up or reload); a request only solves the allocation
 from __future__ import annotations
 
 import math
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from features.build import FeatureSet, read_features
@@ -20,10 +22,21 @@ from models.forecasts import TARGETS, ForecastBundle, model_matrix
 from models.registry import champion_versions, load_champion
 from pipelines.config import tracking_uri
 
-__all__ = ["ServiceState", "RegistryStatus", "load_state", "pool_forecasts", "features_stamp",
-           "registry_configured", "read_champion_key"]
+__all__ = ["ServiceState", "PoolSlice", "RegistryStatus", "load_state", "pool_forecasts",
+           "features_stamp", "registry_configured", "read_champion_key"]
 
 ChampionKey = dict[str, str | None]
+_SLICES_KEPT = 64  # pool sets whose inputs are kept ready (clients mostly repeat theirs)
+
+
+@dataclass(frozen=True)
+class PoolSlice:
+    """A state's allocator inputs for one ordered pool set, cut once and reused."""
+
+    forecasts: pd.DataFrame
+    meta: pd.DataFrame
+    p_stress: Any  # numpy array, own stress probability per pool
+    data_as_of: list[str]
 
 
 def _targets() -> tuple[str, ...]:
@@ -47,6 +60,24 @@ class ServiceState:
     freq: str
     horizon: pd.Timedelta
     loaded_at: float = field(default_factory=time.time)
+    _slices: dict[tuple[str, ...], PoolSlice] = field(default_factory=dict, repr=False,
+                                                       compare=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def pool_slice(self, pools: tuple[str, ...]) -> PoolSlice:
+        """Forecasts and metadata of these pools in this order (cached per pool set)."""
+        hit = self._slices.get(pools)
+        if hit is not None:
+            return hit
+        fc = self.forecasts.loc[list(pools)]
+        cut = PoolSlice(forecasts=fc, meta=self.meta.loc[list(pools)],
+                        p_stress=np.nan_to_num(fc["p_stress"].to_numpy(float)),
+                        data_as_of=[self.pool_as_of.get(p, str(self.as_of)) for p in pools])
+        with self._lock:
+            if len(self._slices) >= _SLICES_KEPT:
+                self._slices.pop(next(iter(self._slices)))
+            self._slices[pools] = cut
+        return cut
 
     def age_hours(self, now: pd.Timestamp | None = None) -> float:
         """Hours between the latest feature row and now."""

@@ -1,0 +1,141 @@
+"""Recommendation output: every money figure is the allocator's, the fee-yield column and the
+reason quote the same number, staleness is visible, and forecasts are made once per state."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+
+from features.build import build_features, write_features
+from features.sources.simulator import simulate_market
+from models.forecasts import ForecastBundle
+from pipelines.service.app import create_app, reload_state
+from pipelines.service.recommend import horizon_text, recommendation_title
+from pipelines.service.schemas import RecommendationResponse
+from pipelines.service.settings import ServiceSettings
+
+_FEE_APR = re.compile(r"fee(?:s| yield) (-?[\d.]+)% APR")
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    wd = tmp_path_factory.mktemp("svc-recommend")
+    panel, _ = simulate_market(n_pools=8, days=30, seed=5)
+    write_features(build_features(panel), wd)
+    return wd
+
+
+@pytest.fixture(scope="module")
+def client(workdir: Path) -> Iterator[TestClient]:
+    app = create_app(ServiceSettings(workdir=workdir, use_registry=False,
+                                     reload_interval_s=3600))
+    with TestClient(app) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def held(client: TestClient) -> dict[str, Any]:
+    """A recommendation that must keep every current position (turnover 0)."""
+    meta = client.get("/v1/pools").json()
+    pools = [p["pool_id"] for p in meta["pools"]]
+    weights = {p: 0.1 for p in pools}
+    r = client.post("/v1/recommendations", json={
+        "capital_usd": 2e6, "pools": pools, "current_weights": weights,
+        "constraints": {"max_turnover": 0, "max_weight": 0.2}})
+    assert r.status_code == 200, r.text
+    return {"body": r.json(), "protocol": {p["pool_id"]: p["protocol"] for p in meta["pools"]}}
+
+
+def test_positions_held_carry_impermanent_loss(held: dict[str, Any]) -> None:
+    pools = held["body"]["pools"]
+    assert all(abs(p["weight"] - 0.1) < 1e-6 for p in pools)
+    assert all(p["expected_il_usd"] < 0 for p in pools), [p["expected_il_usd"] for p in pools]
+    assert all(p["expected_fee_usd"] > 0 for p in pools)
+
+
+def test_fee_yield_column_and_reason_quote_the_same_figure(held: dict[str, Any]) -> None:
+    body = held["body"]
+    years = pd.Timedelta(body["horizon"].replace("d", "D")) / pd.Timedelta(days=365)
+    v3 = 0
+    for p in body["pools"]:
+        m = _FEE_APR.search(p["reason"])
+        assert m, p["reason"]
+        apr_in_reason = float(m.group(1)) / 100
+        apr_in_column = p["expected_fee_yield"] / years
+        assert apr_in_column == pytest.approx(apr_in_reason, rel=0.01, abs=0.0006), p
+        position = p["weight"] * body["capital_usd"]
+        assert p["expected_fee_yield"] * position == pytest.approx(p["expected_fee_usd"],
+                                                                   rel=1e-6)
+        v3 += held["protocol"][p["pool_id"]] == "uniswap_v3"
+    assert v3, "the simulated market should hold concentrated pools"
+
+
+def test_reason_gives_the_usd_economics_that_decided_the_weight(held: dict[str, Any]) -> None:
+    for p in held["body"]["pools"]:
+        text = p["reason"]
+        assert "expected over" in text
+        for label, value in (("fees", p["expected_fee_usd"]), ("IL", p["expected_il_usd"]),
+                             ("net", p["expected_net_usd"])):
+            shown = f"-${-value:,.0f}" if value <= -0.5 else f"${max(value, 0):,.0f}"
+            assert f"{label} {shown}" in text, (label, value, text)
+
+
+def test_costs_and_totals_are_the_allocators(client: TestClient) -> None:
+    pools = [p["pool_id"] for p in client.get("/v1/pools").json()["pools"]]
+    r = client.post("/v1/recommendations", json={"capital_usd": 5e6, "pools": pools})
+    body = r.json()
+    moved = [p for p in body["pools"] if abs(p["move_usd"]) > 1]
+    assert moved, "a fresh allocation of 5M USD should move into some pool"
+    assert all(p["slippage_usd"] > 0 for p in moved)
+    assert body["total_gas_usd"] == pytest.approx(sum(p["gas_usd"] for p in body["pools"]))
+    assert body["expected_net_usd"] == pytest.approx(
+        sum(p["expected_net_usd"] for p in body["pools"]))
+
+
+def test_stale_features_are_flagged_in_the_table_title(held: dict[str, Any]) -> None:
+    resp = RecommendationResponse.model_validate(held["body"])
+    assert resp.stale  # simulated data from 2024 is old for "now"
+    assert "STALE" in recommendation_title(resp)
+    fresh = resp.model_copy(update={"stale": False})
+    assert "STALE" not in recommendation_title(fresh)
+
+
+def test_horizon_text() -> None:
+    assert horizon_text(pd.Timedelta(days=7)) == "7d"
+    assert horizon_text(pd.Timedelta(hours=24)) == "1d"
+    assert horizon_text(pd.Timedelta(hours=6)) == "6h"
+
+
+def test_forecasts_are_made_once_per_state(workdir: Path, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    workdir = Path(shutil.copytree(workdir, tmp_path / "wd"))
+    calls = []
+    real = ForecastBundle.predict_pools
+
+    def counting(self: ForecastBundle, *a: Any, **kw: Any) -> pd.DataFrame:
+        calls.append(1)
+        return real(self, *a, **kw)
+
+    monkeypatch.setattr(ForecastBundle, "predict_pools", counting)
+    app = create_app(ServiceSettings(workdir=workdir, use_registry=False,
+                                     reload_interval_s=3600))
+    with TestClient(app) as c:
+        pools = [p["pool_id"] for p in c.get("/v1/pools").json()["pools"]]
+        for n in (3, 5, 8):
+            r = c.post("/v1/recommendations", json={"capital_usd": 1e6, "pools": pools[:n]})
+            assert r.status_code == 200
+            c.get(f"/v1/pools/{pools[0]}/forecast")
+        assert len(calls) == 1
+        assert reload_state(app) is False  # nothing changed: no new forecasts
+        assert len(calls) == 1
+        panel, _ = simulate_market(n_pools=8, days=31, seed=5)
+        write_features(build_features(panel), workdir)  # new features: one new state
+        assert reload_state(app) is True
+        assert len(calls) == 2
