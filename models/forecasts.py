@@ -20,8 +20,9 @@ from models.names import ModelKind, Target
 from models.sequence import GRUForecaster, GRUStress
 from models.stress import LightGBMStress
 
-__all__ = ["TARGETS", "make_forecaster", "load_forecaster", "model_matrix", "inputs_and_labels",
-           "align_labels", "seasonal_naive", "baseline_columns", "ForecastBundle"]
+__all__ = ["TARGETS", "make_forecaster", "load_forecaster", "history_periods", "model_matrix",
+           "inputs_and_labels", "align_labels", "seasonal_naive", "baseline_columns",
+           "ForecastBundle"]
 
 TARGETS = {Target.fee_yield: FWD_FEE_YIELD, Target.volatility: FWD_VOLATILITY,
            Target.stress: FWD_STRESS}  # target -> label column
@@ -45,6 +46,18 @@ def baseline_columns(target: str, freq: str, horizon_periods: int) -> dict[str, 
         return {"seasonal_naive": (names.window(names.RV, horizon), 1.0),
                 "ewma": (names.ewm(names.EWMA_VOL, horizon), 1.0)}
     raise ValueError(f"no column baselines for target {target!r}")
+
+
+def history_periods(kind: str, freq: str, params: dict[str, Any] | None = None) -> int:
+    """Rows of a pool's recent history a kind reads to forecast the pool's latest row.
+
+    1 for kinds that read the row alone; the sequence model's lookback (default two weeks of
+    a daily panel, a day otherwise) for torch.
+    """
+    if _kind(kind) is not ModelKind.torch:
+        return 1
+    daily = FREQUENCIES[freq] >= pd.Timedelta(days=1)
+    return int((params or {}).get("lookback", 14 if daily else 24))
 
 
 def _kind(kind: str) -> ModelKind:
@@ -81,7 +94,7 @@ def make_forecaster(kind: str, target: str, freq: str, horizon_periods: int = 24
         if target == Target.stress:
             return LightGBMStress(seed=seed, row_stride=stride, **params)
         return LightGBMQuantile(seed=seed, row_stride=stride, **params)
-    params.setdefault("lookback", 14 if daily else 24)
+    params.setdefault("lookback", history_periods(model, freq))
     if target == Target.stress:
         return GRUStress(seed=seed, **params)
     return GRUForecaster(seed=seed, **params)

@@ -14,6 +14,7 @@ from models.base import QUANTILE_COLUMNS, BaseForecaster, ForecastError
 from models.forecasts import (
     TARGETS,
     ForecastBundle,
+    history_periods,
     load_forecaster,
     make_forecaster,
     model_matrix,
@@ -164,3 +165,10 @@ def test_thread_count_comes_from_the_job_the_env_or_the_machine(
     monkeypatch.setenv("LPA_THREADS", "many")
     with pytest.raises(ValueError, match="LPA_THREADS"):
         lgb_params(0)
+
+
+def test_history_a_kind_reads_before_its_latest_row() -> None:
+    assert history_periods("lightgbm", "1h") == history_periods("baseline", "1d") == 1
+    assert history_periods("torch", "1h") == make_forecaster("torch", "volatility", "1h").lookback
+    assert history_periods("torch", "1d") == make_forecaster("torch", "stress", "1d").lookback
+    assert history_periods("torch", "1h", {"lookback": 6}) == 6
