@@ -3,7 +3,8 @@
 Starts the service on a free 127.0.0.1 port for a prepared work directory (or targets --url,
 which must be a loopback address), then sends POST /v1/recommendations with --pools pools at
 --rate requests/s for --seconds, with up to --concurrency requests in flight. Prints p50/p95/p99
-latency, achieved throughput and errors.
+latency, achieved throughput, errors and, for a server it started, the server's CPU time per
+request (all its processes, from /proc; Linux only).
 """
 
 from __future__ import annotations
@@ -35,6 +36,27 @@ def _prepare(workdir: Path, pools: int) -> None:
 
     panel, _ = simulate_market(n_pools=pools, days=60, seed=0)
     write_features(build_features(panel), workdir)
+
+
+def _server_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of a process and all its descendants (None off Linux)."""
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    total, todo, seen = 0.0, [pid], set()
+    while todo:
+        p = todo.pop()
+        if p in seen:
+            continue
+        seen.add(p)
+        try:
+            stat = Path(f"/proc/{p}/stat").read_text()
+            fields = stat.rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, IndexError, ValueError):
+            if p == pid:
+                return None
+    return total
 
 
 def _free_port() -> int:
@@ -110,18 +132,24 @@ def main() -> None:
             time.sleep(0.2)
     try:
         pools = [p["pool_id"] for p in httpx.get(f"{url}/v1/pools").json()["pools"]]
-        body = {"capital_usd": 5_000_000, "pools": pools[: args.pools]}
-        for _ in range(5):  # warm-up (first solve compiles the problem)
+        chosen = pools[: args.pools]
+        body = {"capital_usd": 5_000_000, "pools": chosen}
+        for _ in range(5 * args.workers):  # warm-up (each worker compiles the problem once)
             httpx.post(f"{url}/v1/recommendations", json=body, timeout=30)
+        cpu0 = _server_cpu_seconds(proc.pid) if proc is not None else None
         lat, errors, wall = asyncio.run(_drive(url, body, args.rate, args.seconds,
                                                args.concurrency))
+        cpu1 = _server_cpu_seconds(proc.pid) if proc is not None else None
         q = statistics.quantiles([x * 1000 for x in lat], n=100)
-        print(f"pools/request={len(body['pools'])} target rate={args.rate}/s "
+        print(f"pools/request={len(chosen)} target rate={args.rate}/s "
               f"workers={args.workers} "
               f"concurrency={args.concurrency} duration={args.seconds}s")
         print(f"requests={len(lat)} errors={errors} throughput={len(lat) / wall:.1f} req/s")
         print(f"latency ms: p50={q[49]:.1f} p95={q[94]:.1f} p99={q[98]:.1f} "
               f"max={max(lat) * 1000:.1f}")
+        if cpu0 is not None and cpu1 is not None:
+            print(f"server CPU ms/request={(cpu1 - cpu0) / max(len(lat), 1) * 1000:.1f} "
+                  f"(server CPU {cpu1 - cpu0:.1f} s over {wall:.1f} s wall)")
     finally:
         if proc is not None:
             proc.terminate()
