@@ -25,6 +25,7 @@ from features.frequency import (
 
 __all__ = [
     "POOL_ID", "TIMESTAMP", "OPEN", "HIGH", "LOW", "CLOSE", "VOLUME_USD", "FEES_USD", "TVL_USD",
+    "FEES_TOKEN0", "FEES_TOKEN1",
     "TOKEN0_PRICE_USD", "TOKEN1_PRICE_USD", "LIQUIDITY", "TICK", "SQRT_PRICE", "TX_COUNT",
     "MISSING", "PANEL_COLUMNS", "REQUIRED_COLUMNS", "OPTIONAL_COLUMNS", "META_COLUMNS",
     "OPTIONAL_META_COLUMNS", "PROTOCOLS", "PROTOCOL", "CHAIN", "TOKEN0", "TOKEN1", "FEE_TIER",
@@ -39,6 +40,8 @@ TIMESTAMP = "timestamp"
 OPEN, HIGH, LOW, CLOSE = "open", "high", "low", "close"
 VOLUME_USD = "volume_usd"
 FEES_USD = "fees_usd"
+# a period's pool fees in each token (human units), where the source has them (minute files)
+FEES_TOKEN0, FEES_TOKEN1 = "fees_token0", "fees_token1"
 TVL_USD = "tvl_usd"
 TOKEN0_PRICE_USD = "token0_price_usd"
 TOKEN1_PRICE_USD = "token1_price_usd"
@@ -56,8 +59,9 @@ REQUIRED_COLUMNS = [
     POOL_ID, TIMESTAMP, OPEN, HIGH, LOW, CLOSE, VOLUME_USD, FEES_USD, TVL_USD,
     TOKEN0_PRICE_USD, TOKEN1_PRICE_USD,
 ]
-OPTIONAL_COLUMNS = [LIQUIDITY, TICK, SQRT_PRICE, TX_COUNT]
-FLOW_COLUMNS = [VOLUME_USD, FEES_USD, TX_COUNT]  # summed when resampling; the rest is state
+OPTIONAL_COLUMNS = [LIQUIDITY, TICK, SQRT_PRICE, TX_COUNT, FEES_TOKEN0, FEES_TOKEN1]
+# summed when resampling; the rest is state
+FLOW_COLUMNS = [VOLUME_USD, FEES_USD, TX_COUNT, FEES_TOKEN0, FEES_TOKEN1]
 PANEL_COLUMNS = REQUIRED_COLUMNS + OPTIONAL_COLUMNS + [MISSING]
 
 PROTOCOL = "protocol"
@@ -141,6 +145,8 @@ PANEL_SCHEMA = pa.DataFrameSchema(
         TICK: pa.Column("Int64", nullable=True, required=False),
         SQRT_PRICE: pa.Column(float, _NONNEG, nullable=True, required=False),
         TX_COUNT: pa.Column(float, _NONNEG, nullable=True, required=False),
+        FEES_TOKEN0: pa.Column(float, _NONNEG, nullable=True, required=False),
+        FEES_TOKEN1: pa.Column(float, _NONNEG, nullable=True, required=False),
         MISSING: pa.Column(bool, nullable=False, required=False),
     },
     checks=[pa.Check(lambda d: d[HIGH].isna() | (d[HIGH] >= d[LOW]), error="high >= low")],

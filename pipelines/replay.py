@@ -140,14 +140,15 @@ def plot_replay(result: ReplayResult, path: Path) -> Path:
     return path
 
 
-def _write_report(result: ReplayResult, target: Path, plot: bool) -> None:
+def _write_report(result: ReplayResult, target: Path, plot: bool, workdir: Path) -> None:
+    """Write nav.csv, summary.json and the plot into `target`, inside the work directory."""
     def fill(tmp: Path) -> None:
         _write_csv(result.path, tmp / "nav.csv")
         (tmp / "summary.json").write_text(json.dumps(result.summary(), indent=2, default=str))
         if plot:
             plot_replay(result, tmp / "replay.png")
 
-    atomic_dir(target, fill)
+    atomic_dir(target, fill, root=workdir)
 
 
 def run_replay(
@@ -180,5 +181,5 @@ def run_replay(
     out = None
     if write:
         out = Path(workdir) / "reports" / report_name(pid, result.path)
-        _write_report(result, out, plot)
+        _write_report(result, out, plot, Path(workdir))
     return ReplayRun(result=result, report_dir=out)

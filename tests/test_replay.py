@@ -93,10 +93,15 @@ def test_fee_free_split_and_the_importers_panel(minutes: tuple) -> None:
     assert free.final_nav == pytest.approx(REFERENCE_NAV, rel=0.01)
     assert free.final_nav > replay_position(frame, meta, capital=10_000, width=200,
                                             entry_swap_fee=True).final_nav
-    # the stored panel (reindexed, per-token fees dropped): fees booked in USDC when earned
+    # the stored panel (reindexed) keeps the per-token fees: the same NAV as the reader's rows
     stored = validate_panel(reindex_panel(frame, "1min"), meta.to_frame().T, "1min")
-    usd = replay_position(stored, meta, capital=10_000, width=200, entry_swap_fee=True)
-    assert not usd.fees_in_tokens and usd.rows == 50_400
+    kept = replay_position(stored, meta, capital=10_000, width=200, entry_swap_fee=True)
+    assert kept.fees_in_tokens and kept.rows == 50_400
+    assert kept.final_nav == pytest.approx(REFERENCE_NAV, rel=1e-5)
+    # without them, fees are booked in USDC when earned: within 1 % of demeter still
+    usd = replay_position(stored.drop(columns=["fees_token0", "fees_token1"]), meta,
+                          capital=10_000, width=200, entry_swap_fee=True)
+    assert not usd.fees_in_tokens
     assert usd.final_nav == pytest.approx(REFERENCE_NAV, rel=0.01)
     assert usd.fees == pytest.approx(free.fees, rel=0.02)
 

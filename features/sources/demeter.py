@@ -36,6 +36,8 @@ from features.schema import (
     DECIMALS0,
     DECIMALS1,
     FEE_TIER,
+    FEES_TOKEN0,
+    FEES_TOKEN1,
     FEES_USD,
     HIGH,
     LIQUIDITY,
@@ -68,7 +70,6 @@ DEMETER_COLUMNS = [
 TICK_COLUMNS = {"openTick": OPEN, "highestTick": HIGH, "lowestTick": LOW, "closeTick": CLOSE}
 AMOUNT_COLUMNS = ["netAmount0", "netAmount1", "inAmount0", "inAmount1", "currentLiquidity"]
 MAX_TICK = 887272
-FEES_TOKEN0, FEES_TOKEN1 = "fees_token0", "fees_token1"  # pool fees per token, human units
 NAME = re.compile(r"^(?P<chain>[A-Za-z0-9_]+)-(?P<pool>0x[0-9a-fA-F]{40})-"
                   r"(?P<day>\d{4}-\d{2}-\d{2})(?:\.minute)?\.csv$")
 
