@@ -55,5 +55,4 @@ def lvr_rate(volatility: ArrayLike, price: ArrayLike, lower: ArrayLike = 0.0,
 
     sigma^2 / 8 x range_efficiency(price, lower, upper): 0 outside the range.
     """
-    sig = as_float(volatility)
-    return as_float(sig * sig / 8.0 * range_efficiency(price, lower, upper))
+    return lvr_fraction(volatility, 1.0, range_efficiency(price, lower, upper))

@@ -29,6 +29,7 @@ import pandas as pd
 from models.economics.concentrated import (
     amounts_for_liquidity,
     centred_range,
+    full_range_value,
     in_range_fraction_ohlc,
     liquidity_for_value,
     position_value,
@@ -67,8 +68,9 @@ def liquidity_per_value(liquidity: np.ndarray, price: np.ndarray, lower: np.ndar
                         upper: np.ndarray) -> np.ndarray:
     """Liquidity per unit of position value relative to full range: 2 sqrt(P) L / V(P)."""
     v = position_value(liquidity, price, lower, upper)
-    return np.asarray(np.divide(2.0 * np.sqrt(price) * liquidity, v,
-                                out=np.zeros(np.broadcast(v, liquidity).shape), where=v > 0))
+    full = full_range_value(liquidity, price)
+    return np.asarray(np.divide(full, v, out=np.zeros(np.broadcast(v, full).shape),
+                                where=v > 0))
 
 
 @dataclass
