@@ -6,6 +6,7 @@ uvicorn socket, where a second request must succeed on the same keep-alive conne
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
 import json
 import os
@@ -178,3 +179,17 @@ def test_non_finite_over_a_real_socket_keeps_the_connection(workdir: Path) -> No
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def test_forecasts_the_allocator_rejects_are_a_server_error(client: TestClient,
+                                                            pools: list[str]) -> None:
+    state = client.app.state.service  # type: ignore[attr-defined]
+    bad = state.forecasts.copy()
+    bad.loc[pools[0], "tvl_usd"] = -1.0  # a broken forecast: not the caller's fault
+    client.app.state.service = dataclasses.replace(state, forecasts=bad)  # type: ignore[attr-defined]
+    try:
+        r = client.post("/v1/recommendations", json={"capital_usd": 1e6, "pools": pools})
+    finally:
+        client.app.state.service = state  # type: ignore[attr-defined]
+    assert r.status_code == 500
+    assert "not the request" in r.json()["detail"] and pools[0] in r.json()["detail"]

@@ -21,7 +21,7 @@ from pipelines.service.schemas import (
 from pipelines.service.state import ServiceState, load_state
 
 __all__ = ["UnknownPoolsError", "recommend", "recommend_from_workdir", "parse_pool_ids",
-           "recommendation_title"]
+           "recommendation_title", "horizon_text"]
 
 # The allocator caches one compiled convex problem per pool set and cvxpy parameters are
 # shared state, so concurrent solves of the same pool set must not interleave.
@@ -81,6 +81,17 @@ _ECONOMICS = ("fee", "il", "lvr", "stress_loss", "risk", "gas", "swap_cost", "co
 def recommend(req: RecommendationRequest, state: ServiceState,
               max_age_hours: float = 48.0) -> RecommendationResponse:
     """Run the allocator on the state's precomputed forecasts for the requested pools.
+
+    Parameters
+    ----------
+    req : capital (USD), pools, current weights (fractions), limits and risk aversion.
+    state : the loaded snapshot; its forecasts are per pool over ``state.horizon``.
+    max_age_hours : features older than this (hours) mark the answer stale.
+
+    Returns
+    -------
+    RecommendationResponse : weights, USD moves, and per pool the allocator's expected USD
+        over the horizon (fees, IL, LVR, stress, costs, net) with its reason.
 
     Raises
     ------

@@ -60,9 +60,10 @@ class ServiceState:
     freq: str
     horizon: pd.Timedelta
     loaded_at: float = field(default_factory=time.time)
-    _slices: dict[tuple[str, ...], PoolSlice] = field(default_factory=dict, repr=False,
-                                                       compare=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    _slices: dict[tuple[str, ...], PoolSlice] = field(default_factory=dict, init=False,
+                                                       repr=False, compare=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False,
+                                  compare=False)
 
     def pool_slice(self, pools: tuple[str, ...]) -> PoolSlice:
         """Forecasts and metadata of these pools in this order (cached per pool set)."""
