@@ -87,6 +87,14 @@ def test_reason_gives_the_usd_economics_that_decided_the_weight(held: dict[str, 
             assert f"{label} {shown}" in text, (label, value, text)
 
 
+def test_reason_of_an_untouched_pool_has_no_zero_usd_tail(client: TestClient) -> None:
+    pools = [p["pool_id"] for p in client.get("/v1/pools").json()["pools"]]
+    r = client.post("/v1/recommendations", json={"capital_usd": 1e6, "pools": pools,
+                                                 "constraints": {"max_turnover": 0}})
+    for p in r.json()["pools"]:
+        assert p["weight"] == 0 and p["reason"] and "expected over" not in p["reason"]
+
+
 def test_costs_and_totals_are_the_allocators(client: TestClient) -> None:
     pools = [p["pool_id"] for p in client.get("/v1/pools").json()["pools"]]
     r = client.post("/v1/recommendations", json={"capital_usd": 5e6, "pools": pools})

@@ -122,7 +122,8 @@ def recommend(req: RecommendationRequest, state: ServiceState,
     for i, p in enumerate(pools):
         e = {k: float(v[i]) for k, v in econ.items()}
         why = str(alloc.reasons.get(p, ""))
-        text = _economics_text(e, horizon)
+        # a pool neither held nor traded has no USD to show: its reason's rates say why
+        text = _economics_text(e, horizon) if w[i] > 0 or move[i] != 0 else ""
         out.append(PoolRecommendation(
             pool_id=p, weight=float(w[i]), current_weight=float(c[i]), move_usd=float(move[i]),
             expected_fee_yield=e["fee_yield"], expected_fee_usd=e["fee"],
@@ -130,7 +131,7 @@ def recommend(req: RecommendationRequest, state: ServiceState,
             expected_stress_usd=e["stress_loss"], expected_cost_usd=e["cost"],
             expected_net_usd=e["net"], p_stress=float(cut.p_stress[i]), gas_usd=-e["gas"],
             slippage_usd=-e["swap_cost"], data_as_of=cut.data_as_of[i],
-            reason=f"{why}; {text}" if why else text))
+            reason="; ".join(t for t in (why, text) if t)))
     age = state.age_hours()
     return RecommendationResponse(
         as_of=str(state.as_of), stale=age > max_age_hours, feature_age_hours=round(age, 2),
