@@ -10,11 +10,9 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from features.schema import parse_duration
+from models.allocation.config import DEFAULT_CAPITAL_USD, DEFAULT_MIN_TRADE_USD
 
-__all__ = ["BacktestConfig", "BacktestResult", "DEFAULT_CAPITAL_USD", "DEFAULT_MIN_TRADE_USD"]
-
-DEFAULT_CAPITAL_USD = 1_000_000.0
-DEFAULT_MIN_TRADE_USD = 100.0
+__all__ = ["BacktestConfig", "BacktestResult"]
 
 
 class BacktestConfig(BaseModel):

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from models.allocation import AllocatorConfig, allocate
+from models.allocation import DEFAULT_CAPITAL_USD, AllocatorConfig, allocate
 from pipelines.backtest.book import StrategyBook
 from pipelines.backtest.market import MarketData
 
@@ -71,7 +71,7 @@ class DecisionFitter:
                params: dict[str, float]) -> float:
         """LP alpha (fraction of capital) of the allocator replayed on past decisions."""
         cfg = dataclasses.replace(self.base, **params)  # type: ignore[arg-type]
-        book = StrategyBook(market, 1e6, cfg.gas_usd, cfg.min_trade_usd)
+        book = StrategyBook(market, DEFAULT_CAPITAL_USD, cfg.gas_usd, cfg.min_trade_usd)
         meta = market.meta
         for bar, fc in past:
             book.advance_to(bar + 1)
@@ -84,7 +84,8 @@ class DecisionFitter:
                          dataclasses.replace(cfg, capital_usd=max(book.equity_now, 1.0)))
             book.execute(bar + 1, a.weights.reindex(market.pools).fillna(0.0).to_numpy())
         book.advance_to(now + 1)
-        return float(sum(book.parts[p][: now + 1].sum() for p in ALPHA) / 1e6)
+        alpha = sum(book.parts[p][: now + 1].sum() for p in ALPHA)
+        return float(alpha / DEFAULT_CAPITAL_USD)
 
     def maybe_fit(self, market: MarketData, k: int, now: int) -> None:
         """Refit at every `every`-th decision from the decisions recorded before `now`."""
