@@ -329,6 +329,8 @@ def backtest_cmd(
         res = run_backtest(read_panel(wd), read_features(wd), cfg, workdir=wd,
                            truth=read_truth(wd), progress=True)
         _print_metrics(res.metrics)
+        for w in res.warnings:
+            console.print(f"warning: {w}", markup=False)
         console.print(f"report: {res.report_dir}")
 
     _run(body)
@@ -336,8 +338,8 @@ def backtest_cmd(
 
 def _print_metrics(metrics: dict[str, dict[str, float]]) -> None:
     """Print the strategy x metric table."""
-    names = ["net_return", "fee_income", "il", "lvr", "gas", "slippage", "turnover",
-             "volatility", "sharpe", "max_drawdown", "cvar_5", "stress_return", "oracle_capture"]
+    from pipelines.backtest.metrics import SUMMARY as names
+
     rows = [[s, *[float(m.get(n, float("nan"))) for n in names]] for s, m in metrics.items()]
     console.print(_table("backtest (fractions of starting capital)", ["strategy", *names], rows))
 
@@ -417,6 +419,8 @@ def demo_cmd(
         res = run_demo(wd, console, data=data, fmt=fmt, pools=pools, days=days, seed=seed,
                        models=kinds, threads=threads)
         _print_metrics(res.metrics)
+        for w in res.warnings:
+            console.print(f"warning: {w}", markup=False)
         console.print(f"report: {res.report_dir}")
         console.print(f"MLflow UI: mlflow ui --backend-store-uri sqlite:///{wd / 'mlflow.db'}")
         console.print(f"service:   lpa serve --workdir {wd}")

@@ -9,13 +9,17 @@ from features.schema import freq_step
 
 __all__ = ["METRICS", "COMPONENTS", "periods_per_year", "strategy_metrics", "all_metrics",
            "stress_bars_from_labels", "stress_bars_from_truth", "preemption_table",
-           "check_oracle", "window_returns", "OracleBeatenError", "STRESS_WINDOWS"]
+           "check_oracle", "window_returns", "OracleBeatenError", "STRESS_WINDOWS", "SUMMARY"]
 
 # P&L components of the per-period frame, in USD, signed (gains > 0, losses < 0).
 COMPONENTS = ["market", "fee_income", "il", "lvr", "gas", "slippage"]
 METRICS = ["net_return", "market", "lp_alpha", "fee_income", "il", "lvr", "gas", "slippage",
            "turnover", "volatility", "sharpe", "max_drawdown", "cvar_5", "stress_return",
            "oracle_capture", "alpha_capture"]
+# the columns a terminal summary shows
+SUMMARY = ["net_return", "market", "lp_alpha", "fee_income", "il", "gas", "slippage",
+           "turnover", "sharpe", "max_drawdown", "stress_return", "oracle_capture",
+           "alpha_capture"]
 # LP alpha: what providing liquidity added on top of holding the same tokens
 ALPHA_PARTS = ["fee_income", "il", "gas", "slippage"]
 # named market stress windows (UTC dates, inclusive) reported when a run covers them
