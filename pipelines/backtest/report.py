@@ -124,6 +124,23 @@ def _plots(res: Any, out: Path, market: Any, stress: np.ndarray,
     return names
 
 
+def _frame_table(frame: pd.DataFrame | None, empty: str) -> str:
+    """A frame as a markdown table, or `empty` when there is nothing to show."""
+    if frame is None or not len(frame):
+        return empty
+    return markdown_table([str(c) for c in frame.columns], frame.values.tolist())
+
+
+def _window_table(windows: pd.DataFrame | None) -> str:
+    """Net return per strategy (rows) and window (columns)."""
+    if windows is None or not len(windows):
+        return "no windows"
+    wide = windows.pivot(index="strategy", columns="window", values="net_return")
+    return markdown_table(["strategy", *map(str, wide.columns)],
+                          [[i, *r] for i, r in zip(wide.index, wide.values.tolist(),
+                                                   strict=True)])
+
+
 def _markdown(res: Any, images: list[str]) -> str:
     """The report body."""
     cfg = res.config.model_dump()
@@ -140,10 +157,28 @@ def _markdown(res: Any, images: list[str]) -> str:
         "## Metrics",
         markdown_table(["strategy", *METRICS], rows),
         "",
+        "`market` is the move of the tokens held (HODL), `lp_alpha` what providing liquidity "
+        "added on top (fees + IL - gas - slippage); net = market + LP alpha. `oracle` is the "
+        "hindsight plan on net return, `oracle_lp_alpha` the one on LP alpha; the capture "
+        "ratios are the share of their excess over equal weight a strategy keeps. "
+        "`allocator_perfect` is the allocator fed what actually happened (the value of "
+        "perfect forecasts); `*_capped` are baselines under the allocator's caps.",
+        "",
+        *[f"**Warning:** {w}" for w in res.warnings],
+        "",
+        "## Returns by calendar year and stress window (fraction of equity at the start)",
+        _window_table(res.tables.get("windows")),
+        "",
         "## Pre-emption (average weight in a pool k rebalance periods before its stress onset)",
         markdown_table(list(pre.columns), pre.values.tolist()) if len(pre) else "no events",
         "",
         f"Allocator fallbacks: {len(res.fallbacks)} decision(s).",
+        "",
+        "## Decision layer fitted walk-forward",
+        _frame_table(res.tables.get("decision_fits"), "not fitted (fit_decisions = false)"),
+        "",
+        "## Fee share source per pool",
+        _frame_table(res.tables.get("fee_share_source"), "n/a"),
         "",
         "## Plots",
         *[f"![{n}]({n})" for n in images],
@@ -175,6 +210,9 @@ def write_report(res: Any, workdir: Path, market: Any, stress: np.ndarray,
         res.periods.to_csv(tmp / "periods.csv", index=False)
         res.weights.to_csv(tmp / "weights.csv", index=False)
         res.preemption.to_csv(tmp / "preemption.csv", index=False)
+        for name, frame in res.tables.items():
+            frame.to_csv(tmp / f"{name}.csv", index=False)
+        (tmp / "warnings.json").write_text(json.dumps(res.warnings, indent=2))
         images = _plots(res, tmp, market, stress, held)
         (tmp / "report.md").write_text(_markdown(res, images))
 
