@@ -12,6 +12,7 @@ import pandas as pd
 
 from features.sources.store import atomic_dir, safe_slug
 from pipelines.backtest.metrics import METRICS
+from pipelines.runtime import quiet_mlflow
 
 __all__ = ["write_report", "log_to_mlflow", "markdown_table", "stress_spans"]
 
@@ -222,6 +223,12 @@ def write_report(res: Any, workdir: Path, market: Any, stress: np.ndarray,
 
 def log_to_mlflow(res: Any, workdir: Path) -> str:
     """Log config, metrics and the report directory to MLflow (experiment lpa-backtest)."""
+    with quiet_mlflow():
+        return _log(res, Path(workdir))
+
+
+def _log(res: Any, workdir: Path) -> str:
+    """The MLflow run of `log_to_mlflow`."""
     import mlflow
 
     from pipelines.config import configure_mlflow
