@@ -479,6 +479,45 @@ def replay_cmd(
     _run(body)
 
 
+@app.command("route")
+def route_cmd(
+    from_token: Annotated[str, typer.Option("--from", help="Token sold (symbol).")],
+    to_token: Annotated[str, typer.Option("--to", help="Token bought (symbol).")],
+    amount: Annotated[float, typer.Option(help="Amount sold, in units of the --from token.")],
+    max_hops: Annotated[int, typer.Option(help="Longest path, in pools.")] = 2,
+    chain: Annotated[str | None, typer.Option(
+        help="Chain to trade on (default: the one with the most TVL on the route).")] = None,
+    gas_usd: Annotated[float | None, typer.Option(
+        help="USD of gas per pool touched; pools that do not earn it are left out.")] = None,
+    chain_gas: Annotated[bool, typer.Option(
+        "--chain-gas", help="Price gas per pool from the per-chain gas table.")] = False,
+    at: Annotated[str | None, typer.Option(
+        help="Route on the pool state at this date or timestamp (UTC) instead of the latest.")]
+    = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    workdir: Workdir = None,
+) -> None:
+    """Split a trade optimally across the stored pools and multi-hop paths (latest state)."""
+
+    def body() -> None:
+        from pipelines.route import run_route, summary_rows
+
+        res = run_route(resolve_workdir(workdir), from_token, to_token, amount,
+                        gas_usd=gas_usd, chain_gas=chain_gas, max_hops=max_hops, chain=chain,
+                        at=at)
+        if as_json:
+            typer.echo(json.dumps(res.to_dict(), indent=2, default=str))
+            return
+        console.print(_table(f"route {res.amount_in:,.6g} {res.token_in} -> {res.token_out}",
+                             ["", "value", "unit"], summary_rows(res)))
+        console.print(_table("splits", ["path", "pools", f"in ({res.token_in})",
+                                        f"out ({res.token_out})"],
+                             [[" > ".join(s["path"]), ", ".join(s["pool_ids"]),
+                               f"{s['amount_in']:,.6g}", f"{s['amount_out']:,.6g}"]
+                              for s in res.splits]))
+
+    _run(body)
+
 def main() -> None:
     """Entry point for `python -m pipelines.cli`."""
     app(prog_name="lpa")

@@ -168,6 +168,8 @@ def route(pools: PoolStates, token_in: str, token_out: str, amount_in: float, *,
         work, touched, dropped = net, single_gas, []
         outcome = (OPTIMAL if flows.used_in >= amount * (1 - 1e-9) else CAPACITY) if agreed \
             else SINGLE_CHAIN
+    if abs(flows.used_in - amount) <= 1e-12 * amount:
+        flows.used_in = amount  # the whole amount, not its float residue
     mid = mid_rate(net)
     eff = flows.amount_out / flows.used_in if flows.used_in > 0 else 0.0
     return RouteResult(
