@@ -121,9 +121,14 @@ def run_backtest(
                                       cfg.decision_trials, cfg.seed)
                for s in strategies if cfg.fit_decisions and isinstance(s, AllocatorStrategy)
                and s.source != "perfect"}
-    plans = {name: oracle_weights(market, bars, acfg, cfg.capital_usd, objective)
-             for name, objective in (("oracle", "net"), ("oracle_lp_alpha", "lp_alpha"))
-             if name in names}
+    plans: dict[str, np.ndarray] = {}
+    plan_notes: list[str] = []
+    for name, objective in (("oracle", "net"), ("oracle_lp_alpha", "lp_alpha")):
+        if name in names:
+            try:
+                plans[name] = oracle_weights(market, bars, acfg, cfg.capital_usd, objective)
+            except RuntimeError as exc:  # the oracle then holds cash: the bound check fails
+                plan_notes.append(f"{name}: {exc}")
     apr = market.trailing_apr(cfg.apr_window)
     p_stress = np.full(market.shape, np.nan, np.float32)
     timings = {"prepare_s": time.perf_counter() - t0, "fit_s": 0.0, "predict_s": 0.0,
@@ -176,15 +181,15 @@ def run_backtest(
         b.advance_to(market.n_bars)
     timings["fit_decisions_s"] = sum(f.seconds for f in fitters.values())
     res = _finish(cfg, market, books, strategies, bars, every, truth, p_stress, timings, t0,
-                  workdir, {n: f.table() for n, f in fitters.items()})
+                  workdir, {n: f.table() for n, f in fitters.items()}, plan_notes)
     return res
 
 
 def _finish(cfg: BacktestConfig, market: MarketData, books: dict[str, StrategyBook],
             strategies: list[Strategy], bars: np.ndarray, every: int,
             truth: pd.DataFrame | None, p_stress: np.ndarray, timings: dict[str, float],
-            t0: float, workdir: Path | None,
-            decision_fits: dict[str, pd.DataFrame]) -> BacktestResult:
+            t0: float, workdir: Path | None, decision_fits: dict[str, pd.DataFrame],
+            notes: list[str]) -> BacktestResult:
     """Metrics, tables, report and the oracle check of a finished run."""
     start = int(bars[0]) + 1
     periods = pd.concat([b.frame(name, start) for name, b in books.items()], ignore_index=True)
@@ -220,9 +225,9 @@ def _finish(cfg: BacktestConfig, market: MarketData, books: dict[str, StrategyBo
                          tables=tables)
     beaten: OracleBeatenError | None = None
     try:
-        res.warnings = check_oracle(metrics)
+        res.warnings = notes + check_oracle(metrics)
     except OracleBeatenError as exc:  # reported, then raised once the report is written
-        beaten, res.warnings = exc, [str(exc)]
+        beaten, res.warnings = exc, [*notes, str(exc)]
     if workdir is not None and cfg.write_report:
         from pipelines.backtest.report import log_to_mlflow, write_report
 
