@@ -22,6 +22,7 @@ from models.routing import (
     volume_share,
 )
 from models.routing._flows import best_chain, settle
+from models.routing.conic import solve_conic
 from models.routing.fast import parallel_split
 from models.routing.solver import solve_convex
 
@@ -174,10 +175,29 @@ def test_convex_routing_beats_every_single_chain(tvls: list[float], frac: float)
     amount = frac * tvls[0] / 2 / 2000.0
     net = build_network(ps, "WETH", "USDC")
     usd = np.array([USD[t] for t in net.tokens])
-    sol = solve_convex(net, amount, usd)
-    assert sol.status in ("optimal", "optimal_inaccurate")
-    raw = settle(net, sol.inputs, amount)
-    assert raw.amount_out >= best_chain(net, amount)[0] * (1 - 1e-6)
+    single = best_chain(net, amount)[0]
+    for sol in (solve_convex(net, amount, usd), solve_conic(net, amount, usd)):
+        assert sol.status in ("optimal", "optimal_inaccurate")
+        raw = settle(net, sol.inputs, amount)
+        assert raw.amount_out >= single * (1 - 1e-6)
+
+
+def test_direct_conic_build_matches_the_cvxpy_program() -> None:
+    ps = states([
+        v2("direct", 500, 1.0e6, 0.003),
+        v2("weth-wbtc", 2000, 100, 0.0005, "WETH", "WBTC"),
+        {"id": "wbtc-usdc", "t0": "WBTC", "t1": "USDC", "tvl": 8e6, "fee": 0.0005,
+         "protocol": "uniswap_v3", "price": 40000.0},
+        {"id": "bal", "t0": "WETH", "t1": "USDC", "tvl": 3e6, "fee": 0.002,
+         "protocol": "weighted", "weight0": 0.7, "price": 2000.0 * 1.001}])
+    net = build_network(ps, "WETH", "USDC")
+    assert net.weighted.any() and not net.direct
+    usd = np.array([ps.token_usd()[t] for t in net.tokens])
+    for amount in (0.01, 30.0, 3000.0):
+        ref = settle(net, solve_convex(net, amount, usd).inputs, amount)
+        got = settle(net, solve_conic(net, amount, usd).inputs, amount)
+        assert got.amount_out == pytest.approx(ref.amount_out, rel=1e-7)
+        assert np.allclose(got.inputs, ref.inputs, rtol=1e-3, atol=1e-6 * amount)
 
 
 # --- pool types, caps, gas -------------------------------------------------------------
@@ -205,7 +225,7 @@ def test_stableswap_is_deeper_than_constant_product_for_small_trades() -> None:
 def test_weighted_pool_follows_the_balancer_invariant() -> None:
     usd = {**USD, "BAL": 5.0}
     ps = states([{"id": "w", "t0": "BAL", "t1": "WETH", "tvl": 1e6, "fee": 0.003,
-                  "protocol": "weighted", "weight0": 0.8, "price": 5.0 / 2000.0 * 4.0}], usd)
+                  "protocol": "weighted", "weight0": 0.8, "price": 5.0 / 2000.0}], usd)
     r0, r1 = ps.reserves()
     assert (r1[0] / 0.2) / (r0[0] / 0.8) == pytest.approx(ps.price[0])
     res = route(ps, "BAL", "WETH", 2000.0)

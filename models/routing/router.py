@@ -3,7 +3,9 @@
 Method: parallel constant-product pools (every candidate pool joins token_in to token_out
 directly and none is weighted) are split exactly in closed form (`fast.parallel_split`);
 anything else (multi-hop paths, weighted pools) is solved as the convex program of optimal
-CFMM routing (`solver.solve_convex`), its inputs then settled exactly on the pool curves.
+CFMM routing, handed to CLARABEL directly (`conic.solve_conic`; the cvxpy build of the same
+program, `solver.solve_convex`, is the reference and the second try when it fails), its
+inputs then settled exactly on the pool curves.
 The result is never worse than the best single chain of pools (one pool per hop): if a solver
 fails or its split comes out below that chain, the chain is returned and `status` says so.
 
@@ -24,6 +26,7 @@ import numpy as np
 
 from models.economics.costs import gas_usd as gas_table
 from models.routing._flows import Flows, best_chain, decompose, mid_rate, settle
+from models.routing.conic import solve_conic
 from models.routing.fast import parallel_split
 from models.routing.graph import PoolStates, RoutingError
 from models.routing.network import Network, build_network
@@ -90,7 +93,9 @@ def _plan(net: Network, amount: float, usd: np.ndarray) -> tuple[np.ndarray, str
     if net.direct and not net.weighted.any():
         d, _ = parallel_split(net.ra, net.rb, net.gamma, net.cap_input(), amount)
         return d, "closed_form", "exact"
-    sol = solve_convex(net, amount, usd)
+    sol = solve_conic(net, amount, usd)
+    if sol.status not in _SOLVED:  # the cvxpy build of the same program, as a second try
+        sol = solve_convex(net, amount, usd)
     return sol.inputs, "convex", sol.status
 
 
