@@ -363,25 +363,31 @@ def serve_cmd(
 @app.command("recommend")
 def recommend_cmd(
     pools: Annotated[str, typer.Option(help="Comma-separated pool ids (default: all).")] = "",
-    capital: Annotated[float, typer.Option(help="Capital to allocate, USD.")] = 1_000_000.0,
-    risk_aversion: Annotated[float, typer.Option(help="Risk-aversion knob.")] = 1.0,
+    capital: Annotated[float | None, typer.Option(
+        help="Capital to allocate, USD (default: the allocator's).")] = None,
+    risk_aversion: Annotated[float, typer.Option(help="Weight of the fee-spread downside "
+                                                 "term (0: expected P&L).")] = 0.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     workdir: Workdir = None,
 ) -> None:
     """Print an allocation recommendation without a server."""
 
     def body() -> None:
-        from pipelines.service.recommend import recommend_from_workdir
+        from models.allocation import DEFAULT_CAPITAL_USD
+        from pipelines.service.recommend import (
+            parse_pool_ids,
+            recommend_from_workdir,
+            recommendation_title,
+        )
 
-        ids = [p.strip() for p in pools.split(",") if p.strip()] or None
-        resp = recommend_from_workdir(resolve_workdir(workdir), ids, capital,
-                                      risk_aversion=risk_aversion)
+        resp = recommend_from_workdir(resolve_workdir(workdir), parse_pool_ids(pools),
+                                      capital or DEFAULT_CAPITAL_USD, risk_aversion=risk_aversion)
         if as_json:
             typer.echo(resp.model_dump_json(indent=2))
             return
         rows = [[p.pool_id, p.weight, p.move_usd, p.expected_fee_yield, p.p_stress, p.reason]
                 for p in resp.pools]
-        console.print(_table(f"recommendation as of {resp.as_of}",
+        console.print(_table(recommendation_title(resp),
                              ["pool", "weight", "move USD", "fee yield", "P(stress)", "reason"],
                              rows))
 

