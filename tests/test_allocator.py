@@ -232,3 +232,14 @@ def test_200_pools_fast_and_cached() -> None:
         assert a.fallback_chain == []
         assert a.weights.sum() <= 1 + 1e-6 and (a.weights <= 0.25 + 1e-6).all()
     assert np.median(times[1:]) < 0.5
+
+
+def test_zero_weight_reason_names_the_binding_cap() -> None:
+    """A profitable pool left at zero because its token is at cap says so, not 'unprofitable'."""
+    cfg = _cfg(max_weight=0.3, max_token_weight=0.3, stress_loss=0.0)
+    a = allocate(_fc(), _zero(), _meta(), cfg)
+    weth = ["eth-usdc", "eth-usdt", "btc-eth", "link-eth"]
+    zero = [p for p in weth if a.weights[p] <= 1e-4]
+    assert zero and a.weights[weth].sum() == pytest.approx(0.3, abs=1e-4)
+    for p in zero:
+        assert "at cap" in a.reasons[p] and "do not cover" not in a.reasons[p]

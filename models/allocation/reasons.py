@@ -18,8 +18,13 @@ _TOL = 1e-4
 def reason_text(*, w: float, prev: float, hi: float, cap: float, apr: float, il_apr: float,
                 stress_apr: float, cost_usd: float, p_eff: float, via: str,
                 frozen: str | None, snapped: bool, min_trade: float, token_bound: str,
-                turnover_bound: bool, budget_bound: bool, fallback: str | None) -> str:
-    """One-line explanation of a pool's weight with the economics that decided it."""
+                turnover_bound: bool, budget_bound: bool, fallback: str | None,
+                first_dollar: float = 0.0) -> str:
+    """One-line explanation of a pool's weight with the economics that decided it.
+
+    first_dollar : expected net of the first USD moved in per horizon (fees - IL/LVR - stress
+        - swap fee spread over the cost horizons), per USD.
+    """
     econ = (f"fees {apr:.1%} APR after dilution, IL/LVR {il_apr:.1%}, "
             f"stress {stress_apr:.1%} (p={p_eff:.2f}{' via ' + via if via else ''}), "
             f"move cost ${cost_usd:,.0f}")
@@ -38,8 +43,14 @@ def reason_text(*, w: float, prev: float, hi: float, cap: float, apr: float, il_
         lead = f"token {token_bound} at cap -> {w:.2f}"
     elif budget_bound and w > _TOL:
         lead = f"capital fully deployed -> {w:.2f}"
+    elif w <= _TOL and token_bound:
+        lead = f"token {token_bound} at cap: pools sharing it earn more -> 0.00"
+    elif w <= _TOL and budget_bound:
+        lead = "capital fully deployed in pools that earn more -> 0.00"
+    elif w <= _TOL and first_dollar > 0:
+        lead = "too small a gain to pay the move's gas and minimum trade -> 0.00"
     elif w <= _TOL:
-        lead = "fees do not cover IL/LVR, stress and costs -> 0.00"
+        lead = "fees do not cover IL/LVR, stress and the cost of moving in -> 0.00"
     else:
         lead = f"interior optimum {w:.2f} (more would dilute the fee share below its cost)"
     return f"{lead}; {econ}"
@@ -56,6 +67,7 @@ def explain(w: np.ndarray, co: Coefficients, pp: Prepared, cfg: AllocatorConfig,
     exp = pd.DataFrame({"weight": w, **pnl, "p_eff": co.p_eff, "fee_yield": per_usd,
                         "apr": per_usd / yrs, "fee_share_source": co.source},
                        index=pd.Index(pp.pools, name="pool_id"))
+    first = co.fee_lin - co.lin - co.cost_lin / cfg.cost_horizons
     a = co.incidence
     tok_load = a @ w if a.size else np.zeros(0)
     turnover_bound = float(np.abs(w - pp.prev).sum()) >= x.max_turnover - _TOL
@@ -72,5 +84,6 @@ def explain(w: np.ndarray, co: Coefficients, pp: Prepared, cfg: AllocatorConfig,
             stress_apr=float(co.stress_rate[j] / yrs), cost_usd=float(-pnl["cost"][j]),
             p_eff=float(co.p_eff[j]), via=str(co.via[j]), frozen=pp.frozen.get(pool),
             snapped=bool(snapped[j]), min_trade=cfg.min_trade_usd, token_bound=bound,
-            turnover_bound=turnover_bound, budget_bound=budget_bound, fallback=fallback)
+            turnover_bound=turnover_bound, budget_bound=budget_bound, fallback=fallback,
+            first_dollar=float(first[j]))
     return exp, reasons
