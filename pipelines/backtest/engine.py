@@ -204,10 +204,11 @@ def _finish(cfg: BacktestConfig, market: MarketData, books: dict[str, StrategyBo
         g = periods[periods["strategy"] == name]
         metrics[name]["stress_return"] = strategy_metrics(
             g, cfg.capital_usd, market.freq, stress_rows)["stress_return"]
-    lags = [k * every for k in range(1, cfg.preemption_lags + 1)]
+    # 1 and 24 periods before each onset, and whole rebalance periods
+    lags = sorted({1, 24, *(k * every for k in range(1, cfg.preemption_lags + 1))})
     held = {n: b.held_weights() for n, b in books.items()}
     pre = preemption_table(held, stress, market.available, lags, p_stress)
-    pre.insert(1, "lag_periods", np.arange(1, len(lags) + 1))
+    pre.insert(1, "lag_rebalances", np.asarray(lags, float) / every)
     for n in metrics:
         if len(pre) and np.isfinite(pre["equal_share"].iloc[0]) and pre["equal_share"].iloc[0]:
             metrics[n]["pre_stress_weight_ratio"] = float(

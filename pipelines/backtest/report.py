@@ -102,13 +102,13 @@ def _plots(res: Any, out: Path, market: Any, stress: np.ndarray,
     pre = res.preemption
     if len(pre) and pre["events"].max() > 0:
         fig, ax = plt.subplots(figsize=(8, 4.5))
-        lag = pre["lag_periods"]
+        lag = pre["lag_bars"]
         for s in ("allocator", "equal_weight", "oracle"):
             if f"w_{s}" in pre:
                 ax.plot(lag, pre[f"w_{s}"], marker="o", label=f"{s} weight in pool")
         ax.plot(lag, pre["equal_share"], ls="--", color="grey", label="equal share 1/n")
         ax.invert_xaxis()
-        ax.set_xlabel("rebalance periods before labelled stress onset")
+        ax.set_xlabel("panel periods before the stress onset")
         ax.set_ylabel("average weight in the pool about to be stressed")
         if "p_stress" in pre:
             ax2 = ax.twinx()
@@ -170,7 +170,7 @@ def _markdown(res: Any, images: list[str]) -> str:
         "## Returns by calendar year and stress window (fraction of equity at the start)",
         _window_table(res.tables.get("windows")),
         "",
-        "## Pre-emption (average weight in a pool k rebalance periods before its stress onset)",
+        "## Pre-emption (average weight held in a pool `lag_bars` periods before its stress onset)",
         markdown_table(list(pre.columns), pre.values.tolist()) if len(pre) else "no events",
         "",
         f"Allocator fallbacks: {len(res.fallbacks)} decision(s).",
