@@ -91,11 +91,11 @@ def timings(repeat: int) -> None:
         usd = np.array([ps.token_usd()[t] for t in net.tokens])
         amount = float(ps.depth_usd()[net.pool].sum()) * 0.01 / usd[net.token_in] / 2
         print(f"  {label} ({net.n} pool edges on the route, trade ~1 % of their depth)")
-        runs = [("route()", partial(route, ps, "WETH", "USDC", amount)),
-                ("convex program, CLARABEL direct", partial(_solve, solve_conic, net, amount,
-                                                            usd)),
-                ("convex program, cvxpy (reference)", partial(_solve, solve_convex, net,
-                                                              amount, usd))]
+        runs: list[tuple[str, Callable[[], object]]] = [
+            ("route()", partial(route, ps, "WETH", "USDC", amount)),
+            ("convex program, CLARABEL direct", partial(_solve, solve_conic, net, amount, usd)),
+            ("convex program, cvxpy (reference)", partial(_solve, solve_convex, net, amount,
+                                                          usd))]
         for name, fn in runs:
             cold, warm = _median_ms(fn, repeat)
             print(f"      {name:<36} cold {cold:8.2f}  warm {warm:7.3f}")
