@@ -201,6 +201,16 @@ def test_direct_conic_build_matches_the_cvxpy_program() -> None:
         assert np.allclose(got.inputs, ref.inputs, rtol=1e-3, atol=1e-6 * amount)
 
 
+def test_trades_too_small_to_move_prices_take_the_best_pool_without_a_solver() -> None:
+    pools = states([v2("a", 1000, 2.0e6, 0.003), v2("b", 400, 0.81e6, 0.0005),
+                    v2("wb", 1000, 50, 0.003, "WETH", "WBTC"),
+                    {"id": "bu", "t0": "WBTC", "t1": "USDC", "tvl": 1e6, "fee": 0.003}])
+    res = route(pools, "WETH", "USDC", 1e-12)
+    assert res.method == "spot" and res.status == OPTIMAL
+    assert [f["pool_id"] for f in res.pool_flows] == ["b"]  # the best rate after fees
+    assert res.amount_out == pytest.approx(1e-12 * 0.9995 * 0.81e6 / 400, rel=1e-9)
+
+
 # --- pool types, caps, gas -------------------------------------------------------------
 def test_capacity_of_concentrated_pools_is_their_real_reserves() -> None:
     ps = states([{"id": "v3", "t0": "WETH", "t1": "USDC", "tvl": 4e6, "fee": 0.0005,
@@ -299,7 +309,7 @@ def test_states_read_nothing_after_their_time_and_skip_unusable_pools() -> None:
     meta = pd.DataFrame({"pool_id": ["a", "b"], "protocol": "uniswap_v2",
                          "chain": "ethereum", "token0": ["WETH", "DAI"],
                          "token1": ["USDC", "USDC"], "fee_tier": 0.003})
-    early = PoolStates.from_panel(rows, meta, at=T0)
+    early = PoolStates.from_panel(rows, meta, at="2024-01-01 00:30")  # naive: UTC
     late = PoolStates.from_panel(rows, meta)
     assert early.price.tolist() == [2000.0] and late.price.tolist() == [2100.0]
     assert "b" in late.skipped and late.pool_id.tolist() == ["a"]

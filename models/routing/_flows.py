@@ -8,7 +8,7 @@ import numpy as np
 
 from models.routing.network import Network
 
-__all__ = ["Flows", "settle", "best_chain", "mid_rate", "decompose"]
+__all__ = ["Flows", "settle", "best_chain", "mid_rate", "spot_bound", "decompose"]
 
 _DUST = 1e-6  # share of a token's outflow below which a planned input is solver residue
 
@@ -147,9 +147,19 @@ def best_chain(net: Network, amount: float) -> tuple[float, list[int]]:
 
 def mid_rate(net: Network) -> float:
     """Best fee-free zero-size rate token_out per token_in over the network's paths."""
+    return _best_rate(net, net.fee_free_spot())
+
+
+def spot_bound(net: Network) -> float:
+    """Best zero-size rate after fees over the paths: no split of any size gets more per unit
+    (every pool's output is concave, at most its zero-size rate times the input)."""
+    return _best_rate(net, net.spot())
+
+
+def _best_rate(net: Network, spot: np.ndarray) -> float:
+    """Largest product of per-edge rates along a path token_in -> token_out."""
     rate = np.full(len(net.tokens), 0.0)
     rate[net.token_in] = 1.0
-    spot = net.fee_free_spot()
     for j in net.order:
         leave = np.flatnonzero(net.a == j)
         for e in leave:

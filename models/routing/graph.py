@@ -130,14 +130,16 @@ class PoolStates:
         frame : panel rows (any number per pool; only rows at or before `at` are read).
         meta : pool metadata (`pool_id, protocol, chain, token0, token1, fee_tier`; optional
             `decimals0, decimals1, weight0`).
-        at : timestamp (UTC) of the state; nothing after it is read.
+        at : timestamp of the state (naive: UTC); nothing after it is read.
 
         A usable row is not flagged missing and has a positive finite close, TVL and USD
         prices; pools without one are listed in `skipped`.
         """
         f = frame
         if at is not None:
-            f = f[f[TIMESTAMP] <= pd.Timestamp(at)]
+            when = pd.Timestamp(at)
+            when = when.tz_localize("UTC") if when.tzinfo is None else when.tz_convert("UTC")
+            f = f[f[TIMESTAMP] <= when]
         ok = np.ones(len(f), bool)
         for c in (CLOSE, TVL_USD, TOKEN0_PRICE_USD, TOKEN1_PRICE_USD):
             v = _col(f, c)

@@ -221,8 +221,8 @@ def _chain_network(states: PoolStates, tin: str, tout: str, max_hops: int,
         w0 = float(states.weight0[j])
         for x, y, rx, ry, cy, wx in ((u, v, r0[j], r1[j], c1[j], w0),
                                      (v, u, r1[j], r0[j], c0[j], 1.0 - w0)):
-            if (d_in.get(x, inf) + 1 + d_out.get(y, inf) <= max_hops and rank(x) < rank(y)
-                    and rx > 0 and ry > 0):
+            if (x != y and d_in.get(x, inf) + 1 + d_out.get(y, inf) <= max_hops
+                    and rank(x) < rank(y) and rx > 0 and ry > 0):
                 rows.append((j, x, y, rx, ry, cy, wx))
     rows.sort(key=lambda r: (rank(r[1]), r[1], rank(r[2]), r[2], r[0]))
     names = sorted({t for r in rows for t in r[1:3]}, key=lambda t: (rank(t), t))

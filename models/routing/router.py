@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from models.economics.costs import gas_usd as gas_table
-from models.routing._flows import Flows, best_chain, decompose, mid_rate, settle
+from models.routing._flows import Flows, best_chain, decompose, mid_rate, settle, spot_bound
 from models.routing.conic import solve_conic
 from models.routing.fast import parallel_split
 from models.routing.graph import PoolStates, RoutingError
@@ -39,6 +39,7 @@ CAPACITY = "capacity_exhausted"  # the pools cannot absorb the whole amount
 SINGLE_CHAIN = "single_chain"  # solver failed or fell short: the best single chain instead
 _SOLVED = ("exact", "optimal", "optimal_inaccurate")
 _TOL = 1e-6  # relative shortfall against the single chain still read as solver round-off
+_SPOT = 1e-10  # relative gap to the zero-size bound below which a single chain is optimal
 
 
 @dataclass
@@ -51,7 +52,9 @@ class RouteResult:
     amount_out / amount_in_used. price_impact : 1 - effective / mid (fees included).
     splits : [{path, pool_ids, amount_in, amount_out}] per path; pool_flows : per pool.
     status : "optimal" | "capacity_exhausted" | "single_chain"; method : "closed_form" |
-    "convex"; solver_status : the solver's own status ("exact" for the closed form).
+    "convex" | "spot" (a trade too small to move prices: the best chain, within 1e-10 of
+    the zero-size bound no split can beat);
+    solver_status : the solver's own status ("exact" without a solver).
     gas_usd : gas of the pools touched (0 when gas is not priced); amount_out_net : amount_out
     less that gas in token_out (None without gas); dropped_for_gas : pools left out.
     """
@@ -88,21 +91,27 @@ class RouteResult:
         return {**asdict(self), "saved_vs_single": self.saved_vs_single}
 
 
-def _plan(net: Network, amount: float, usd: np.ndarray) -> tuple[np.ndarray, str, str]:
-    """Planned input per edge, the method used and the solver status."""
+def route_network(net: Network, amount: float, usd: np.ndarray) -> tuple[Flows, str, str]:
+    """Settled optimal flows of a network (no gas), the method used and the solver status."""
+    chain_out, chain = best_chain(net, amount)
+    if chain_out >= amount * spot_bound(net) * (1 - _SPOT):
+        # no split can beat every pool's zero-size rate, and the best chain already gets it:
+        # the trade is too small to move prices, a solver would only see round-off
+        plan = np.zeros(net.n)
+        plan[chain] = amount
+        return settle(net, plan, amount), "spot", "exact"
     if net.direct and not net.weighted.any():
         d, _ = parallel_split(net.ra, net.rb, net.gamma, net.cap_input(), amount)
-        return d, "closed_form", "exact"
+        return settle(net, d, amount), "closed_form", "exact"
     sol = solve_conic(net, amount, usd)
-    if sol.status not in _SOLVED:  # the cvxpy build of the same program, as a second try
-        sol = solve_convex(net, amount, usd)
-    return sol.inputs, "convex", sol.status
-
-
-def route_network(net: Network, amount: float, usd: np.ndarray) -> tuple[Flows, str, str]:
-    """Settled optimal flows of a network (no gas), the method and the solver status."""
-    plan, method, status = _plan(net, amount, usd)
-    return settle(net, plan, amount), method, status
+    flows = settle(net, sol.inputs, amount)
+    if sol.status != "optimal":  # the cvxpy build of the same program, as a second opinion
+        ref = solve_convex(net, amount, usd)
+        other = settle(net, ref.inputs, amount)
+        if ref.status in _SOLVED and (sol.status not in _SOLVED
+                                      or other.amount_out > flows.amount_out):
+            sol, flows = ref, other
+    return flows, "convex", sol.status
 
 
 def _gas_per_edge(net: Network, gas: float | Mapping[str, float] | None) -> np.ndarray:
