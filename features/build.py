@@ -14,8 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from rich.progress import Progress
 
 from features import names
-from features._wide import make_grid, periods_per_year, rolling_mean
-from features.flow import fee_yield, flow_features
+from features._wide import make_grid, periods_per_year
 from features.labels import (
     FWD_FEE_YIELD,
     FWD_IL,
@@ -26,26 +25,16 @@ from features.labels import (
     forward_stress,
     forward_volatility,
 )
-from features.network import network_features, token_adjacency
 from features.schema import (
-    CHAIN,
     CLOSE,
     FEES_USD,
     FREQUENCIES,
-    HIGH,
-    LOW,
     MISSING,
-    OPEN,
     POOL_ID,
-    STABLECOINS,
     TIMESTAMP,
-    TOKEN0,
     TOKEN0_PRICE_USD,
-    TOKEN1,
     TOKEN1_PRICE_USD,
     TVL_USD,
-    TX_COUNT,
-    VOLUME_USD,
     DataValidationError,
     Panel,
     parse_duration,
@@ -53,10 +42,18 @@ from features.schema import (
     window_periods,
 )
 from features.sources.store import atomic_dir
-from features.volatility import realized_vol, volatility_features
+from features.stages import (
+    BuildPlan,
+    cross_stage,
+    exchange_series,
+    finish_stage,
+    pool_stage,
+    wide_inputs,
+)
 
 __all__ = ["FeatureConfig", "FeatureSet", "build_features", "write_features", "read_features",
-           "FEATURE_SET_VERSION", "feature_columns"]
+           "FEATURE_SET_VERSION", "feature_columns", "plan_build", "forward_labels",
+           "features_digest", "feature_manifest"]
 
 FEATURE_SET_VERSION = "2.0"  # 2.0: names carry durations, not period counts
 KEY_COLUMNS = [POOL_ID, TIMESTAMP, MISSING]
@@ -104,9 +101,23 @@ class FeatureSet:
     @property
     def digest(self) -> str:
         """Short hash of the config, columns and version that produced the table."""
-        blob = json.dumps({"config": self.config, "columns": list(self.features.columns),
-                           "version": self.version}, sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+        return features_digest(self.config, list(self.features.columns), self.version)
+
+
+def features_digest(config: dict[str, Any], columns: list[str], version: str) -> str:
+    """Short hash of the config, table columns and feature-set version of a feature table."""
+    blob = json.dumps({"config": config, "columns": columns, "version": version},
+                      sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def feature_manifest(config: dict[str, Any], columns: list[str], freq: str,
+                     horizon: pd.Timedelta, rows: int, as_of: Any,
+                     version: str = FEATURE_SET_VERSION) -> dict[str, Any]:
+    """The manifest stored beside a feature table (``columns``: every table column)."""
+    return {"version": version, "digest": features_digest(config, columns, version),
+            "freq": freq, "horizon": str(horizon), "config": config, "rows": rows,
+            "columns": [c for c in columns if c not in KEY_COLUMNS], "as_of": str(as_of)}
 
 
 def feature_columns(features: pd.DataFrame) -> list[str]:
@@ -137,23 +148,55 @@ def _halflives(cfg: FeatureConfig, step: pd.Timedelta, horizon_periods: int) -> 
     return out
 
 
+def plan_build(meta: pd.DataFrame, freq: str, times: pd.DatetimeIndex, pools: list[str],
+               config: FeatureConfig | None = None) -> BuildPlan:
+    """The settings, pool order and time axis every partition of one build shares."""
+    cfg = config or FeatureConfig()
+    step = FREQUENCIES[freq]
+    windows = _valid_windows(cfg, freq)
+    horizon = cfg.horizon_for(freq)
+    h = int(horizon // step)
+    if h < 1:
+        raise ValueError(f"horizon {horizon} is shorter than one {freq} period")
+    return BuildPlan(
+        freq=freq, times=times, pools=list(pools),
+        meta=meta.set_index(POOL_ID).loc[list(pools)].reset_index(), windows=windows,
+        halflives=_halflives(cfg, step, h),
+        har={hw: window_periods(hw, freq) or 1 for hw in names.HAR_WINDOWS},
+        ppy=periods_per_year(freq), horizon=horizon, h=h,
+        corr_w=max(2, int(parse_duration(cfg.corr_window) // step)),
+        stress={"drawdown": cfg.stress_drawdown, "tvl_flight": cfg.stress_tvl_flight,
+                "vol_spike": cfg.stress_vol_spike, "peg_break": cfg.stress_peg_break})
+
+
+def forward_labels(plan: BuildPlan, w: dict[str, Any], feats: dict[str, np.ndarray],
+                   idx: np.ndarray) -> dict[str, np.ndarray]:
+    """Forward labels, (periods x pools) each, of the pools ``idx`` of the plan.
+
+    ``w`` holds their panel columns and ``feats`` their features (cross-pool ones included).
+    """
+    ret = feats[names.period(names.RET, plan.freq)]
+    rv_long = feats[names.window(names.RV, plan.longest)]
+    h, s = plan.h, plan.stress
+    return {
+        FWD_FEE_YIELD: forward_fee_yield(w[FEES_USD], w[TVL_USD], h),
+        FWD_VOLATILITY: forward_volatility(ret, h, plan.ppy),
+        FWD_IL: forward_il(w[TOKEN0_PRICE_USD], w[TOKEN1_PRICE_USD], h),
+        FWD_STRESS: forward_stress(
+            w[CLOSE], w[TVL_USD], ret, rv_long, feats["peg_dev"], h, plan.ppy,
+            drawdown=s["drawdown"], tvl_flight=s["tvl_flight"], vol_spike=s["vol_spike"],
+            peg_break=s["peg_break"]),
+    }
+
+
 def build_features(
     panel: Panel, config: FeatureConfig | None = None, progress: bool = False
 ) -> FeatureSet:
     """Compute causal features and forward labels for every row of the panel."""
     cfg = config or FeatureConfig()
-    freq = panel.freq
-    ppy = periods_per_year(freq)
-    windows = _valid_windows(cfg, freq)
-    horizon = cfg.horizon_for(freq)
-    h = int(horizon // panel.step)
-    if h < 1:
-        raise ValueError(f"horizon {horizon} is shorter than one {freq} period")
-    halflives = _halflives(cfg, panel.step, h)
-    corr_w = max(2, int(parse_duration(cfg.corr_window) // panel.step))
     frame = panel.frame
-    grid = make_grid(frame, freq)
-    meta = panel.meta.set_index(POOL_ID).loc[grid.pools].reset_index()
+    grid = make_grid(frame, panel.freq)
+    plan = plan_build(panel.meta, panel.freq, grid.times, grid.pools, cfg)
     stages = ["volatility", "flow", "network", "labels", "assemble"]
     with Progress(disable=not progress, transient=True) as bar:
         task = bar.add_task("features", total=len(stages))
@@ -161,71 +204,17 @@ def build_features(
         def step(name: str) -> None:
             bar.update(task, advance=1, description=f"features: {name}")
 
-        w = {c: grid.wide(frame[c]) for c in (OPEN, HIGH, LOW, CLOSE, VOLUME_USD, FEES_USD,
-                                              TVL_USD, TOKEN0_PRICE_USD, TOKEN1_PRICE_USD)}
-        tx = grid.wide(frame[TX_COUNT]) if TX_COUNT in frame.columns else None
-        miss = grid.wide(frame[MISSING].astype(float)) if MISSING in frame.columns else None
-        har = {hw: window_periods(hw, freq) or 1 for hw in names.HAR_WINDOWS}
-        feats = volatility_features(w[OPEN], w[HIGH], w[LOW], w[CLOSE], windows, ppy,
-                                    halflives, har, freq)
-        ret = feats[names.period(names.RET, freq)]
-        step("volatility")
-        pairs = (meta[TOKEN0] + "/" + meta[TOKEN1] + "@" + meta[CHAIN]).to_numpy()
-        _, pair_idx = np.unique(pairs, return_inverse=True)
-        membership = np.eye(int(pair_idx.max()) + 1)[pair_idx]
-        feats.update(flow_features(w[VOLUME_USD], w[FEES_USD], w[TVL_USD], tx,
-                                   w[TOKEN0_PRICE_USD], w[TOKEN1_PRICE_USD], membership,
-                                   windows, ppy, halflives, freq))
-        hz = names.duration_label(horizon)
-        if hz not in windows:  # the seasonal-naive baselines read the horizon's trailing values
-            feats[names.window(names.RV, hz)] = realized_vol(ret, h, ppy)
-            feats[names.window(names.FEE_YIELD, hz)] = fee_yield(w[FEES_USD], w[TVL_USD], h)
-        step("flow")
-        day = names.duration_label("1d")
-        short = day if day in windows else next(iter(windows))  # the network's short window
-        longest = list(windows)[-1]
-        rv_long = feats[names.window(names.RV, longest)]
-        adj = token_adjacency(list(meta[TOKEN0]), list(meta[TOKEN1]))
-        stable0 = meta[TOKEN0].isin(STABLECOINS).to_numpy()
-        stable1 = meta[TOKEN1].isin(STABLECOINS).to_numpy()
-        feats.update(network_features(
-            ret, feats[names.window(names.RV, short)], rv_long, w[VOLUME_USD],
-            feats[names.period("lp_netflow", freq)], w[TVL_USD], w[TOKEN0_PRICE_USD],
-            w[TOKEN1_PRICE_USD], adj, stable0, stable1, corr_w, windows[short],
-            (short, names.duration_label(corr_w * panel.step)), freq))
-        if miss is not None:
-            for name, n in windows.items():
-                feats[names.window("missing_frac", name)] = rolling_mean(miss, n, min_periods=1)
+        w = wide_inputs(frame, grid)
+        idx = np.arange(len(grid.pools))
+        feats, gaps = pool_stage(plan, w, idx, step)
+        feats.update(cross_stage(plan, exchange_series(plan, feats, w)))
+        feats.update(gaps)
         step("network")
-        labels_wide = {
-            FWD_FEE_YIELD: forward_fee_yield(w[FEES_USD], w[TVL_USD], h),
-            FWD_VOLATILITY: forward_volatility(ret, h, ppy),
-            FWD_IL: forward_il(w[TOKEN0_PRICE_USD], w[TOKEN1_PRICE_USD], h),
-            FWD_STRESS: forward_stress(
-                w[CLOSE], w[TVL_USD], ret, rv_long, feats["peg_dev"], h, ppy,
-                drawdown=cfg.stress_drawdown, tvl_flight=cfg.stress_tvl_flight,
-                vol_spike=cfg.stress_vol_spike, peg_break=cfg.stress_peg_break),
-        }
+        labels = forward_labels(plan, w, feats, idx)
         step("labels")
-        keys = {POOL_ID: frame[POOL_ID].to_numpy(), TIMESTAMP: frame[TIMESTAMP].to_numpy()}
-        missing = (frame[MISSING].to_numpy(bool) if MISSING in frame.columns
-                   else np.zeros(len(frame), bool))
-        fcols: dict[str, np.ndarray] = {}
-        for k, v in feats.items():
-            col = grid.long(v).astype(np.float32)
-            col[~np.isfinite(col) | missing] = np.nan  # a reindexed gap never carries a value
-            fcols[k] = col
-        features = pd.DataFrame({**keys, MISSING: missing, **fcols}, copy=False)
-        lcols = {}
-        for k, v in labels_wide.items():
-            col = grid.long(v)
-            col[~np.isfinite(col)] = np.nan
-            lcols[k] = col
-        lab = pd.DataFrame({**keys, **lcols}, copy=False)
-        del feats
-        step("assemble")
-    return FeatureSet(features=features, labels=lab, meta=panel.meta.copy(), freq=freq,
-                      horizon=horizon, config=cfg.model_dump(),
+        features, labels_long = finish_stage(frame, grid, feats, labels, step)
+    return FeatureSet(features=features, labels=labels_long, meta=panel.meta.copy(),
+                      freq=panel.freq, horizon=plan.horizon, config=cfg.model_dump(),
                       version=FEATURE_SET_VERSION)
 
 
@@ -237,10 +226,8 @@ def write_features(fs: FeatureSet, workdir: Path) -> Path:
         fs.features.to_parquet(tmp / "features.parquet", index=False)
         fs.labels.to_parquet(tmp / "labels.parquet", index=False)
         fs.meta.to_csv(tmp / "pools.csv", index=False)
-        manifest = {"version": fs.version, "digest": fs.digest, "freq": fs.freq,
-                    "horizon": str(fs.horizon), "config": fs.config,
-                    "rows": len(fs.features), "columns": feature_columns(fs.features),
-                    "as_of": str(fs.features[TIMESTAMP].max())}
+        manifest = feature_manifest(fs.config, list(fs.features.columns), fs.freq, fs.horizon,
+                                    len(fs.features), fs.features[TIMESTAMP].max(), fs.version)
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
 
     atomic_dir(target, fill)
