@@ -343,6 +343,11 @@ def test_volume_share_follows_depth_fee_and_our_liquidity() -> None:
     more = volume_share(pools, {"dear": 2e7})
     assert more["dear"] > base["dear"]  # added liquidity attracts flow
     assert volume_share(pools, trade_usd=1.0)["cheap"] == pytest.approx(1.0)
+    mixed = states([{"id": "cp", "t0": "WETH", "t1": "USDC", "tvl": 2e7, "fee": 0.003},
+                    {"id": "bal", "t0": "USDC", "t1": "WETH", "tvl": 2e7, "fee": 0.003,
+                     "protocol": "weighted", "weight0": 0.2, "price": 1 / 2000.0}])
+    shares = volume_share(mixed)
+    assert shares.sum() == pytest.approx(1.0) and (shares > 0.05).all()
     with pytest.raises(RoutingError, match="one pair"):
         volume_share(states([v2("a", 1, 2000, 0.003), v2("b", 1, 20, 0.003, "WBTC", "DAI")]))
 

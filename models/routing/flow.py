@@ -19,8 +19,9 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
+from models.routing.fast import parallel_split
 from models.routing.graph import PoolStates, RoutingError
-from models.routing.network import build_network
+from models.routing.network import pair_network
 from models.routing.router import route_network
 
 __all__ = ["volume_share", "DEFAULT_TRADE_FRACTIONS"]
@@ -70,12 +71,18 @@ def volume_share(pools: PoolStates,
         if not sizes or any(not np.isfinite(s) or s <= 0 for s in sizes):
             raise RoutingError(f"trade sizes must be USD amounts > 0, got {sizes}")
         got = np.zeros(len(pools))
+        here = after.subset(on)
         for tin, tout in ((t0, t1), (t1, t0)):
-            net = build_network(after, tin, tout, max_hops=1, chain=chain)
-            usd = np.array([prices[t] for t in net.tokens])
+            net = pair_network(here, tin, tout)
+            usd = np.array([prices[tin], prices[tout]])
+            cap_in = net.cap_input()
             for size in sizes:
-                flows, _, _ = route_network(net, size / usd[net.token_in], usd)
-                np.add.at(got, net.pool, flows.inputs * usd[net.token_in] / size)
+                amount = size / usd[0]
+                if net.weighted.any():
+                    d = route_network(net, amount, usd)[0].inputs
+                else:  # the exact closed form, without the router's bookkeeping
+                    d = parallel_split(net.ra, net.rb, net.gamma, cap_in, amount)[0]
+                got[on] += d * usd[0] / size
         total = got[on].sum()
         share[on] = got[on] / total if total > 0 else 1.0 / on.sum()
     return pd.Series(share, index=pd.Index(pools.pool_id, name="pool_id"), name="volume_share")

@@ -27,7 +27,7 @@ from models.economics.costs import swap_impact_usd
 from models.economics.invariants import WEIGHTED
 from models.routing.graph import NoRouteError, PoolStates, RoutingError, UnknownTokenError
 
-__all__ = ["Network", "build_network", "resolve_token"]
+__all__ = ["Network", "build_network", "pair_network", "resolve_token"]
 
 
 def resolve_token(token: str, known: list[str], role: str = "token") -> str:
@@ -235,3 +235,25 @@ def _chain_network(states: PoolStates, tin: str, tout: str, max_hops: int,
         ra=np.array([r[3] for r in rows]), rb=np.array([r[4] for r in rows]),
         gamma=1.0 - states.fee_tier[pool], cap=np.array([r[5] for r in rows]),
         wa=np.array([r[6] for r in rows]), weighted=states.protocol[pool] == WEIGHTED)
+
+
+def pair_network(states: PoolStates, token_in: str, token_out: str) -> Network:
+    """Every pool of `states` as a direct edge token_in -> token_out (pools of one pair).
+
+    The fast build for the flow model, which routes many trades over one pair's pools; no
+    hop search, no chain choice (the caller passes one chain's pools).
+    """
+    fwd = states.token0 == token_in
+    if not np.all(fwd | (states.token1 == token_in)):
+        raise RoutingError(f"pair_network needs pools holding {token_in} and {token_out}; "
+                           f"got {states.pool_id.tolist()}")
+    r0, r1 = states.reserves()
+    c0, c1 = states.caps()
+    n = len(states)
+    return Network(
+        states=states, tokens=[token_in, token_out], token_in=0, token_out=1,
+        chain=str(states.chain[0]) if n else "", order=np.arange(2), pool=np.arange(n),
+        a=np.zeros(n, int), b=np.ones(n, int), ra=np.where(fwd, r0, r1),
+        rb=np.where(fwd, r1, r0), gamma=1.0 - states.fee_tier, cap=np.where(fwd, c1, c0),
+        wa=np.where(fwd, states.weight0, 1.0 - states.weight0),
+        weighted=states.protocol == WEIGHTED)
