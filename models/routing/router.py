@@ -176,10 +176,14 @@ def route(pools: PoolStates, token_in: str, token_out: str, amount_in: float, *,
     routed_net = flows.amount_out - touched / usd_out
     single_net = single_out - single_gas / usd_out
     if not np.isfinite(flows.amount_out) or routed_net < single_net:
-        # within solver tolerance the single chain IS the optimum: still "optimal"
-        agreed = status in _SOLVED and routed_net >= single_net - _TOL * abs(single_net)
+        # the chain is still the answer, not a fallback, when the solver agrees to within its
+        # tolerance, or when gas makes touching one pool per hop the better heuristic choice
+        agreed = status in _SOLVED and (gas_usd is not None
+                                        or routed_net >= single_net - _TOL * abs(single_net))
+        left = {str(p) for p in work.pool_ids[flows.inputs > 0]} - set(single_ids)
         flows = _single(net, chain_edges, amount)
-        work, touched, dropped = net, single_gas, []
+        work, touched = net, single_gas
+        dropped = dropped + sorted(left) if gas_usd is not None else []
         outcome = (OPTIMAL if flows.used_in >= amount * (1 - 1e-9) else CAPACITY) if agreed \
             else SINGLE_CHAIN
     if abs(flows.used_in - amount) <= 1e-12 * amount:
