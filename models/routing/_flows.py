@@ -134,9 +134,11 @@ def best_chain(net: Network, amount: float) -> tuple[float, list[int]]:
         d = np.zeros(net.n)
         d[leave] = best[j]
         got = net.out(d)[leave]
-        for e, g in zip(leave, got, strict=True):
-            if g > best[net.b[e]]:
-                best[net.b[e]], via[net.b[e]] = g, e
+        for t in np.unique(net.b[leave]):  # the best pool into each next token
+            into = net.b[leave] == t
+            k = int(np.argmax(np.where(into, got, -np.inf)))
+            if got[k] > best[t]:
+                best[t], via[t] = got[k], leave[k]
     chain: list[int] = []
     t = net.token_out
     while t != net.token_in and via[t] >= 0:
@@ -162,8 +164,7 @@ def _best_rate(net: Network, spot: np.ndarray) -> float:
     rate[net.token_in] = 1.0
     for j in net.order:
         leave = np.flatnonzero(net.a == j)
-        for e in leave:
-            rate[net.b[e]] = max(rate[net.b[e]], rate[j] * spot[e])
+        np.maximum.at(rate, net.b[leave], rate[j] * spot[leave])
     return float(rate[net.token_out])
 
 

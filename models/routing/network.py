@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -85,7 +86,7 @@ class Network:
         """Number of edges."""
         return len(self.pool)
 
-    @property
+    @cached_property
     def pool_ids(self) -> np.ndarray:
         """Pool id per edge."""
         return self.states.pool_id[self.pool]
@@ -200,9 +201,9 @@ def _chain_network(states: PoolStates, tin: str, tout: str, max_hops: int,
                    chain: str) -> Network | None:
     """The network on one chain, or None when no short enough path exists there."""
     on = np.flatnonzero(states.chain == chain)
-    t0, t1 = states.token0[on].tolist(), states.token1[on].tolist()
+    t0, t1 = states.token0[on].astype(str), states.token1[on].astype(str)
     adj: dict[str, set[str]] = {}
-    for u, v in zip(t0, t1, strict=True):
+    for u, v in zip(t0.tolist(), t1.tolist(), strict=True):
         if u != v:
             adj.setdefault(u, set()).add(v)
             adj.setdefault(v, set()).add(u)
@@ -210,31 +211,38 @@ def _chain_network(states: PoolStates, tin: str, tout: str, max_hops: int,
     if d_in.get(tout, max_hops + 1) > max_hops:
         return None
     inf = max_hops + 1
+    names, inv = np.unique(np.concatenate([t0, t1]), return_inverse=True)  # sorted by name
+    i0, i1 = inv[: len(on)], inv[len(on):]
+    din = np.array([d_in.get(t, inf) for t in names.tolist()])
+    dout = np.array([d_out.get(t, inf) for t in names.tolist()])
+    rank = din - dout
+    r0, r1 = (r[on] for r in states.reserves())
+    c0, c1 = (c[on] for c in states.caps())
+    w0 = states.weight0[on]
+    ok = (i0 != i1) & (r0 > 0) & (r1 > 0)
 
-    def rank(t: str) -> int:
-        return d_in.get(t, inf) - d_out.get(t, inf)
+    def allowed(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        return ok & (din[x] + 1 + dout[y] <= max_hops) & (rank[x] < rank[y])
 
-    r0, r1 = states.reserves()
-    c0, c1 = states.caps()
-    rows: list[tuple[int, str, str, float, float, float, float]] = []
-    for j, u, v in zip(on.tolist(), t0, t1, strict=True):
-        w0 = float(states.weight0[j])
-        for x, y, rx, ry, cy, wx in ((u, v, r0[j], r1[j], c1[j], w0),
-                                     (v, u, r1[j], r0[j], c0[j], 1.0 - w0)):
-            if (x != y and d_in.get(x, inf) + 1 + d_out.get(y, inf) <= max_hops
-                    and rank(x) < rank(y) and rx > 0 and ry > 0):
-                rows.append((j, x, y, rx, ry, cy, wx))
-    rows.sort(key=lambda r: (rank(r[1]), r[1], rank(r[2]), r[2], r[0]))
-    names = sorted({t for r in rows for t in r[1:3]}, key=lambda t: (rank(t), t))
-    idx = {t: i for i, t in enumerate(names)}
-    pool = np.array([r[0] for r in rows], int)
+    fw, bw = allowed(i0, i1), allowed(i1, i0)
+    pool = np.concatenate([on[fw], on[bw]])
+    a, b = np.concatenate([i0[fw], i1[bw]]), np.concatenate([i1[fw], i0[bw]])
+    cols = [np.concatenate(p) for p in ((r0[fw], r1[bw]), (r1[fw], r0[bw]), (c1[fw], c0[bw]),
+                                         (w0[fw], 1.0 - w0[bw]))]
+    # edges in topological order of their tokens (rank, then name), then by pool
+    order = np.lexsort((pool, b, rank[b], a, rank[a]))
+    pool, a, b = pool[order], a[order], b[order]
+    ra, rb, cap, wa = (c[order] for c in cols)
+    used = np.unique(np.concatenate([a, b]))
+    used = used[np.lexsort((used, rank[used]))]
+    idx = np.full(len(names), -1)
+    idx[used] = np.arange(len(used))
     return Network(
-        states=states, tokens=names, token_in=idx[tin], token_out=idx[tout], chain=chain,
-        order=np.arange(len(names)), pool=pool,
-        a=np.array([idx[r[1]] for r in rows], int), b=np.array([idx[r[2]] for r in rows], int),
-        ra=np.array([r[3] for r in rows]), rb=np.array([r[4] for r in rows]),
-        gamma=1.0 - states.fee_tier[pool], cap=np.array([r[5] for r in rows]),
-        wa=np.array([r[6] for r in rows]), weighted=states.protocol[pool] == WEIGHTED)
+        states=states, tokens=names[used].tolist(), token_in=int(idx[names.tolist().index(tin)]),
+        token_out=int(idx[names.tolist().index(tout)]), chain=chain,
+        order=np.arange(len(used)), pool=pool, a=idx[a], b=idx[b], ra=ra, rb=rb,
+        gamma=1.0 - states.fee_tier[pool], cap=cap, wa=wa,
+        weighted=states.protocol[pool] == WEIGHTED)
 
 
 def pair_network(states: PoolStates, token_in: str, token_out: str) -> Network:
