@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pipelines.choices import Target, TrainChoice, TunableKind
+from pipelines.cluster import ClusterOption, SchedulerOption
 from pipelines.config import resolve_workdir
 
 __all__ = ["app", "main"]
@@ -218,6 +219,8 @@ def features_build(
     config: Annotated[Path | None, typer.Option(help="TOML config; reads \\[features].")]
     = None,
     horizon: Annotated[str | None, typer.Option(help="Label horizon, e.g. 24h or 7d.")] = None,
+    cluster: ClusterOption = None,
+    scheduler: SchedulerOption = None,
 ) -> None:
     """Build the feature table and forward labels from the stored panel."""
 
@@ -228,6 +231,16 @@ def features_build(
 
         wd = resolve_workdir(workdir)
         cfg = config_from(FeatureConfig, config, "features", horizon=horizon)
+        if cluster or scheduler:
+            from features.distributed import build_features_distributed
+            from pipelines.cluster import dask_client
+
+            with dask_client(cluster, scheduler) as client:
+                res = build_features_distributed(client, wd, cfg)
+            console.print(f"wrote {res.rows:,} rows x {res.n_features} features, labels over "
+                          f"{res.horizon} (feature set {res.version}, {res.parts} partitions "
+                          f"of pools on the cluster) to {res.path}", markup=False)
+            return
         panel = read_panel(wd)
         fs = build_features(panel, cfg, progress=True)
         path = write_features(fs, wd)
@@ -253,6 +266,8 @@ def train_cmd(
     threads: Annotated[int | None, typer.Option(
         min=1, help="Threads per model fit (default: env LPA_THREADS, else the CPUs "
                     "available).")] = None,
+    cluster: ClusterOption = None,
+    scheduler: SchedulerOption = None,
 ) -> None:
     """Fit, evaluate walk-forward, log to MLflow; register a model that beats the champion."""
 
@@ -269,7 +284,11 @@ def train_cmd(
                   else [model.value])
         cfg = config_from(TrainConfig, config, "train", models=models, n_folds=folds, seed=seed,
                           register_all=register_all or None, threads=threads)
-        res = train(wd, cfg, progress=True)
+        from models.gbm_dask import use_dask
+        from pipelines.cluster import dask_client
+
+        with dask_client(cluster, scheduler) as client, use_dask(client):
+            res = train(wd, cfg, progress=True)  # LightGBM fits train on the cluster if any
         console.print(_table("walk-forward evaluation", res.summary_columns(),
                              res.summary_rows()))
         for target, why in res.decisions.items():

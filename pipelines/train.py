@@ -24,7 +24,8 @@ from features.build import FeatureSet, read_features
 from features.schema import TIMESTAMP, parse_duration
 from models.cv import Fold, folds_digest, walk_forward_splits
 from models.evaluate import Evaluation, evaluate
-from models.forecasts import TARGETS, align_labels, make_forecaster, model_matrix
+from models.forecasts import TARGETS, align_labels, model_matrix
+from models.gbm_dask import make_forecaster  # the plain factory unless a Dask client is active
 from models.names import DEFAULT_KINDS, METRIC_LABELS, ModelKind, Target, metrics_for, score_of
 from models.pyfunc import log_forecaster
 from models.registry import ALIAS, registered_name

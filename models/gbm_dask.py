@@ -1,0 +1,114 @@
+"""LightGBM fits on a Dask cluster (``lightgbm.dask``) that save and load as the plain models.
+
+Inside ``with use_dask(client):`` the :func:`make_forecaster` of this module returns LightGBM
+forecasters whose boosters are trained data-parallel across the cluster's workers (rows
+partitioned by pool); everything else (columns, categories, row stride, prediction, native
+model files, the ``lightgbm`` kind in the registry) is that of :class:`LightGBMQuantile` and
+:class:`LightGBMStress`. Outside the block it is ``models.forecasts.make_forecaster``.
+
+Data-parallel LightGBM finds feature bins and bags rows per worker, so its trees are not
+bit-identical to a single-process fit; their quality is (tests/test_distributed.py).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+
+from features.schema import TIMESTAMP
+from models import gbm
+from models.base import FORECASTERS, BaseForecaster
+from models.forecasts import make_forecaster as _make_local
+from models.gbm import LightGBMQuantile, lgb_matrix, lgb_params
+
+__all__ = ["use_dask", "active_client", "make_forecaster", "DaskLightGBMQuantile",
+           "train_booster"]
+
+_CLIENT: ContextVar[Any] = ContextVar("lpa_dask_client", default=None)
+
+
+@contextmanager
+def use_dask(client: Any) -> Iterator[Any]:
+    """Within the block, LightGBM forecasters from :func:`make_forecaster` train on ``client``
+    (None: the block changes nothing)."""
+    token = _CLIENT.set(client)
+    try:
+        yield client
+    finally:
+        _CLIENT.reset(token)
+
+
+def active_client() -> Any:
+    """The Dask client of the enclosing :func:`use_dask` block, or None."""
+    return _CLIENT.get()
+
+
+def train_booster(client: Any, M: pd.DataFrame, y: np.ndarray, params: dict[str, Any],
+                  rounds: int, categorical: list[str]) -> lgb.Booster:
+    """Train one booster data-parallel on the cluster; rows are split in contiguous blocks
+    (the feature table is pool-major, so a block holds whole pools), one per worker.
+
+    Parameters
+    ----------
+    client : a ``distributed.Client``
+    M : model input matrix (``lgb_matrix``), y : labels of its rows
+    params : LightGBM parameters (``lgb_params``); threads become the workers' own
+    rounds : boosting rounds
+    categorical : categorical columns of M
+    """
+    import dask.dataframe as dd
+    from lightgbm.dask import DaskLGBMClassifier, DaskLGBMRegressor
+
+    workers = max(1, len(client.scheduler_info().get("workers", {})))
+    parts = max(1, min(workers, len(M) // 50))
+    M = M.reset_index(drop=True)
+    Xd = dd.from_pandas(M, npartitions=parts, sort=True)
+    yd = dd.from_pandas(pd.Series(np.asarray(y, float), name="y"), npartitions=parts, sort=True)
+    p = dict(params)
+    for k in ("num_threads", "verbose"):  # lightgbm.dask gives each worker its own threads
+        p.pop(k, None)
+    objective = p.pop("objective")
+    seed = p.pop("seed", None)
+    est_cls = DaskLGBMClassifier if objective == "binary" else DaskLGBMRegressor
+    est = est_cls(client=client, objective=objective, n_estimators=rounds, random_state=seed,
+                  verbose=-1, tree_learner="data", **p)
+    with warnings.catch_warnings():  # the estimator's own n_jobs default, replaced as intended
+        warnings.filterwarnings("ignore", message="Parameter n_jobs will be ignored")
+        est.fit(Xd, yd, categorical_feature=categorical)
+    return est.booster_
+
+
+class DaskLightGBMQuantile(LightGBMQuantile):
+    """:class:`LightGBMQuantile` whose boosters train on a Dask cluster."""
+
+    def __init__(self, client: Any, **kw: Any) -> None:
+        super().__init__(**kw)
+        self._client = client
+
+    def _booster(self, X: pd.DataFrame, z: np.ndarray, point: dict[str, Any]) -> lgb.Booster:
+        keep = gbm.stride_mask(X[TIMESTAMP], self.row_stride) & np.isfinite(z)
+        params = lgb_params(self.seed, **{"objective": "l2", **self.params, **point})
+        return train_booster(self._client, lgb_matrix(X.loc[keep], self.columns_,
+                                                      self.categories_),
+                             z[keep], params, self.n_estimators, list(self.categories_))
+
+
+# the subclass trains differently but saves as the plain kind, which loads the plain class
+FORECASTERS[LightGBMQuantile.kind] = LightGBMQuantile
+
+
+def make_forecaster(kind: str, target: str, freq: str, horizon_periods: int = 24,
+                    **params: Any) -> BaseForecaster:
+    """``models.forecasts.make_forecaster``, with LightGBM trained on the active Dask client."""
+    model = _make_local(kind, target, freq, horizon_periods, **params)
+    client = active_client()
+    if client is None or type(model) is not LightGBMQuantile:
+        return model
+    return DaskLightGBMQuantile(client, **model.get_params())
