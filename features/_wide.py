@@ -1,16 +1,27 @@
-"""Wide (time x pool) matrices and causal NaN-aware rolling operations on them."""
+"""Wide (time x pool) matrices and causal NaN-aware rolling operations on them.
+
+The rolling operations run as single-pass compiled kernels (``features._kernels``): one
+running sum per pool, accumulated in float64, so a window costs the same whatever its length.
+Each takes ``dtype`` for its output (float64 by default; float32 halves the memory of a
+feature that is only stored).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from numpy.typing import DTypeLike
 
+from features import _kernels as kern
 from features.schema import FREQUENCIES, POOL_ID, TIMESTAMP
 
 __all__ = ["Grid", "make_grid", "rolling_sum", "rolling_mean", "rolling_std", "rolling_max",
-           "rolling_count", "lag", "ewm_mean", "periods_per_year", "rolling_corr"]
+           "rolling_count", "rolling_rms", "lag", "ewm_mean", "periods_per_year",
+           "rolling_corr"]
+
+_GATHER_BLOCK = 64  # grid rows per block of the blocked gather (in L2 up to ~2,000 pools)
 
 
 def periods_per_year(freq: str) -> float:
@@ -27,6 +38,10 @@ class Grid:
     ti: np.ndarray  # row -> time index
     pi: np.ndarray  # row -> pool index
     present: np.ndarray  # (T, P) bool: the pool has a row there
+    runs: np.ndarray | None = field(init=False, repr=False)  # see _pool_runs
+
+    def __post_init__(self) -> None:
+        self.runs = _pool_runs(np.asarray(self.ti), np.asarray(self.pi), len(self.pools))
 
     def wide(self, values: np.ndarray | pd.Series) -> np.ndarray:
         """Scatter a long column into a (T, P) float matrix, NaN where no row."""
@@ -34,9 +49,37 @@ class Grid:
         out[self.ti, self.pi] = np.asarray(values, dtype=float)
         return out
 
-    def long(self, w: np.ndarray) -> np.ndarray:
-        """Gather a (T, P) matrix back into the long row order."""
-        return w[self.ti, self.pi]
+    def long(self, w: np.ndarray, dtype: DTypeLike | None = None) -> np.ndarray:
+        """Gather a (T, P) matrix back into the long row order (in ``dtype``, default w's)."""
+        w = np.asarray(w)
+        dt = np.dtype(dtype or w.dtype)
+        if w.ndim == 2 and w.shape[1] > 1 and w.strides[1] == 0:  # one series for all pools
+            return np.ascontiguousarray(w[:, 0], dtype=dt)[self.ti]
+        if self.runs is None or w.dtype.kind != "f" or dt.kind != "f":
+            return w[self.ti, self.pi].astype(dt, copy=False)
+        out = np.empty(len(self.ti), dtype=dt)
+        return kern.gather_runs(np.ascontiguousarray(w), self.runs, _GATHER_BLOCK, out)
+
+
+def _pool_runs(ti: np.ndarray, pi: np.ndarray, n_pools: int) -> np.ndarray | None:
+    """(first row, first period, periods) of each pool when the rows come one pool after
+    another, each pool's consecutive in time; None otherwise (the gather then indexes)."""
+    if len(ti) == 0 or n_pools == 0:
+        return None
+    new = np.flatnonzero(pi[1:] != pi[:-1]) + 1
+    starts = np.concatenate([[0], new])
+    pools = pi[starts]
+    if len(np.unique(pools)) != len(pools):  # a pool's rows in more than one run
+        return None
+    step = np.diff(ti)
+    step[new - 1] = 1  # a new pool may start at any period
+    if (step != 1).any():
+        return None
+    runs = np.zeros((n_pools, 3), dtype=np.int64)
+    runs[pools, 0] = starts
+    runs[pools, 1] = ti[starts]
+    runs[pools, 2] = np.diff(np.concatenate([starts, [len(ti)]]))
+    return runs
 
 
 def make_grid(frame: pd.DataFrame, freq: str) -> Grid:
@@ -53,84 +96,103 @@ def make_grid(frame: pd.DataFrame, freq: str) -> Grid:
     return Grid(times=times, pools=pools, ti=ti, pi=pi, present=present)
 
 
-def _csum(x: np.ndarray) -> np.ndarray:
-    """Cumulative sum along time with a leading zero row."""
-    out = np.zeros((x.shape[0] + 1, x.shape[1]))
-    np.cumsum(x, axis=0, out=out[1:])
-    return out
-
-
-def _window(x: np.ndarray, w: int) -> tuple[np.ndarray, np.ndarray]:
-    """Trailing sums of the valid values and their count over w periods (one pass each)."""
-    valid = ~np.isnan(x)
-    cs = _csum(np.where(valid, x, 0.0))
-    cn = _csum(valid.astype(np.float64))
-    lo = np.maximum(np.arange(1, x.shape[0] + 1) - w, 0)
-    return cs[1:] - cs[lo], cn[1:] - cn[lo]
-
-
 def _min_periods(w: int, min_periods: int | None) -> int:
     return max(1, (w + 1) // 2) if min_periods is None else min_periods
 
 
-def rolling_sum(x: np.ndarray, w: int, min_periods: int | None = None) -> np.ndarray:
+def _stat(x: np.ndarray, w: int, minp: int, mode: int, dtype: DTypeLike = np.float64,
+          square: bool = False, scale: float = 1.0) -> np.ndarray:
+    if w < 1:
+        raise ValueError(f"rolling window must be at least one period, got {w}")
+    xs = np.ascontiguousarray(x)
+    if xs.dtype.kind != "f":
+        xs = xs.astype(np.float64)
+    out: np.ndarray = np.empty(xs.shape, dtype=dtype)
+    return kern.window_stat(xs, int(w), int(minp), mode, square, float(scale), out)
+
+
+def rolling_sum(x: np.ndarray, w: int, min_periods: int | None = None,
+                dtype: DTypeLike = np.float64) -> np.ndarray:
     """Trailing sum over the last w periods (inclusive of t), NaN-aware.
 
     NaN where fewer than min_periods (default ceil(w/2)) valid values are in the window.
     """
-    s, n = _window(x, w)
-    return np.where(n >= _min_periods(w, min_periods), s, np.nan)
+    return _stat(x, w, _min_periods(w, min_periods), kern.SUM, dtype)
 
 
-def rolling_count(x: np.ndarray, w: int) -> np.ndarray:
+def rolling_count(x: np.ndarray, w: int, dtype: DTypeLike = np.float64) -> np.ndarray:
     """Number of valid values in the trailing window."""
-    return _window(np.where(np.isnan(x), np.nan, 0.0), w)[1]
+    return _stat(x, w, 0, kern.COUNT, dtype)
 
 
-def rolling_mean(x: np.ndarray, w: int, min_periods: int | None = None) -> np.ndarray:
+def rolling_mean(x: np.ndarray, w: int, min_periods: int | None = None,
+                 dtype: DTypeLike = np.float64) -> np.ndarray:
     """Trailing NaN-aware mean over w periods."""
-    s, n = _window(x, w)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(n >= _min_periods(w, min_periods), s / np.maximum(n, 1), np.nan)
+    return _stat(x, w, _min_periods(w, min_periods), kern.MEAN, dtype)
 
 
-def rolling_std(x: np.ndarray, w: int, min_periods: int | None = None) -> np.ndarray:
+def rolling_rms(x: np.ndarray, w: int, scale: float = 1.0, square: bool = True,
+                dtype: DTypeLike = np.float64) -> np.ndarray:
+    """sqrt(scale x trailing mean of x^2) (of x itself when ``square`` is False, clipped at 0).
+
+    The realised-volatility family: ``rolling_rms(ret, w, ppy)`` is annualised realised vol.
+    """
+    return _stat(x, w, _min_periods(w, None), kern.ROOT_MEAN, dtype, square, scale)
+
+
+def rolling_std(x: np.ndarray, w: int, min_periods: int | None = None,
+                dtype: DTypeLike = np.float64) -> np.ndarray:
     """Trailing NaN-aware sample standard deviation over w periods."""
-    s, n = _window(x, w)
-    s2, _ = _window(x * x, w)
-    m = s / np.maximum(n, 1)
-    var = (s2 / np.maximum(n, 1) - m * m) * n / np.maximum(n - 1, 1)
-    ok = n >= _min_periods(w, min_periods)
-    return np.where(ok, np.sqrt(np.clip(var, 0, None)), np.nan)
+    return _stat(x, w, _min_periods(w, min_periods), kern.STD, dtype)
 
 
-def rolling_corr(x: np.ndarray, y: np.ndarray, w: int) -> tuple[np.ndarray, np.ndarray]:
-    """Trailing correlation and beta (cov(x, y) / var(y)) over w periods."""
-    both = ~(np.isnan(x) | np.isnan(y))
-    xx, yy = np.where(both, x, np.nan), np.where(both, y, np.nan)
-    mx, my = rolling_mean(xx, w), rolling_mean(yy, w)
-    cov = rolling_mean(xx * yy, w) - mx * my
-    vx = rolling_mean(xx * xx, w) - mx * mx
-    vy = rolling_mean(yy * yy, w) - my * my
-    with np.errstate(invalid="ignore", divide="ignore"):
-        corr = cov / np.sqrt(np.clip(vx * vy, 1e-30, None))
-        beta = cov / np.where(vy > 1e-30, vy, np.nan)
-    return np.clip(corr, -1, 1), beta
+def rolling_corr(x: np.ndarray, y: np.ndarray, w: int,
+                 dtype: DTypeLike = np.float64) -> tuple[np.ndarray, np.ndarray]:
+    """Trailing correlation and beta (cov(x, y) / var(y)) over w periods.
+
+    Over the periods where both are present; NaN with fewer than ceil(w/2) of them. ``y`` is
+    (T, P) or one series for every pool ((T,) or (T, 1)).
+    """
+    xs = np.ascontiguousarray(x, dtype=np.float64)
+    ys = np.asarray(y, dtype=np.float64)
+    ys = ys[:, None] if ys.ndim == 1 else ys
+    if ys.shape[1] != 1 and ys.shape != xs.shape:
+        raise ValueError(f"rolling_corr: y of shape {ys.shape} does not match x {xs.shape}")
+    if ys.shape[1] == xs.shape[1] and ys.strides[1] == 0:  # one series broadcast to all
+        ys = ys[:, :1]
+    ys = np.ascontiguousarray(ys)
+    corr: np.ndarray = np.empty(xs.shape, dtype)
+    beta: np.ndarray = np.empty(xs.shape, dtype)
+    return kern.window_corr(xs, ys, int(w), _min_periods(w, None), corr, beta)
 
 
-def rolling_max(x: np.ndarray, w: int) -> np.ndarray:
+def rolling_max(x: np.ndarray, w: int, dtype: DTypeLike = np.float64) -> np.ndarray:
     """Trailing NaN-aware max over w periods (NaN only when the window has no value)."""
-    return pd.DataFrame(x).rolling(w, min_periods=1).max().to_numpy()
+    if w < 1:
+        raise ValueError(f"rolling window must be at least one period, got {w}")
+    xs = np.ascontiguousarray(x)
+    if xs.dtype.kind != "f":
+        xs = xs.astype(np.float64)
+    return kern.window_max(xs, int(w), np.empty(xs.shape, dtype))
 
 
 def lag(x: np.ndarray, k: int = 1) -> np.ndarray:
     """Value k periods earlier (NaN for the first k)."""
-    out = np.full_like(x, np.nan)
+    if k == 0:
+        return x.copy()
+    out = np.empty_like(x)
+    out[:k] = np.nan
     if k < x.shape[0]:
         out[k:] = x[:-k]
     return out
 
 
-def ewm_mean(x: np.ndarray, halflife: float) -> np.ndarray:
-    """Causal exponentially weighted mean ignoring NaN (pandas ewm, adjust=True)."""
-    return pd.DataFrame(x).ewm(halflife=halflife, ignore_na=True, min_periods=2).mean().to_numpy()
+def ewm_mean(x: np.ndarray, halflife: float, min_periods: int = 2,
+             dtype: DTypeLike = np.float64) -> np.ndarray:
+    """Causal exponentially weighted mean ignoring NaN (pandas ewm, adjust=True,
+    ignore_na=True): a missing period repeats the last mean."""
+    com = 1.0 / (1.0 - np.exp(np.log(0.5) / halflife)) - 1.0  # pandas' halflife -> alpha
+    xs = np.ascontiguousarray(x)
+    if xs.dtype.kind != "f":
+        xs = xs.astype(np.float64)
+    return kern.ewm_mean(xs, 1.0 / (1.0 + com), int(min_periods), np.empty(xs.shape, dtype))

@@ -1,19 +1,29 @@
-"""Flow signals: volume, fees, fee yield, turnover, LP net flow, tx counts, shares within a pair."""
+"""Flow signals: volume, fees, fee yield, turnover, LP net flow, tx counts, shares within a pair.
+
+Features that are only stored come out as float32 (their float64 value rounded once); the
+per-period series later stages read (fee yield, net flow, pair shares) stay float64.
+"""
 
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import DTypeLike
 
+from features import _kernels as kern
 from features import names
 from features._wide import ewm_mean, lag, rolling_mean, rolling_sum
 
 __all__ = ["fee_yield", "turnover", "tvl_flow_split", "pair_share", "flow_features"]
 
+_STORED = np.float32  # dtype of features nothing else reads
 
-def _safe_div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+
+def _safe_div(a: np.ndarray, b: np.ndarray, dtype: DTypeLike = np.float64) -> np.ndarray:
     """a / b with NaN where b <= 0."""
+    out: np.ndarray = np.full(np.broadcast_shapes(np.shape(a), np.shape(b)), np.nan, dtype=dtype)
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(b > 0, a / np.where(b > 0, b, 1.0), np.nan)
+        np.divide(a, b, out=out, where=b > 0)
+    return out
 
 
 def fee_yield(fees: np.ndarray, tvl: np.ndarray, w: int) -> np.ndarray:
@@ -26,6 +36,19 @@ def turnover(volume: np.ndarray, tvl: np.ndarray, w: int) -> np.ndarray:
     return _safe_div(rolling_sum(volume, w), rolling_mean(tvl, w))
 
 
+def _change(lx: np.ndarray, k: int = 1) -> np.ndarray:
+    """lx - lag(lx, k) (NaN in the first k periods)."""
+    out = np.full(lx.shape, np.nan)
+    if k < lx.shape[0]:
+        np.subtract(lx[k:], lx[:-k], out=out[k:])
+    return out
+
+
+def _log(x: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.log(x)
+
+
 def tvl_flow_split(
     tvl: np.ndarray, p0: np.ndarray, p1: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -34,18 +57,33 @@ def tvl_flow_split(
     The price effect is that of a 50/50 constant-product position: half the log change of each
     token's USD price; the remainder is liquidity added or withdrawn.
     """
-    with np.errstate(divide="ignore", invalid="ignore"):
-        dlog_tvl = np.log(tvl) - np.log(lag(tvl))
-        price = 0.5 * (np.log(p0) - np.log(lag(p0)) + np.log(p1) - np.log(lag(p1)))
-    dlog_tvl = np.where(np.isfinite(dlog_tvl), dlog_tvl, np.nan)
+    return _flow_split(_log(tvl), p0, p1)
+
+
+def _flow_split(log_tvl: np.ndarray, p0: np.ndarray,
+                p1: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    with np.errstate(invalid="ignore"):
+        dlog_tvl = _change(log_tvl)
+        dlog_tvl[~np.isfinite(dlog_tvl)] = np.nan
+        lp0, lp1 = _log(p0), _log(p1)
+        price = 0.5 * (lp0 - lag(lp0) + lp1 - lag(lp1))
     return dlog_tvl, price, dlog_tvl - price
 
 
 def pair_share(x: np.ndarray, membership: np.ndarray) -> np.ndarray:
     """Each pool's share of its pair's total (membership: pools x pairs one-hot)."""
-    xs = np.nan_to_num(x)
-    totals = xs @ membership @ membership.T
-    return _safe_div(np.where(np.isnan(x), np.nan, xs), totals)
+    m = np.asarray(membership)
+    xs = np.nan_to_num(np.asarray(x, dtype=np.float64))
+    one_hot = m.ndim == 2 and bool(((m == 0) | (m == 1)).all()) and bool(
+        (m.sum(axis=1) == 1).all())
+    if one_hot:  # a sum per pair, in one pass
+        group = np.ascontiguousarray(m.argmax(axis=1), dtype=np.int64)
+        totals = kern.group_sum(xs, group, m.shape[1], np.empty((xs.shape[0], m.shape[1])))
+        totals = totals[:, group]
+    else:  # a general weighting: the matrix products
+        totals = xs @ m @ m.T
+    xs[np.isnan(x)] = np.nan
+    return _safe_div(xs, totals)
 
 
 def flow_features(
@@ -67,11 +105,14 @@ def flow_features(
     freq : panel frequency (names the per-period features)
     """
     fy1 = names.period(names.FEE_YIELD, freq)
+    log_tvl = _log(tvl)
     out: dict[str, np.ndarray] = {
-        "log_volume": np.log1p(volume), names.LOG_TVL: np.log(np.where(tvl > 0, tvl, np.nan)),
+        "log_volume": np.log1p(volume).astype(_STORED),
+        names.LOG_TVL: np.where(tvl > 0, log_tvl, np.nan).astype(_STORED),
         fy1: _safe_div(fees, tvl),
     }
-    _, price_eff, netflow = tvl_flow_split(tvl, p0, p1)
+    _, price_eff, netflow = _flow_split(log_tvl, p0, p1)
+    del log_tvl
     out[names.period("tvl_price_effect", freq)] = price_eff
     out[names.period("lp_netflow", freq)] = netflow
     vshare = pair_share(volume, membership)
@@ -79,21 +120,27 @@ def flow_features(
     out[names.period("pair_volume_share", freq)] = vshare
     out["pair_tvl_share"] = tshare
     if tx is not None:
-        out["log_tx_count"] = np.log1p(tx)
+        out["log_tx_count"] = np.log1p(tx).astype(_STORED)
     for name, w in windows.items():
-        fy = fee_yield(fees, tvl, w)
-        out[names.window(names.FEE_YIELD, name)] = fy
-        out[names.window("fee_apr", name)] = fy * ppy / w
-        out[names.window("turnover", name)] = turnover(volume, tvl, w)
-        out[names.window("lp_netflow", name)] = rolling_sum(netflow, w)
-        out[names.window("tvl_price_effect", name)] = rolling_sum(price_eff, w)
-        out[names.window("pair_volume_share", name)] = rolling_mean(vshare, w)
-        out[names.window("pair_tvl_share_chg", name)] = tshare - lag(tshare, w)
-        mean_volume = rolling_mean(volume, w)
-        out[names.window("volume_chg", name)] = np.log1p(mean_volume) - np.log1p(
-            lag(mean_volume, w))
+        mean_tvl = rolling_mean(tvl, w)
+        fy = _safe_div(rolling_sum(fees, w), mean_tvl)
+        out[names.window(names.FEE_YIELD, name)] = fy.astype(_STORED)
+        np.multiply(fy, ppy, out=fy)
+        np.divide(fy, w, out=fy)
+        out[names.window("fee_apr", name)] = fy.astype(_STORED)
+        del fy
+        out[names.window("turnover", name)] = _safe_div(rolling_sum(volume, w), mean_tvl,
+                                                        _STORED)
+        del mean_tvl
+        out[names.window("lp_netflow", name)] = rolling_sum(netflow, w, dtype=_STORED)
+        out[names.window("tvl_price_effect", name)] = rolling_sum(price_eff, w, dtype=_STORED)
+        out[names.window("pair_volume_share", name)] = rolling_mean(vshare, w, dtype=_STORED)
+        out[names.window("pair_tvl_share_chg", name)] = _change(tshare, w).astype(_STORED)
+        log_mean_volume = np.log1p(rolling_mean(volume, w))
+        out[names.window("volume_chg", name)] = _change(log_mean_volume, w).astype(_STORED)
         if tx is not None:
-            out[names.window("tx_count_mean", name)] = np.log1p(rolling_mean(tx, w))
+            out[names.window("tx_count_mean", name)] = np.log1p(
+                rolling_mean(tx, w)).astype(_STORED)
     for hl, n in halflives.items():
-        out[names.ewm(names.FEE_YIELD_EWM, hl)] = ewm_mean(out[fy1], n)
+        out[names.ewm(names.FEE_YIELD_EWM, hl)] = ewm_mean(out[fy1], n, dtype=_STORED)
     return out
