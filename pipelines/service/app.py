@@ -12,7 +12,7 @@ from fastapi import FastAPI
 
 from features.schema import DataValidationError
 from models.registry import RegistryUnavailableError
-from pipelines.service import health, pools, recommendations
+from pipelines.service import health, pools, recommendations, routes
 from pipelines.service.errors import install_error_handlers, public_message
 from pipelines.service.limits import BodySizeLimit
 from pipelines.service.metrics import Metrics, MetricsMiddleware
@@ -122,7 +122,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.state.service = None
     app.state.load_error = "loading"
     install_error_handlers(app)
-    for module in (health, pools, recommendations):
+    for module in (health, pools, recommendations, routes):
         app.include_router(module.router)
     # outermost first: count every answer, including the size limit's 413
     app.add_middleware(BodySizeLimit, max_bytes=app.state.settings.max_body_bytes)

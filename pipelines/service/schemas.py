@@ -18,10 +18,12 @@ from models.allocation import AllocatorConfig
 
 __all__ = ["MAX_POOLS", "MAX_CAPITAL_USD", "PoolId", "Constraints", "RecommendationRequest",
            "PoolRecommendation", "RecommendationResponse", "Health", "RegistryInfo",
-           "Readiness", "PoolInfo", "PoolList", "PoolForecast", "ErrorItem", "ErrorBody"]
+           "Readiness", "PoolInfo", "PoolList", "PoolForecast", "ErrorItem", "ErrorBody",
+           "RouteRequest", "RouteSplit", "RouteResponse", "MAX_ROUTE_AMOUNT"]
 
 MAX_POOLS = 500
 MAX_CAPITAL_USD = 1e11
+MAX_ROUTE_AMOUNT = 1e30  # token units (raw-looking amounts of 18-decimal tokens still fit)
 _DEFAULT = AllocatorConfig()  # one source of defaults: the allocator's
 
 PoolId = Annotated[str, StringConstraints(min_length=1, max_length=200)]
@@ -191,6 +193,59 @@ class PoolForecast(BaseModel):
     horizon: str
     model_versions: dict[str, str]
     forecast: dict[str, float | None]
+
+
+class RouteRequest(BaseModel):
+    """A trade to route: sell `amount` of token `from` for token `to`."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, populate_by_name=True)
+
+    token_in: str = Field(alias="from", min_length=1, max_length=64,
+                          description="token sold (symbol, case-insensitive when unambiguous)")
+    token_out: str = Field(alias="to", min_length=1, max_length=64, description="token bought")
+    amount: float = Field(gt=0, le=MAX_ROUTE_AMOUNT,
+                          description="amount sold, units of the input token")
+    max_hops: int = Field(default=2, ge=1, le=3, description="longest path, pools")
+    gas_usd: float | None = Field(default=None, ge=0, le=1e6,
+                                  description="USD per pool touched (None: gas not priced)")
+
+
+class RouteSplit(BaseModel):
+    """One path of the split: tokens traversed, pools used, amounts in and out (token units)."""
+
+    path: list[str]
+    pool_ids: list[str]
+    amount_in: float
+    amount_out: float
+
+
+class RouteResponse(BaseModel):
+    """The optimal split of a trade over the served pools' latest state.
+
+    Amounts are in token units; prices are token_out per token_in.
+    """
+
+    as_of: str = Field(description="latest pool-state time used")
+    token_in: str
+    token_out: str
+    chain: str
+    amount_in: float
+    amount_in_used: float = Field(description="below amount_in when the pools run dry")
+    amount_out: float
+    best_single_pool_out: float = Field(description="output through the best single pool "
+                                        "(or chain of one pool per hop)")
+    best_single_pool_ids: list[str]
+    saved_vs_single: float = Field(description="extra output over the best single pool, "
+                                   "fraction of the trade at mid price")
+    mid_price: float = Field(description="best fee-free zero-size rate")
+    effective_price: float = Field(description="amount_out / amount_in_used")
+    price_impact: float | None = Field(description="1 - effective / mid, fees included")
+    gas_usd: float = Field(description="gas of the pools touched, USD (0 unless priced)")
+    amount_out_net: float | None = Field(description="amount_out less gas, None without gas")
+    dropped_for_gas: list[str]
+    splits: list[RouteSplit]
+    status: Literal["optimal", "capacity_exhausted", "single_chain"]
+    method: str
 
 
 class ErrorItem(BaseModel):

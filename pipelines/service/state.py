@@ -17,10 +17,13 @@ import numpy as np
 import pandas as pd
 
 from features.build import FeatureSet, read_features
-from features.schema import POOL_ID, TIMESTAMP
+from features.schema import POOL_ID, TIMESTAMP, DataValidationError
 from models.forecasts import TARGETS, ForecastBundle, model_matrix
 from models.registry import champion_versions, load_champion
+from models.routing import PoolStates
 from pipelines.config import tracking_uri
+from pipelines.route import load_pool_states
+from pipelines.service.errors import public_message
 
 __all__ = ["ServiceState", "PoolSlice", "RegistryStatus", "load_state", "pool_forecasts",
            "features_stamp", "registry_configured", "read_champion_key"]
@@ -60,6 +63,8 @@ class ServiceState:
     freq: str
     horizon: pd.Timedelta
     loaded_at: float = field(default_factory=time.time)
+    pool_states: PoolStates | None = None  # latest tradable state per pool, for routing
+    pool_states_error: str | None = None  # why there is none (no panel, no usable row)
     _slices: dict[tuple[str, ...], PoolSlice] = field(default_factory=dict, init=False,
                                                        repr=False, compare=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False,
@@ -181,8 +186,18 @@ def load_state(workdir: Path, use_registry: bool = True,
     forecasts = pool_forecasts(fs, models or None)
     present = fs.features[~fs.features["missing"]]
     last = present.groupby(POOL_ID)[TIMESTAMP].max()
+    states, states_error = _pool_states(Path(workdir))
     return ServiceState(
         workdir=Path(workdir), meta=fs.meta.set_index(POOL_ID), forecasts=forecasts,
         forecast_rows=_json_rows(forecasts), as_of=pd.Timestamp(last.max()),
         pool_as_of={str(p): str(t) for p, t in last.items()}, model_versions=versions,
-        champion_key=dict(key), features_stamp=stamp, freq=fs.freq, horizon=fs.horizon)
+        champion_key=dict(key), features_stamp=stamp, freq=fs.freq, horizon=fs.horizon,
+        pool_states=states, pool_states_error=states_error)
+
+
+def _pool_states(workdir: Path) -> tuple[PoolStates | None, str | None]:
+    """The stored panel's latest pool states, or None and why (routing is then unavailable)."""
+    try:
+        return load_pool_states(workdir), None
+    except (DataValidationError, ValueError, OSError) as exc:
+        return None, public_message(str(exc), workdir)
