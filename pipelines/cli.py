@@ -311,6 +311,13 @@ def tune_cmd(
     threads: Annotated[int | None, typer.Option(
         min=1, help="Threads per model fit (default: env LPA_THREADS, else the CPUs "
                     "available).")] = None,
+    folds: Annotated[int, typer.Option(min=1, help="Walk-forward folds per trial.")] = 3,
+    seed: Annotated[int, typer.Option(help="Random seed of the models and the sampler.")] = 0,
+    worker: Annotated[int | None, typer.Option(
+        min=0, envvar="LPA_WORKER",
+        help="This worker's number on a shared study; its sampler's seed is made of "
+             "--seed, the worker number (default on a --storage server: the process id) and "
+             "the trials already in the study.")] = None,
 ) -> None:
     """Tune a model's hyper-parameters with Optuna on walk-forward folds."""
 
@@ -322,7 +329,7 @@ def tune_cmd(
 
         res = tune(resolve_workdir(workdir), model=model.value, target=target.value,
                    trials=trials, storage=storage, study_name=study, progress=True,
-                   threads=threads)
+                   threads=threads, n_folds=folds, seed=seed, worker=worker)
         console.print(_table("tuning", res.summary_columns(), res.summary_rows()))
 
     _run(body)
