@@ -9,11 +9,13 @@ import pandas as pd
 
 from models.economics.costs import GAS_USD, rebalance_cost, swap_depth_usd
 from models.economics.fees import diluted_fees
+from models.routing import RoutingError, swap_cost_usd
 from pipelines.backtest.market import MarketData
 
-__all__ = ["StrategyBook", "PARTS"]
+__all__ = ["StrategyBook", "PARTS", "SINGLE_POOL"]
 
 PARTS = ["market", "fee_income", "il", "lvr", "gas", "slippage", "turnover_usd"]
+SINGLE_POOL = "slippage_single_pool"  # routed books: what the swaps cost through each pool alone
 
 
 class StrategyBook:
@@ -24,17 +26,24 @@ class StrategyBook:
     (value versus HODL, re-centring included). `lvr` is the loss-versus-rebalancing estimate
     inside `il`, reported, not charged twice. `slippage` is the swap fee plus price impact of
     each rebalancing swap, `gas` one transaction per pool touched.
+
+    With `routed`, each pool's zap swap is charged at its cost routed over every pool joining
+    the pair at that bar (`routing.swap_cost_usd`, one hop), never above the cost through the
+    pool alone (the executor takes the cheaper quote); the single-pool cost is recorded per
+    bar in the `slippage_single_pool` part (signed like `slippage`).
     """
 
     def __init__(self, market: MarketData, capital_usd: float,
-                 gas_usd: float | Mapping[str, float] | None, min_trade_usd: float) -> None:
+                 gas_usd: float | Mapping[str, float] | None, min_trade_usd: float,
+                 routed: bool = False) -> None:
         self.m, self.capital = market, capital_usd
         self.gas_usd, self.min_trade = gas_usd, min_trade_usd
+        self.routed = routed
         n, p = market.shape
         self.value = np.zeros(p)
         self.cash = capital_usd
         self.cursor = 0
-        self.parts = {k: np.zeros(n) for k in PARTS}
+        self.parts = {k: np.zeros(n) for k in (PARTS + [SINGLE_POOL] if routed else PARTS)}
         self.pool_fees = np.zeros(p)
         self.pool_il = np.zeros(p)
         self.equity = np.full(n, capital_usd)
@@ -76,15 +85,49 @@ class StrategyBook:
         self.equity[a:b], self.cash_path[a:b] = eq, cash
         self.value, self.cash, self.cursor = v_end[-1], float(cash[-1]), b
 
-    def trade_costs(self, e: int, delta: np.ndarray) -> tuple[float, float]:
-        """(gas, swap fee + impact) in USD of moving `delta` USD per pool at bar e."""
+    def pool_costs(self, e: int, delta: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(gas, swap fee, price impact) in USD per pool of moving `delta` USD per pool at
+        bar e, each swap through its own pool."""
         m = self.m
         depth = swap_depth_usd(m.tvl_prev[e], m.meta["protocol"].to_numpy(),
                                active_liquidity_usd=m.active_prev[e])
         gas, fee, impact = rebalance_cost(delta, depth, m.fee_tier,
                                           chains=m.meta["chain"].to_numpy(),
                                           gas=GAS_USD if self.gas_usd is None else self.gas_usd)
+        return gas, fee, impact
+
+    def trade_costs(self, e: int, delta: np.ndarray) -> tuple[float, float]:
+        """(gas, swap fee + impact) in USD of moving `delta` USD per pool at bar e."""
+        gas, fee, impact = self.pool_costs(e, delta)
         return float(np.sum(gas)), float(np.sum(fee) + np.sum(impact))
+
+    def routed_swap_costs(self, e: int, delta: np.ndarray, single: np.ndarray) -> np.ndarray:
+        """Swap fee + impact per pool, USD, of each zap routed over all pools at bar e.
+
+        A move of d USD swaps |d| / 2 between the pool's tokens (token0 -> token1 into the
+        pool, back out of it), routed one hop over the pair's pools on the pool's chain; where
+        routing fails, cannot absorb the swap, or quotes more, the pool's own cost `single`
+        stands.
+        """
+        states = self.m.pool_states(e)
+        held = set(states.pool_id.tolist())
+        meta = self.m.meta
+        out = np.asarray(single, float).copy()
+        for j in np.flatnonzero((delta != 0) & (out > 0)):
+            if self.m.pools[j] not in held:
+                continue
+            t0, t1 = str(meta["token0"].iloc[j]), str(meta["token1"].iloc[j])
+            sell, buy = (t0, t1) if delta[j] > 0 else (t1, t0)
+            try:
+                sc = swap_cost_usd(states, sell, buy, 0.5 * abs(float(delta[j])), max_hops=1,
+                                   chain=str(meta["chain"].iloc[j]))
+            except RoutingError:
+                continue
+            res = sc.route
+            if res.amount_in_used >= res.amount_in * (1 - 1e-9) and np.isfinite(sc.routed_usd):
+                out[j] = min(out[j], max(sc.routed_usd, 0.0))
+        return out
 
     def execute(self, e: int, target: np.ndarray | None) -> None:
         """Trade to target weights at the start of bar e; charge gas and slippage there."""
@@ -96,7 +139,14 @@ class StrategyBook:
             w = w / w.sum()
         delta = w * eq - self.value
         delta[np.abs(delta) < self.min_trade] = 0.0
-        gas, slip = self.trade_costs(e, delta)
+        if self.routed:
+            gas_p, fee, impact = self.pool_costs(e, delta)
+            single = fee + impact
+            gas, slip = float(np.sum(gas_p)), float(np.sum(self.routed_swap_costs(e, delta,
+                                                                                  single)))
+            self.parts[SINGLE_POOL][e] -= float(np.sum(single))
+        else:
+            gas, slip = self.trade_costs(e, delta)
         cost = gas + slip
         new = self.value + delta
         spare = eq - new.sum() - cost

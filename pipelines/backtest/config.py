@@ -39,6 +39,10 @@ class BacktestConfig(BaseModel):
                                   "USD (None: per-chain table of the economics core)")
     min_trade_usd: float = Field(default=DEFAULT_MIN_TRADE_USD, ge=0,
                                  description="smaller moves are skipped")
+    routed_costs: bool = Field(default=False, description="charge each rebalancing zap's swap "
+                               "(fee + impact) routed over every pool of the pair at that bar "
+                               "instead of through the pool alone; the single-pool figure is "
+                               "kept per bar as `slippage_single_pool`")
     top_k: int = Field(default=5, ge=1, description="pools held by trailing_apr (top_k mode)")
     apr_mode: Literal["top_k", "proportional"] = "top_k"
     apr_window: str = "7d"

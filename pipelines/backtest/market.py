@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -27,8 +27,10 @@ from features.schema import (
 )
 from models.economics.concentrated import human_liquidity
 from models.economics.fees import FEE_SHARE_FROM_LIQUIDITY, FEE_SHARE_FROM_TVL
+from models.economics.invariants import WEIGHTED
 from models.economics.lvr import lvr_fraction
 from models.economics.paths import DEFAULT_WIDTH, position_paths
+from models.routing import PoolStates
 
 __all__ = ["MarketData", "LABELS"]
 
@@ -43,6 +45,19 @@ def _ffill(a: np.ndarray) -> np.ndarray:
 def _growth(p: np.ndarray) -> np.ndarray:
     """Per-period growth factors of a forward-filled price matrix (1 where unknown)."""
     return np.nan_to_num(p / np.vstack([p[:1], p[:-1]]), nan=1.0)
+
+
+def _prev(a: np.ndarray) -> np.ndarray:
+    """The previous period's row (the first row repeats itself)."""
+    return np.vstack([a[:1], a[:-1]])
+
+
+def _weight0(meta: pd.DataFrame) -> np.ndarray:
+    """Token0 weight per pool: the metadata's `weight0` on weighted pools, 0.5 elsewhere."""
+    w = (pd.to_numeric(meta["weight0"], errors="coerce").to_numpy(float)
+         if "weight0" in meta.columns else np.full(len(meta), 0.5))
+    weighted = meta["protocol"].astype(str).to_numpy() == WEIGHTED
+    return np.where(weighted, np.nan_to_num(w, nan=0.5), 0.5)
 
 
 @dataclass
@@ -74,6 +89,10 @@ class MarketData:
     labels: dict[str, np.ndarray]
     horizon_bars: int
     fee_share_source: dict[str, str]
+    close_prev: np.ndarray | None = None  # previous bar's close (token1 per token0), ffilled
+    usd0_prev: np.ndarray | None = None  # previous bar's token0 / token1 USD prices, ffilled
+    usd1_prev: np.ndarray | None = None
+    _states: dict[int, PoolStates] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def step(self) -> pd.Timedelta:
@@ -156,7 +175,8 @@ class MarketData:
             lvr_rate=lvr_fraction(np.abs(logret), 1.0, paths.liq_per_value, paths.in_range),
             fee_tier=meta["fee_tier"].to_numpy(float), labels=labels,
             horizon_bars=max(1, duration_periods(fs.horizon, panel.freq)),
-            fee_share_source=source)
+            fee_share_source=source, close_prev=_prev(_ffill(close)), usd0_prev=_prev(p0),
+            usd1_prev=_prev(p1))
 
     def trailing_apr(self, window: str) -> np.ndarray:
         """Trailing fee APR per bar and pool: window fees / mean window TVL, annualised."""
@@ -166,6 +186,40 @@ class MarketData:
         s = fees.rolling(n, min_periods=max(1, n // 2)).sum()
         m = tvl.rolling(n, min_periods=max(1, n // 2)).mean()
         return (s / m.where(m > 0)).to_numpy() * (self.periods_per_year / n)
+
+    def pool_states(self, e: int) -> PoolStates:
+        """Tradable state of every pool at the start of bar e (the previous bar's close, TVL
+        and active liquidity), for routing; built once per bar and shared by the strategies.
+
+        Pools without a positive TVL, active liquidity, price and USD prices are left out.
+        """
+        hit = self._states.get(e)
+        if hit is not None:
+            return hit
+        if self.close_prev is None or self.usd0_prev is None or self.usd1_prev is None:
+            raise ValueError("market has no per-bar prices; build it with MarketData.from_panel")
+        price, u0, u1 = self.close_prev[e], self.usd0_prev[e], self.usd1_prev[e]
+        tvl, active = self.tvl_prev[e], self.active_prev[e]
+        ok = np.ones(len(self.pools), bool)
+        for v in (price, u0, u1, tvl, active):
+            ok &= np.isfinite(v) & (v > 0)
+        m = self.meta
+        n = int(ok.sum())
+        states = PoolStates(
+            pool_id=np.asarray(self.pools, object)[ok],
+            protocol=m["protocol"].astype(str).to_numpy(object)[ok],
+            chain=m["chain"].astype(str).to_numpy(object)[ok],
+            token0=m["token0"].astype(str).to_numpy(object)[ok],
+            token1=m["token1"].astype(str).to_numpy(object)[ok],
+            fee_tier=self.fee_tier[ok], price=price[ok], tvl_usd=tvl[ok], token0_usd=u0[ok],
+            token1_usd=u1[ok], active_usd=active[ok], liquidity=np.full(n, np.nan),
+            weight0=_weight0(m)[ok],
+            depth_source=np.full(n, "backtest", object),
+            timestamp=np.full(n, self.times[e].to_datetime64()),
+            skipped={p: "no positive TVL, price or USD prices at this bar"
+                     for p, good in zip(self.pools, ok, strict=True) if not good})
+        self._states[e] = states
+        return states
 
     def timestamps(self) -> pd.Series:
         """The grid's timestamps as a Series (for reports)."""
