@@ -115,8 +115,8 @@ def run_backtest(
         provider = make_provider(cfg.model, market, fs, cfg.seed)
     base_provider = (BaselineProvider(market, market.horizon_bars)
                      if "allocator_baseline_forecasts" in names else None)
-    books = {s.name: StrategyBook(market, cfg.capital_usd, cfg.gas_usd, cfg.min_trade_usd)
-             for s in strategies}
+    books = {s.name: StrategyBook(market, cfg.capital_usd, cfg.gas_usd, cfg.min_trade_usd,
+                                  routed=cfg.routed_costs) for s in strategies}
     fitters = {s.name: DecisionFitter(acfg, cfg.decision_refit, cfg.decision_lookback,
                                       cfg.decision_trials, cfg.seed)
                for s in strategies if cfg.fit_decisions and isinstance(s, AllocatorStrategy)
