@@ -30,9 +30,15 @@ import numpy as np
 import pandas as pd
 
 from models.allocation.config import AllocatorConfig
+from models.allocation.fast import solve_fast
 from models.allocation.inputs import AllocationError, Prepared, check_inputs, incidence
 from models.allocation.pricing import Coefficients, coefficients
-from models.allocation.problem import ProblemInputs, cached_allocator
+from models.allocation.problem import (
+    ConvexAllocator,
+    ProblemInputs,
+    SolveResult,
+    cached_allocator,
+)
 from models.allocation.reasons import explain
 
 _NOISE_USD = 0.01  # moves this small are solver round-off, not decisions
@@ -125,9 +131,28 @@ def _not_worth(w: np.ndarray, co: Coefficients, pp: Prepared, cfg: AllocatorConf
 
 def _solve(co: Coefficients, pp: Prepared, cfg: AllocatorConfig, pinned: np.ndarray,
            chain: list[str]) -> tuple[np.ndarray | None, np.ndarray, float]:
-    """Solve, pin moves that do not pay for themselves, re-solve; (w, snapped, seconds)."""
-    solver = cached_allocator(pp.pools, co.token_key, co.incidence)
-    res = solver.solve(_inputs(co, pp, cfg, pinned), cfg.solver)
+    """Solve, pin moves that do not pay for themselves, re-solve; (w, snapped, seconds).
+
+    With the default ``cfg.solver`` (CLARABEL) the compiled interior-point solver answers and
+    the cvxpy program, the reference it is tested against, is compiled and used only when it
+    does not converge. Any other solver name asks for the cvxpy program with that solver.
+    """
+    reference: list[ConvexAllocator] = []
+    compiled = cfg.solver == "CLARABEL"  # the default: the compiled solver answers first
+
+    def solve(pins: np.ndarray) -> SolveResult:
+        x = _inputs(co, pp, cfg, pins)
+        fast = solve_fast(x, co.incidence) if compiled else SolveResult(None, "", 0.0)
+        if fast.weights is not None:
+            return fast
+        if not reference:
+            reference.append(cached_allocator(pp.pools, co.token_key, co.incidence))
+        ref = reference[0].solve(x, cfg.solver)
+        status = ref.status if ref.weights is not None or not compiled else (
+            f"{fast.status}; {ref.status}")
+        return SolveResult(ref.weights, status, fast.seconds + ref.seconds)
+
+    res = solve(pinned)
     secs = res.seconds
     if res.weights is None:
         chain.append(f"solver failed: {res.status}")
@@ -139,7 +164,7 @@ def _solve(co: Coefficients, pp: Prepared, cfg: AllocatorConfig, pinned: np.ndar
         if not bad.any():
             break
         snapped |= bad
-        again = solver.solve(_inputs(co, pp, cfg, pinned | snapped), cfg.solver)
+        again = solve(pinned | snapped)
         secs += again.seconds
         if again.weights is None:
             chain.append(f"re-solve after pinning small moves failed ({again.status})")

@@ -1,4 +1,9 @@
-"""The allocator's convex program, compiled once per pool set and thread (DPP)."""
+"""The allocator's convex program in cvxpy, compiled once per pool set and thread (DPP).
+
+The reference formulation: ``models.allocation.fast`` solves the same program directly and is
+tested against this one; the allocator falls back to it when the direct solver does not
+converge or another cvxpy solver is configured.
+"""
 
 from __future__ import annotations
 
