@@ -193,7 +193,9 @@ def _finish(cfg: BacktestConfig, market: MarketData, books: dict[str, StrategyBo
     """Metrics, tables, report and the oracle check of a finished run."""
     start = int(bars[0]) + 1
     periods = pd.concat([b.frame(name, start) for name, b in books.items()], ignore_index=True)
-    weights = pd.concat([b.weights_frame(name) for name, b in books.items()], ignore_index=True)
+    traded = [b.weights_frame(name) for name, b in books.items() if b.trades]
+    weights = (pd.concat(traded, ignore_index=True) if traded
+               else next(iter(books.values())).weights_frame("none"))
     if truth is not None and len(truth):
         stress = stress_bars_from_truth(truth, market.times, market.pools)
     else:
