@@ -20,7 +20,7 @@ import pandas as pd
 from features import names
 from features._wide import Grid, lag, rolling_mean
 from features.flow import fee_yield, flow_features, pair_share, tvl_flow_split
-from features.network import network_features, token_adjacency
+from features.network import network_features, token_groups
 from features.schema import (
     CHAIN,
     CLOSE,
@@ -180,12 +180,12 @@ def exchange_direct(plan: BuildPlan, w: dict[str, Any]) -> dict[str, np.ndarray]
 def cross_stage(plan: BuildPlan, ex: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Market aggregates and every cross-pool feature, from all pools' exchange series."""
     meta = plan.meta
-    adj = token_adjacency(list(meta[TOKEN0]), list(meta[TOKEN1]))
+    groups = token_groups(list(meta[TOKEN0]), list(meta[TOKEN1]))
     stable0 = meta[TOKEN0].isin(STABLECOINS).to_numpy()
     stable1 = meta[TOKEN1].isin(STABLECOINS).to_numpy()
     return network_features(
         ex["ret"], ex["rv_short"], ex["rv_long"], ex["volume"], ex["netflow"], ex["tvl"],
-        ex["p0"], ex["p1"], adj, stable0, stable1, plan.corr_w, plan.windows[plan.short],
+        ex["p0"], ex["p1"], groups, stable0, stable1, plan.corr_w, plan.windows[plan.short],
         (plan.short, names.duration_label(plan.corr_w * plan.step)), plan.freq)
 
 
