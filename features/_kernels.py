@@ -14,7 +14,7 @@ import numpy as np
 from numba import njit
 
 __all__ = ["SUM", "MEAN", "COUNT", "STD", "ROOT_MEAN", "window_stat", "window_max",
-           "window_corr", "ewm_mean", "gather_runs", "group_sum", "group_stats",
+           "window_corr", "ewm_mean", "gather_runs", "scatter_runs", "group_sum", "group_stats",
            "group_neighbours", "listed_max"]
 
 SUM, MEAN, COUNT, STD, ROOT_MEAN = 0, 1, 2, 3, 4
@@ -208,6 +208,17 @@ def gather_runs(w, runs, block, out):  # type: ignore[no-untyped-def]
             base = r0 - a
             for t in range(max(t0, a), min(t1, a + n)):
                 out[base + t] = w[t, p]
+    return out
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def scatter_runs(values, runs, out):  # type: ignore[no-untyped-def]
+    """The inverse of :func:`gather_runs`: long rows into the grid (cells not listed kept)."""
+    n_p = out.shape[1]
+    for p in range(n_p):
+        r0, a, n = runs[p, 0], runs[p, 1], runs[p, 2]
+        for i in range(n):
+            out[a + i, p] = values[r0 + i]
     return out
 
 

@@ -46,8 +46,11 @@ class Grid:
     def wide(self, values: np.ndarray | pd.Series) -> np.ndarray:
         """Scatter a long column into a (T, P) float matrix, NaN where no row."""
         out = np.full(self.present.shape, np.nan)
-        out[self.ti, self.pi] = np.asarray(values, dtype=float)
-        return out
+        v = np.asarray(values, dtype=float)
+        if self.runs is None:
+            out[self.ti, self.pi] = v
+            return out
+        return kern.scatter_runs(v, self.runs, out)
 
     def long(self, w: np.ndarray, dtype: DTypeLike | None = None) -> np.ndarray:
         """Gather a (T, P) matrix back into the long row order (in ``dtype``, default w's)."""
@@ -87,10 +90,10 @@ def make_grid(frame: pd.DataFrame, freq: str) -> Grid:
     ts = frame[TIMESTAMP]
     step = FREQUENCIES[freq]
     times = pd.date_range(ts.min(), ts.max(), freq=step)
-    pools = sorted(frame[POOL_ID].unique().tolist())
-    pmap = {p: i for i, p in enumerate(pools)}
+    codes, uniques = pd.factorize(frame[POOL_ID], sort=True)
+    pools = [str(p) for p in uniques]
     ti = ((ts - times[0]) // step).to_numpy().astype(np.int64)
-    pi = frame[POOL_ID].map(pmap).to_numpy().astype(np.int64)
+    pi = codes.astype(np.int64)
     present = np.zeros((len(times), len(pools)), dtype=bool)
     present[ti, pi] = True  # missing rows are present in the grid but carry NaN values
     return Grid(times=times, pools=pools, ti=ti, pi=pi, present=present)
