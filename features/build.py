@@ -19,20 +19,24 @@ from features.labels import (
     FWD_FEE_YIELD,
     FWD_IL,
     FWD_STRESS,
+    FWD_STRESS_CAUSE,
+    FWD_STRESS_ONSET,
     FWD_VOLATILITY,
     forward_fee_yield,
     forward_il,
-    forward_stress,
+    forward_lp_stress,
     forward_volatility,
 )
 from features.schema import (
-    CLOSE,
     FEES_USD,
     FREQUENCIES,
     MISSING,
     POOL_ID,
+    STABLECOINS,
     TIMESTAMP,
+    TOKEN0,
     TOKEN0_PRICE_USD,
+    TOKEN1,
     TOKEN1_PRICE_USD,
     TVL_USD,
     DataValidationError,
@@ -70,9 +74,14 @@ class FeatureConfig(BaseModel):
     corr_window: str = Field(default="7d", description="window of market correlation / beta")
     horizon: str | None = Field(default=None, description="label horizon; None: 24h for "
                                 "panels finer than a day, 7d for daily panels")
-    stress_drawdown: float = Field(default=0.1, description="log price move for stress")
-    stress_tvl_flight: float = Field(default=0.2, description="TVL drop fraction for stress")
-    stress_vol_spike: float = Field(default=2.5, description="forward / trailing vol ratio")
+    stress_quantile: float = Field(default=0.9, gt=0, lt=1, description=(
+        "LP stress: trailing quantile of the pool's own past horizons a window must exceed"))
+    stress_history: str = Field(default="730d", description="span of past horizons read")
+    stress_min_history: str = Field(default="7d", description="history needed for a label")
+    stress_min_divergence: float = Field(default=0.05, description=(
+        "floor of the divergence threshold, |log price ratio|"))
+    stress_min_flight: float = Field(default=0.2, description=(
+        "floor of the liquidity-flight threshold, log TVL net of price"))
     stress_peg_break: float = Field(default=0.02, description="stablecoin deviation, USD")
 
     def horizon_for(self, freq: str) -> pd.Timedelta:
@@ -165,8 +174,11 @@ def plan_build(meta: pd.DataFrame, freq: str, times: pd.DatetimeIndex, pools: li
         har={hw: window_periods(hw, freq) or 1 for hw in names.HAR_WINDOWS},
         ppy=periods_per_year(freq), horizon=horizon, h=h,
         corr_w=max(2, int(parse_duration(cfg.corr_window) // step)),
-        stress={"drawdown": cfg.stress_drawdown, "tvl_flight": cfg.stress_tvl_flight,
-                "vol_spike": cfg.stress_vol_spike, "peg_break": cfg.stress_peg_break})
+        stress={"quantile": cfg.stress_quantile,
+                "history": max(1, int(parse_duration(cfg.stress_history) // step)),
+                "min_history": max(1, int(parse_duration(cfg.stress_min_history) // step)),
+                "min_divergence": cfg.stress_min_divergence,
+                "min_flight": cfg.stress_min_flight, "peg_break": cfg.stress_peg_break})
 
 
 def forward_labels(plan: BuildPlan, w: dict[str, Any], feats: dict[str, np.ndarray],
@@ -176,16 +188,21 @@ def forward_labels(plan: BuildPlan, w: dict[str, Any], feats: dict[str, np.ndarr
     ``w`` holds their panel columns and ``feats`` their features (cross-pool ones included).
     """
     ret = feats[names.period(names.RET, plan.freq)]
-    rv_long = feats[names.window(names.RV, plan.longest)]
     h, s = plan.h, plan.stress
+    meta = plan.meta.iloc[idx]
+    stable_pair = (meta[TOKEN0].isin(STABLECOINS) & meta[TOKEN1].isin(STABLECOINS)).to_numpy()
+    stress = forward_lp_stress(
+        w[TOKEN0_PRICE_USD], w[TOKEN1_PRICE_USD], w[TVL_USD], stable_pair, h,
+        quantile=s["quantile"], history=int(s["history"]), min_history=int(s["min_history"]),
+        min_divergence=s["min_divergence"], min_flight=s["min_flight"],
+        peg_break=s["peg_break"])
     return {
         FWD_FEE_YIELD: forward_fee_yield(w[FEES_USD], w[TVL_USD], h),
         FWD_VOLATILITY: forward_volatility(ret, h, plan.ppy),
         FWD_IL: forward_il(w[TOKEN0_PRICE_USD], w[TOKEN1_PRICE_USD], h),
-        FWD_STRESS: forward_stress(
-            w[CLOSE], w[TVL_USD], ret, rv_long, feats["peg_dev"], h, plan.ppy,
-            drawdown=s["drawdown"], tvl_flight=s["tvl_flight"], vol_spike=s["vol_spike"],
-            peg_break=s["peg_break"]),
+        FWD_STRESS: stress.stress,
+        FWD_STRESS_ONSET: stress.onset,
+        FWD_STRESS_CAUSE: stress.cause.astype(float),
     }
 
 

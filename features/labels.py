@@ -1,38 +1,66 @@
 """Forward-looking targets over a horizon h. The only module that looks forward.
 
-Every label at t is computed from data in (t, t + h] (and the state at t it is measured
-against); it is NaN when the window is not complete in the panel. Labels are stored apart from
-features and are never model inputs.
+Every label at t is computed from data in (t, t + h] and the state at t it is measured against
+(prices and TVL at t, and thresholds scaled by the pool's history known at t); it is NaN when
+the window is not complete in the panel. Labels are stored apart from features and are never
+model inputs.
 
-Stress rule (``forward_stress``): a pool is in stress over (t, t + h] when any of
-- its pool price moves more than ``drawdown`` (log) away from the price at t at any point,
-- its TVL falls more than ``tvl_flight`` below the TVL at t at any point (liquidity crunch),
-- its realised volatility over the window exceeds ``vol_spike`` x its trailing volatility,
-- a stablecoin leg deviates more than ``peg_break`` from 1 USD.
+LP stress (``forward_lp_stress``): an LP who deposits at t is in stress over (t, t + h] when,
+at some period of the window,
+- divergence: the pool's relative price has moved so far from its price at t that LP value
+  versus HODL has fallen by more than the pool usually sees over a horizon,
+- liquidity flight: TVL net of the price effect has fallen by more than the pool usually sees,
+- peg break (pools of two stablecoins): a leg is more than ``peg_break`` away from 1 USD.
+"Usually" is a trailing quantile of the same forward quantity over the pool's completed past
+windows, known at t (causal scaling), with a floor so that calm pools do not label noise.
+Each stressed row also gets the periods until the first crossing (the onset) and the causes.
+
+Why divergence stands for LP value versus HODL: for constant-product, stableswap and symmetric
+concentrated pools the value ratio is a decreasing function of |log r| alone (r: price ratio
+to entry). A quantile commutes with a monotone map, so "the loss exceeds the trailing q-quantile
+of past losses" is the same event as "|log r| exceeds the trailing q-quantile of past |log r|".
+The label therefore needs no copy of the value formula of ``models.economics.invariants``.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
+import pandas as pd
 
 from features._wide import rolling_count, rolling_max, rolling_sum
 
 __all__ = ["forward_window_sum", "forward_fee_yield", "forward_volatility", "forward_il",
-           "forward_stress", "LABEL_COLUMNS", "FWD_FEE_YIELD", "FWD_VOLATILITY", "FWD_IL",
-           "FWD_STRESS"]
+           "forward_lp_stress", "StressLabels", "LABEL_COLUMNS", "FWD_FEE_YIELD",
+           "FWD_VOLATILITY", "FWD_IL", "FWD_STRESS", "FWD_STRESS_ONSET", "FWD_STRESS_CAUSE",
+           "CAUSE_DIVERGENCE", "CAUSE_FLIGHT", "CAUSE_PEG", "CAUSE_NAMES"]
 
 FWD_FEE_YIELD = "fwd_fee_yield"
 FWD_VOLATILITY = "fwd_volatility"
 FWD_IL = "fwd_il"
 FWD_STRESS = "fwd_stress"
+FWD_STRESS_ONSET = "fwd_stress_onset"  # periods from t to the first crossing, 1..h
+FWD_STRESS_CAUSE = "fwd_stress_cause"  # bit mask of the conditions that crossed
 LABEL_COLUMNS = [FWD_FEE_YIELD, FWD_VOLATILITY, FWD_IL, FWD_STRESS]
+
+CAUSE_DIVERGENCE, CAUSE_FLIGHT, CAUSE_PEG = 1, 2, 4
+CAUSE_NAMES = {CAUSE_DIVERGENCE: "divergence", CAUSE_FLIGHT: "flight", CAUSE_PEG: "peg"}
 
 
 def _lead(x: np.ndarray, k: int) -> np.ndarray:
     """Value k periods later (NaN past the end)."""
-    out = np.full_like(x, np.nan)
+    out = np.full_like(x, np.nan, dtype=float)
     if k < x.shape[0]:
         out[:-k] = x[k:]
+    return out
+
+
+def _lag(x: np.ndarray, k: int) -> np.ndarray:
+    """Value k periods earlier (NaN before the start)."""
+    out = np.full_like(x, np.nan, dtype=float)
+    if k < x.shape[0]:
+        out[k:] = x[:-k]
     return out
 
 
@@ -65,25 +93,107 @@ def forward_volatility(ret: np.ndarray, h: int, ppy: float) -> np.ndarray:
 
 
 def forward_il(p0: np.ndarray, p1: np.ndarray, h: int) -> np.ndarray:
-    """Constant-product LP value vs HODL minus 1 over (t, t + h] (<= 0)."""
+    """Constant-product LP value vs HODL minus 1 over (t, t + h] (<= 0).
+
+    Mirrors ``models.economics.invariants.cp_value_ratio`` (2 sqrt(r) / (1 + r)): features
+    may not import models, and the stored label must not depend on the model package.
+    """
     with np.errstate(divide="ignore", invalid="ignore"):
         r = (_lead(p0, h) / p0) / (_lead(p1, h) / p1)
         return 2 * np.sqrt(r) / (1 + r) - 1
 
 
-def forward_stress(
-    close: np.ndarray, tvl: np.ndarray, ret: np.ndarray, trailing_vol: np.ndarray,
-    peg_dev: np.ndarray, h: int, ppy: float, *, drawdown: float = 0.1, tvl_flight: float = 0.2,
-    vol_spike: float = 2.5, peg_break: float = 0.02,
-) -> np.ndarray:
-    """1.0 if the documented stress rule fires in (t, t + h], 0.0 if not, NaN if incomplete."""
+@dataclass(frozen=True)
+class StressLabels:
+    """Forward LP-stress label of each (period, pool) and what it is made of.
+
+    Attributes
+    ----------
+    stress : 1.0 stressed in (t, t + h], 0.0 not, NaN incomplete window or too little history
+    onset : periods from t to the first crossing (1..h) where stressed, else NaN
+    cause : bit mask of the conditions that crossed in the window (CAUSE_*), 0 when calm
+    divergence_threshold, flight_threshold : the thresholds in force at t (log units)
+    """
+
+    stress: np.ndarray
+    onset: np.ndarray
+    cause: np.ndarray
+    divergence_threshold: np.ndarray
+    flight_threshold: np.ndarray
+
+
+def _paths(x: np.ndarray, h: int) -> np.ndarray:
+    """x[t + k] - x[t] for k = 1..h, shape (h, periods, pools); NaN past the end."""
+    return np.stack([_lead(x, k) - x for k in range(1, h + 1)])
+
+
+def _trailing_quantile(worst: np.ndarray, h: int, q: float, history: int,
+                       min_history: int) -> np.ndarray:
+    """q-quantile of the forward worst values of windows completed by t: those at t - h or
+    earlier, over the last ``history`` periods; NaN with fewer than ``min_history`` values."""
+    done = pd.DataFrame(_lag(worst, h))
+    qt = done.rolling(history, min_periods=max(1, min_history)).quantile(q, interpolation="lower")
+    return qt.to_numpy(float)
+
+
+def _first_crossing(excess: np.ndarray) -> np.ndarray:
+    """First k (1-based) with excess[k - 1] true, along axis 0; 0 when none."""
+    hit = excess.any(axis=0)
+    return np.where(hit, excess.argmax(axis=0) + 1, 0)
+
+
+def forward_lp_stress(
+    p0_usd: np.ndarray, p1_usd: np.ndarray, tvl: np.ndarray, stable_pair: np.ndarray, h: int,
+    *, quantile: float = 0.95, history: int = 4380, min_history: int = 168,
+    min_divergence: float = 0.05, min_flight: float = 0.15, peg_break: float = 0.02,
+) -> StressLabels:
+    """LP stress in (t, t + h] for a depositor at t, with onset and causes (see module doc).
+
+    Parameters
+    ----------
+    p0_usd, p1_usd : (periods x pools) token USD prices
+    tvl : (periods x pools) TVL, USD
+    stable_pair : (pools,) bool, both tokens are stablecoins (peg breaks count)
+    h : horizon, periods
+    quantile : trailing quantile of the pool's past forward worst values that a window must
+        exceed (0.95: the worst 5 % of the pool's own horizons)
+    history, min_history : trailing span of past windows read, and the fewest needed, periods
+    min_divergence : floor of the divergence threshold, |log price ratio| (0.05 ~ 5 %)
+    min_flight : floor of the flight threshold, log TVL net of price (0.15 ~ 14 % outflow)
+    peg_break : deviation of a stablecoin leg from 1 USD that breaks the peg, USD
+    """
     with np.errstate(divide="ignore", invalid="ignore"):
-        lc = np.log(close)
-        move = np.fmax(_forward_max(lc, h) - lc, lc - (-_forward_max(-lc, h)))
-        flight = 1 - (-_forward_max(-tvl, h)) / tvl
-        fvol = forward_volatility(ret, h, ppy)
-        spike = fvol / trailing_vol
-        peg = _forward_max(np.nan_to_num(peg_dev), h)
-    fired = (move > drawdown) | (flight > tvl_flight) | (spike > vol_spike) | (peg > peg_break)
-    complete = ~(np.isnan(move) | np.isnan(flight) | np.isnan(fvol))
-    return np.where(complete, fired.astype(float), np.nan)
+        lp0, lp1 = np.log(p0_usd), np.log(p1_usd)
+        ratio = lp0 - lp1
+        # TVL net of the price effect of a 50/50 position (features.flow.tvl_flow_split)
+        net = np.log(np.where(tvl > 0, tvl, np.nan)) - 0.5 * (lp0 + lp1)
+    div = np.abs(_paths(ratio, h))
+    out = -_paths(net, h)
+    complete = np.isfinite(div).all(axis=0) & np.isfinite(out).all(axis=0)
+    div_worst = np.where(complete, div.max(axis=0, initial=-np.inf), np.nan)
+    out_worst = np.where(complete, out.max(axis=0, initial=-np.inf), np.nan)
+    div_thr = np.fmax(_trailing_quantile(div_worst, h, quantile, history, min_history),
+                      min_divergence)
+    flt_thr = np.fmax(_trailing_quantile(out_worst, h, quantile, history, min_history),
+                      min_flight)
+    scaled = rolling_count(_lag(div_worst, h), history) >= max(1, min_history)
+    k_div = _first_crossing(div > div_thr)
+    k_flt = _first_crossing(out > flt_thr)
+    k_peg = np.zeros_like(k_div)
+    if np.any(stable_pair):
+        dev = np.fmax(np.abs(p0_usd - 1), np.abs(p1_usd - 1))
+        peg = np.stack([_lead(dev, k) for k in range(1, h + 1)]) > peg_break
+        k_peg = np.where(np.asarray(stable_pair, bool)[None, :], _first_crossing(peg), 0)
+    ks = np.stack([k_div, k_flt, k_peg])
+    cause = sum(np.where(k > 0, bit, 0) for k, bit in
+                zip(ks, (CAUSE_DIVERGENCE, CAUSE_FLIGHT, CAUSE_PEG), strict=True))
+    onset = np.where(ks > 0, ks, h + 1).min(axis=0)
+    valid = complete & scaled
+    stress = np.where(valid, (onset <= h).astype(float), np.nan)
+    return StressLabels(
+        stress=stress,
+        onset=np.where(valid & (onset <= h), onset.astype(float), np.nan),
+        cause=np.where(valid, cause, 0).astype(np.int8),
+        divergence_threshold=np.where(valid, div_thr, np.nan),
+        flight_threshold=np.where(valid, flt_thr, np.nan))
+

@@ -2,8 +2,8 @@
 
 Regression baselines read a trailing proxy of the target from the feature table (for example
 the trailing fee yield over the horizon's duration for the forward fee yield) and scale it to
-the horizon. Their quantiles
-come from the empirical distribution of log(y / forecast) on the training rows.
+the horizon. Their quantiles come from the empirical distribution of log(y / forecast) on the
+training rows, and their mean from the average ratio y / forecast there.
 """
 
 from __future__ import annotations
@@ -17,22 +17,13 @@ import pandas as pd
 from features import names
 from features.schema import POOL_ID
 from models.base import PROB_COLUMN, QUANTILE_COLUMNS, QUANTILES, BaseForecaster, ForecastError
+from models.names import MEAN_COLUMN
+from models.quantile import QuantileForecaster, log_ratio_quantiles
 
 __all__ = ["ColumnForecaster", "HARForecaster", "BaseRateStress"]
 
-EPS = 1e-12
 
-
-def _ratio_quantiles(y: np.ndarray, pred: np.ndarray) -> list[float]:
-    """Quantiles of the log ratio y / pred (multiplicative error bands)."""
-    ok = np.isfinite(y) & np.isfinite(pred) & (pred > 0) & (y >= 0)
-    if ok.sum() < 10:
-        return [0.0, 0.0, 0.0]
-    lr = np.log((y[ok] + EPS) / (pred[ok] + EPS))
-    return [float(np.quantile(lr, q)) for q in QUANTILES]
-
-
-class ColumnForecaster(BaseForecaster):
+class ColumnForecaster(QuantileForecaster):
     """Forecast = scale x a trailing feature column (naive, seasonal naive or EWMA baseline).
 
     Parameters
@@ -48,30 +39,32 @@ class ColumnForecaster(BaseForecaster):
         self._params = {"column": column, "scale": scale, "name": name}
         self.column, self.scale, self.name = column, scale, name
 
-    def _point(self, X: pd.DataFrame) -> np.ndarray:
+    def point(self, X: pd.DataFrame) -> np.ndarray:
+        """The proxy scaled to the horizon (NaN where the feature is missing)."""
         if self.column not in X.columns:
             raise ForecastError(f"baseline {self.name} needs feature column {self.column!r}")
         return X[self.column].to_numpy(float) * self.scale
 
     def _fit(self, X: pd.DataFrame, y: pd.Series, X_all: pd.DataFrame) -> None:
-        pred = self._point(X)
-        self.log_q_ = _ratio_quantiles(y.to_numpy(float), pred)
+        pred = self.point(X)
+        self.log_q_, self.mean_ratio_ = log_ratio_quantiles(y.to_numpy(float), pred, QUANTILES)
         self.fill_ = float(np.nanmedian(y.to_numpy(float)))
 
     def _predict(self, X: pd.DataFrame) -> pd.DataFrame:
-        p = self._point(X)
+        p = self.point(X)
         p = np.where(np.isfinite(p), p, self.fill_)
         cols = {c: p * np.exp(lq) for c, lq in zip(QUANTILE_COLUMNS, self.log_q_, strict=True)}
-        return pd.DataFrame(cols)
+        return pd.DataFrame({**cols, MEAN_COLUMN: p * self.mean_ratio_})
 
     def _state(self) -> dict[str, Any]:
-        return {"log_q": self.log_q_, "fill": self.fill_}
+        return {"log_q": self.log_q_, "fill": self.fill_, "mean_ratio": self.mean_ratio_}
 
     def _load_state(self, state: dict[str, Any], path: Path) -> None:
         self.log_q_, self.fill_ = state["log_q"], state["fill"]
+        self.mean_ratio_ = state.get("mean_ratio", 1.0)
 
 
-class HARForecaster(BaseForecaster):
+class HARForecaster(QuantileForecaster):
     """HAR volatility model: least squares of the target on daily/weekly/monthly components."""
 
     kind = "har"
@@ -90,32 +83,37 @@ class HARForecaster(BaseForecaster):
     def _fit(self, X: pd.DataFrame, y: pd.Series, X_all: pd.DataFrame) -> None:
         # early in a history the long components are not defined yet: use those that are
         usable = [c for c in self.columns if c in X and X[c].notna().mean() > 0.5]
-        self.used_ = usable
-        A = self._design(X)
+        cols = [0] + [1 + self.columns.index(c) for c in usable]
+        A = self._design(X)[:, cols]
         yv = y.to_numpy(float)
-        A = A[:, [0] + [1 + self.columns.index(c) for c in usable]]
         ok = np.isfinite(A).all(axis=1) & np.isfinite(yv)
+        if ok.sum() < len(cols) + 2:
+            raise ForecastError(f"HAR has {int(ok.sum())} complete training rows for "
+                                f"{len(cols)} coefficients")
         coef, *_ = np.linalg.lstsq(A[ok], yv[ok], rcond=None)
         resid = yv[ok] - A[ok] @ coef
         full = np.zeros(len(self.columns) + 1)
-        full[[0] + [1 + self.columns.index(c) for c in usable]] = coef
-        coef = full
-        self.coef_ = coef.tolist()
+        full[cols] = coef
+        self.coef_ = full.tolist()
         self.resid_q_ = [float(np.quantile(resid, q)) for q in QUANTILES]
+        self.resid_mean_ = float(resid.mean())
         self.fill_ = float(np.nanmedian(yv))
 
     def _predict(self, X: pd.DataFrame) -> pd.DataFrame:
         A = np.nan_to_num(self._design(X)) * (np.asarray(self.coef_) != 0)
         p = A @ np.asarray(self.coef_)
         p = np.where(np.isfinite(p), p, self.fill_)
-        return pd.DataFrame({c: np.clip(p + r, 0, None)
-                             for c, r in zip(QUANTILE_COLUMNS, self.resid_q_, strict=True)})
+        out = {c: np.clip(p + r, 0, None)
+               for c, r in zip(QUANTILE_COLUMNS, self.resid_q_, strict=True)}
+        return pd.DataFrame({**out, MEAN_COLUMN: np.clip(p + self.resid_mean_, 0, None)})
 
     def _state(self) -> dict[str, Any]:
-        return {"coef": self.coef_, "resid_q": self.resid_q_, "fill": self.fill_}
+        return {"coef": self.coef_, "resid_q": self.resid_q_, "fill": self.fill_,
+                "resid_mean": self.resid_mean_}
 
     def _load_state(self, state: dict[str, Any], path: Path) -> None:
         self.coef_, self.resid_q_, self.fill_ = state["coef"], state["resid_q"], state["fill"]
+        self.resid_mean_ = state.get("resid_mean", 0.0)
 
 
 class BaseRateStress(BaseForecaster):

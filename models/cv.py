@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-__all__ = ["Fold", "walk_forward_splits", "folds_digest"]
+__all__ = ["Fold", "walk_forward_splits", "folds_digest", "inner_splits"]
 
 
 @dataclass(frozen=True)
@@ -73,3 +73,33 @@ def folds_digest(folds: list[Fold]) -> str:
     text = "|".join(f"{f.cutoff.isoformat()},{f.test_start.isoformat()},{f.test_end.isoformat()},"
                     f"{len(f.train_idx)},{len(f.test_idx)}" for f in folds)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def inner_splits(
+    timestamps: pd.Series | np.ndarray, n_folds: int, horizon_periods: int,
+    valid_frac: float = 0.5, min_train_periods: int = 10,
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Walk-forward (train, valid) boolean masks inside one training window.
+
+    The last ``valid_frac`` of the window's periods is cut into ``n_folds`` consecutive
+    validation blocks; each block's training rows are those whose label window (t, t + h]
+    ends before the block starts (t + h < block start). Folds with fewer than
+    ``min_train_periods`` training periods are left out, so a short window may give none.
+    Used for hyper-parameters, forecast combination, conformal and probability calibration:
+    everything a model chooses, it chooses on rows after the ones it was fitted on.
+    """
+    codes = pd.factorize(pd.Series(np.asarray(timestamps)), sort=True)[0]
+    n = int(codes.max()) + 1 if len(codes) else 0
+    first = int(n * (1 - valid_frac))
+    block = max(1, (n - first) // max(1, n_folds))
+    out = []
+    for k in range(n_folds):
+        start = first + k * block
+        end = n if k == n_folds - 1 else start + block
+        if start >= n:
+            break
+        train = codes + horizon_periods < start
+        valid = (codes >= start) & (codes < end)
+        if start - horizon_periods >= min_train_periods and valid.any():
+            out.append((train, valid))
+    return out

@@ -13,25 +13,18 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from features.labels import FWD_STRESS
-from features.schema import POOL_ID, TIMESTAMP
+from features.schema import FREQUENCIES, POOL_ID, TIMESTAMP
 from models.base import PROB_COLUMN, QUANTILE_COLUMNS, QUANTILES, BaseForecaster, ForecastError
 from models.cv import Fold
+from models.events import event_scores
 from models.forecasts import seasonal_naive
-from models.metrics import (
-    coverage,
-    mase,
-    mase_scale,
-    median_lead_time,
-    pinball_loss,
-    stress_scores,
-)
-from models.names import Target
+from models.metrics import coverage, mase, mase_scale, pinball_loss, stress_scores
+from models.names import MEAN_COLUMN, Target
 
 __all__ = ["Evaluation", "evaluate", "score_predictions", "CUTOFF", "FOLD", "ACTUAL",
-           "MASE_SCALE"]
+           "MASE_SCALE", "ONSET"]
 
-CUTOFF, FOLD, ACTUAL = "cutoff", "fold", "y"
+CUTOFF, FOLD, ACTUAL, ONSET = "cutoff", "fold", "y", "onset"
 MASE_SCALE = "mase_scale"  # in-sample seasonal-naive MAE of the row's pool, fold's training rows
 
 
@@ -42,8 +35,8 @@ class Evaluation:
     Attributes
     ----------
     predictions : one row per test row, on X's index: pool_id, timestamp, cutoff (last
-        training timestamp), fold, y (the label), the forecast columns (q10/q50/q90 or
-        p_stress) and, for quantile targets, mase_scale
+        training timestamp), fold, y (the label), the forecast columns (q10/q50/q90/mean or
+        p_stress), for quantile targets mase_scale, for stress the onset offsets if given
     folds : one row per fold: fold, cutoff, test_start, test_end, train_rows, test_rows and
         the fold's metrics
     metrics : the metrics over every test row
@@ -58,30 +51,36 @@ class Evaluation:
 
 def score_predictions(
     target: str, predictions: pd.DataFrame, horizon_periods: int, alarm_threshold: float = 0.5,
+    freq: str = "1h",
 ) -> dict[str, float]:
     """Metrics of forecasts against the labels in their ``y`` column.
 
-    Quantile targets: MASE (each error over its row's ``mase_scale``, the in-sample
-    seasonal-naive MAE of its pool in the fold's training window), mean pinball loss over
-    q10/q50/q90 (target units) and the share of labels inside q10-q90. Stress: AUC, PR-AUC,
-    Brier score, base rate and the median lead time (periods) of alarms at ``alarm_threshold``.
+    Quantile targets: MASE of the median (each error over its row's ``mase_scale``, the
+    in-sample seasonal-naive MAE of its pool in the fold's training window) and of the mean,
+    mean pinball loss over q10/q50/q90 (target units) and the share of labels inside q10-q90
+    (coverage_80). Stress: AUC, PR-AUC, Brier score, base rate, and the event-level scores of
+    alarms at ``alarm_threshold`` (``models.events.event_scores``: events, event_recall,
+    median_lead_periods, false_alarms_per_pool_year).
     """
     y = predictions[ACTUAL].to_numpy(float)
     if Target(target) is Target.stress:
         p = predictions[PROB_COLUMN].to_numpy(float)
         out = stress_scores(y, p)
-        order = np.lexsort((predictions[TIMESTAMP].to_numpy(), predictions[POOL_ID].to_numpy()))
-        frame = pd.DataFrame({POOL_ID: predictions[POOL_ID].to_numpy()[order],
-                              FWD_STRESS: y[order]})
-        out["lead_time"] = median_lead_time(frame, p[order], alarm_threshold, horizon_periods)
+        out.update(event_scores(predictions, p, alarm_threshold, horizon_periods,
+                                FREQUENCIES[freq], label=ACTUAL,
+                                onset=ONSET if ONSET in predictions else None))
         return out
     ok = np.isfinite(y)
     q = {c: predictions[c].to_numpy(float)[ok] for c in QUANTILE_COLUMNS}
+    scale = predictions[MASE_SCALE].to_numpy(float)[ok]
+    mean = predictions[MEAN_COLUMN].to_numpy(float)[ok] if MEAN_COLUMN in predictions \
+        else q["q50"]
     return {
-        "mase": mase(y[ok], q["q50"], scale=predictions[MASE_SCALE].to_numpy(float)[ok]),
+        "mase": mase(y[ok], q["q50"], scale=scale),
+        "mase_mean": mase(y[ok], mean, scale=scale),
         "pinball": float(np.mean([pinball_loss(y[ok], q[c], a)
                                   for c, a in zip(QUANTILE_COLUMNS, QUANTILES, strict=True)])),
-        "coverage": coverage(y[ok], q["q10"], q["q90"]),
+        "coverage_80": coverage(y[ok], q["q10"], q["q90"]),
     }
 
 
@@ -98,6 +97,7 @@ def evaluate(
     make_model: Callable[[], BaseForecaster], X: pd.DataFrame, y: pd.Series, folds: list[Fold],
     *, target: str, freq: str, horizon_periods: int, alarm_threshold: float = 0.5,
     on_fold: Callable[[int, dict[str, float]], None] | None = None,
+    onset: pd.Series | None = None,
 ) -> Evaluation:
     """Fit a fresh model per fold on aligned X and y, forecast each test block and score it.
 
@@ -111,6 +111,9 @@ def evaluate(
         in periods (for the seasonal-naive forecast and stress lead times)
     alarm_threshold : P(stress) that counts as an alarm (lead time)
     on_fold : called with (fold number, fold metrics) after each fold; may raise to stop
+    onset : for stress, the periods from each row to its first crossing
+        (``fwd_stress_onset``) on X's index; without it, onsets are placed one horizon after
+        the first stressed row of an event
 
     Raises ForecastError when X and y do not share one index or a fold points past X.
     """
@@ -136,7 +139,9 @@ def evaluate(
         p.insert(0, POOL_ID, test[POOL_ID].to_numpy())
         if Target(target) is not Target.stress:
             p[MASE_SCALE] = _mase_scale(target, X_train, y_train, test, freq, horizon_periods)
-        m = score_predictions(target, p, horizon_periods, alarm_threshold)
+        elif onset is not None:
+            p[ONSET] = onset.iloc[f.test_idx].to_numpy(float)
+        m = score_predictions(target, p, horizon_periods, alarm_threshold, freq)
         rows.append({FOLD: i, CUTOFF: f.cutoff, "test_start": f.test_start,
                      "test_end": f.test_end, "train_rows": len(f.train_idx),
                      "test_rows": len(f.test_idx), **m})
@@ -146,5 +151,6 @@ def evaluate(
     P = pd.concat(preds)
     assert model is not None
     return Evaluation(predictions=P, folds=pd.DataFrame(rows),
-                      metrics=score_predictions(target, P, horizon_periods, alarm_threshold),
+                      metrics=score_predictions(target, P, horizon_periods, alarm_threshold,
+                                                freq),
                       model=model)

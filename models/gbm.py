@@ -1,7 +1,21 @@
-"""One global LightGBM quantile model across pools per target."""
+"""One pooled LightGBM across pools per target, combined with a baseline where that wins.
+
+The booster learns the log of a positive target (fee yield per horizon, annualised volatility)
+relative to an anchor baseline (log y - log anchor), across all pools at once with pool, pair,
+protocol and chain as categoricals. Inside each fit, inner walk-forward folds of the training
+window (``models.cv.inner_splits``, purged by the horizon) give out-of-sample forecasts that
+choose everything the model chooses:
+- the hyper-parameters, among a small grid, by mean absolute log error;
+- a combination w x booster + (1 - w) x baseline in log space (w = 1: the booster alone,
+  w = 0: the baseline alone), over the baselines given and w in 0, 0.1, ..., 1;
+- the 80 % interval, by conformal adjustment of the out-of-sample log residuals
+  (``models.conformal``), its median correction, and the mean by smearing those residuals.
+The booster is then refit on the whole window with the chosen parameters.
+"""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -10,13 +24,28 @@ import numpy as np
 import pandas as pd
 
 from features.schema import MISSING, POOL_ID, TIMESTAMP
-from models.base import QUANTILE_COLUMNS, QUANTILES, BaseForecaster
+from models.base import FORECASTERS, BaseForecaster, ForecastError
+from models.baselines import ColumnForecaster, HARForecaster
+from models.conformal import interval_offsets, smearing_factor
+from models.cv import inner_splits
+from models.garch import GARCHVolatility
+from models.names import MEAN_COLUMN
+from models.quantile import QuantileForecaster
 from models.threads import n_threads
 
-__all__ = ["LightGBMQuantile", "CATEGORICALS", "lgb_matrix", "lgb_params"]
+__all__ = ["LightGBMQuantile", "CATEGORICALS", "NON_FEATURES", "lgb_matrix", "lgb_params",
+           "DEFAULT_GRID", "feature_columns", "stride_mask", "load_component"]
 
-CATEGORICALS = (POOL_ID, "protocol", "chain")
+CATEGORICALS = (POOL_ID, "protocol", "chain", "pair")
 NON_FEATURES = {TIMESTAMP, MISSING}
+DEFAULT_GRID: tuple[dict[str, Any], ...] = (
+    {"num_leaves": 15, "min_child_samples": 50},
+    {"num_leaves": 7, "min_child_samples": 100, "lambda_l2": 10.0},
+    {"num_leaves": 31, "min_child_samples": 30, "objective": "l1"},
+)
+WEIGHTS = np.round(np.linspace(0.0, 1.0, 11), 2)
+MIN_OOS_ROWS = 30  # fewer out-of-sample rows: no combination, in-sample residual bands
+COMBINABLE = (ColumnForecaster, HARForecaster, GARCHVolatility)  # baselines it may combine with
 
 
 def lgb_params(seed: int, **overrides: Any) -> dict[str, Any]:
@@ -42,68 +71,218 @@ def lgb_matrix(X: pd.DataFrame, columns: list[str], cats: dict[str, list[str]]) 
     return M
 
 
-class LightGBMQuantile(BaseForecaster):
-    """LightGBM with quantile objectives at 0.1 / 0.5 / 0.9, pool and protocol categorical.
+def feature_columns(X: pd.DataFrame) -> tuple[list[str], dict[str, list[str]]]:
+    """Input columns of a LightGBM model and the categories of its categorical ones."""
+    cols = [c for c in X.columns if c not in NON_FEATURES]
+    cats = {c: sorted(X[c].astype(str).unique().tolist()) for c in CATEGORICALS if c in cols}
+    return cols, cats
+
+
+def stride_mask(timestamps: pd.Series, stride: int) -> np.ndarray:
+    """Rows on every ``stride``-th timestamp (labels over a horizon overlap heavily)."""
+    if stride <= 1:
+        return np.ones(len(timestamps), bool)
+    return pd.factorize(timestamps, sort=True)[0] % stride == 0
+
+
+def load_component(path: Path) -> BaseForecaster:
+    """A baseline saved inside a model's folder, rebuilt by its kind."""
+    spec = json.loads((path / "forecaster.json").read_text())
+    obj = FORECASTERS[spec["kind"]](**spec["params"])
+    obj._load_state(spec["state"], path)
+    obj.fitted_ = True
+    return obj
+
+
+def _make_component(spec: dict[str, Any]) -> BaseForecaster:
+    kinds = {c.kind: c for c in COMBINABLE}
+    if spec.get("kind") not in kinds:
+        raise ForecastError(f"unknown baseline kind {spec.get('kind')!r} in a combination; "
+                            f"expected one of {sorted(kinds)}")
+    return kinds[spec["kind"]](**spec["params"])
+
+
+class LightGBMQuantile(QuantileForecaster):
+    """Pooled LightGBM in log space with inner-fold tuning, combination and conformal bands.
 
     Parameters
     ----------
-    n_estimators : boosting rounds per quantile
+    n_estimators : boosting rounds
     seed : random seed (training is deterministic for a seed)
-    row_stride : fit on every k-th timestamp (labels over a horizon overlap heavily)
-    params : extra LightGBM parameters (learning_rate, num_leaves, ...)
+    row_stride : fit the booster on every k-th timestamp
+    params : LightGBM parameters applied to every grid point
+    horizon_periods : label horizon h, periods (purges the inner folds)
+    anchor : (feature column, scale) of the baseline the booster learns relative to
+    baselines : specs ``{"kind": ..., "params": {...}}`` of the baselines it may combine with
+    inner_folds : inner walk-forward folds (0: no tuning, no combination, in-sample bands)
+    grid : hyper-parameter points to choose among (default ``DEFAULT_GRID``)
+    coverage : target coverage of the q10-q90 interval
     """
 
     kind = "lightgbm"
 
-    def __init__(self, n_estimators: int = 150, seed: int = 0, row_stride: int = 1,
-                 params: dict[str, Any] | None = None) -> None:
+    def __init__(self, n_estimators: int = 200, seed: int = 0, row_stride: int = 1,
+                 params: dict[str, Any] | None = None, horizon_periods: int = 24,
+                 anchor: list[Any] | None = None, baselines: list[dict[str, Any]] | None = None,
+                 inner_folds: int = 3, grid: list[dict[str, Any]] | None = None,
+                 coverage: float = 0.8) -> None:
         self._params = {"n_estimators": n_estimators, "seed": seed, "row_stride": row_stride,
-                        "params": params or {}}
+                        "params": params or {}, "horizon_periods": horizon_periods,
+                        "anchor": list(anchor) if anchor else None,
+                        "baselines": list(baselines or []), "inner_folds": inner_folds,
+                        "grid": list(grid) if grid else None, "coverage": coverage}
         self.n_estimators, self.seed, self.row_stride = n_estimators, seed, row_stride
-        self.params = params or {}
+        self.params, self.horizon_periods = params or {}, horizon_periods
+        self.anchor = list(anchor) if anchor else None
+        self.baselines = list(baselines or [])
+        self.inner_folds, self.coverage = inner_folds, coverage
+        self.grid = [dict(g) for g in (grid or DEFAULT_GRID)]
 
-    def _columns(self, X: pd.DataFrame) -> tuple[list[str], dict[str, list[str]]]:
-        cols = [c for c in X.columns if c not in NON_FEATURES]
-        cats = {c: sorted(X[c].astype(str).unique().tolist()) for c in CATEGORICALS if c in cols}
-        return cols, cats
+    # -- pieces -----------------------------------------------------------------------------
+    def _log(self, y: np.ndarray) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.log(np.maximum(y, 0.0) + self.floor_)
 
-    def _stride(self, X: pd.DataFrame) -> np.ndarray:
-        if self.row_stride <= 1:
-            return np.ones(len(X), bool)
-        codes = pd.factorize(X[TIMESTAMP], sort=True)[0]
-        return codes % self.row_stride == 0
+    def _anchor(self, X: pd.DataFrame) -> np.ndarray:
+        """log anchor per row; the pool's (else the overall) median log target where absent."""
+        a = np.full(len(X), np.nan)
+        if self.anchor and self.anchor[0] in X.columns:
+            a = self._log(X[self.anchor[0]].to_numpy(float) * float(self.anchor[1]))
+        fill = X[POOL_ID].astype(str).map(self.pool_level_).to_numpy(float)
+        fill = np.where(np.isfinite(fill), fill, self.level_)
+        return np.where(np.isfinite(a), a, fill)
 
-    def _fit(self, X: pd.DataFrame, y: pd.Series, X_all: pd.DataFrame) -> None:
-        self.columns_, self.categories_ = self._columns(X)
-        keep = self._stride(X)
+    def _booster(self, X: pd.DataFrame, z: np.ndarray, point: dict[str, Any]) -> lgb.Booster:
+        keep = stride_mask(X[TIMESTAMP], self.row_stride) & np.isfinite(z)
         M = lgb_matrix(X.loc[keep], self.columns_, self.categories_)
-        yv = y.to_numpy(float)[keep]
-        self.boosters_ = []
-        for q in QUANTILES:
-            params = lgb_params(self.seed, objective="quantile", alpha=q, **self.params)
-            ds = lgb.Dataset(M, yv, categorical_feature=list(self.categories_), free_raw_data=True)
-            self.boosters_.append(lgb.train(params, ds, num_boost_round=self.n_estimators))
+        params = lgb_params(self.seed, **{"objective": "l2", **self.params, **point})
+        ds = lgb.Dataset(M, z[keep], categorical_feature=list(self.categories_),
+                         free_raw_data=True)
+        return lgb.train(params, ds, num_boost_round=self.n_estimators)
+
+    def _core(self, booster: lgb.Booster, X: pd.DataFrame) -> np.ndarray:
+        M = lgb_matrix(X, self.columns_, self.categories_)
+        return np.asarray(booster.predict(M, num_threads=n_threads())) + self._anchor(X)
+
+    def _base_log(self, comp: BaseForecaster, X: pd.DataFrame) -> np.ndarray:
+        return self._log(comp.predict(X)["q50"].to_numpy(float))
+
+    # -- fit --------------------------------------------------------------------------------
+    def _fit(self, X: pd.DataFrame, y: pd.Series, X_all: pd.DataFrame) -> None:
+        yv = y.to_numpy(float)
+        pos = yv[yv > 0]
+        self.floor_ = float(1e-3 * np.median(pos)) if len(pos) else 1e-12
+        y_all = pd.Series(np.nan, index=X_all.index)
+        y_all.loc[X.index] = yv
+        z_all = self._log(y_all.to_numpy(float))
+        z_pool = pd.Series(z_all).groupby(X_all[POOL_ID].astype(str).to_numpy()).median()
+        self.pool_level_ = {str(k): float(v) for k, v in z_pool.dropna().items()}
+        self.level_ = float(np.nanmedian(z_all))
+        self.columns_, self.categories_ = feature_columns(X_all)
+        anchor = self._anchor(X_all)
+        folds = inner_splits(X_all[TIMESTAMP], self.inner_folds, self.horizon_periods) \
+            if self.inner_folds > 0 else []
+        core = np.full((len(self.grid), len(X_all)), np.nan)
+        base = np.full((len(self.baselines), len(X_all)), np.nan)
+        for tr, va in folds:
+            Xtr, Xva = X_all.loc[tr], X_all.loc[va]
+            if np.isfinite(z_all[tr]).sum() < MIN_OOS_ROWS:
+                continue
+            for g, point in enumerate(self.grid):
+                core[g, va] = self._core(self._booster(Xtr, z_all[tr] - anchor[tr], point), Xva)
+            for j, spec in enumerate(self.baselines):
+                try:
+                    comp = _make_component(spec).fit(Xtr, y_all.loc[tr])
+                except ValueError:
+                    continue  # a baseline that cannot fit this fold is not a candidate there
+                base[j, va] = self._base_log(comp, Xva)
+        oos = np.isfinite(z_all) & np.isfinite(core).all(axis=0)
+        self.oos_rows_ = int(oos.sum())
+        self.choice_ = self._choose(z_all, core, base, oos)
+        point = self.grid[self.choice_["grid"]]
+        self.booster_ = self._booster(X_all, z_all - anchor, point)
+        j = self.choice_["baseline"]
+        self.component_ = (_make_component(self.baselines[j]).fit(X_all, y_all)
+                           if j is not None else None)
+        if self.oos_rows_ >= MIN_OOS_ROWS:
+            w = self.choice_["weight"]
+            comb = core[self.choice_["grid"]] if j is None else \
+                w * core[self.choice_["grid"]] + (1 - w) * base[j]
+            ok = oos & np.isfinite(comb)
+            z, c = z_all[ok], comb[ok]
+        else:  # too short a window for inner folds: in-sample residuals (optimistic bands)
+            ok = np.isfinite(z_all)
+            z, c = z_all[ok], self._combine(X_all.loc[ok])
+        self.calibrated_ = self.oos_rows_ >= MIN_OOS_ROWS
+        resid = z - c
+        self.median_ = float(np.median(resid))
+        self.down_, self.up_ = interval_offsets(z, c, c, self.coverage)
+        self.smear_ = smearing_factor(resid)
+
+    def _choose(self, z: np.ndarray, core: np.ndarray, base: np.ndarray,
+                oos: np.ndarray) -> dict[str, Any]:
+        """Grid point, baseline and weight with the least out-of-sample mean |log error|."""
+        if oos.sum() < MIN_OOS_ROWS:
+            return {"grid": 0, "baseline": None, "weight": 1.0, "oos_mae": float("nan")}
+        mae = [float(np.mean(np.abs(z[oos] - core[g, oos]))) for g in range(len(core))]
+        g = int(np.argmin(mae))
+        best = {"grid": g, "baseline": None, "weight": 1.0, "oos_mae": mae[g]}
+        gain = 0.0  # change of mean |log error| against the booster alone, on the same rows
+        for j in range(len(base)):
+            ok = oos & np.isfinite(base[j])
+            if ok.sum() < 0.9 * oos.sum():
+                continue  # a baseline missing on many rows cannot be compared fairly
+            ref = float(np.mean(np.abs(z[ok] - core[g, ok])))
+            for w in WEIGHTS[:-1]:
+                e = float(np.mean(np.abs(z[ok] - (w * core[g, ok] + (1 - w) * base[j, ok]))))
+                if e - ref < gain:
+                    gain = e - ref
+                    best = {"grid": g, "baseline": j, "weight": float(w), "oos_mae": e}
+        return best
+
+    def _combine(self, X: pd.DataFrame) -> np.ndarray:
+        c = self._core(self.booster_, X)
+        if self.component_ is not None:
+            w = self.choice_["weight"]
+            c = w * c + (1 - w) * self._base_log(self.component_, X)
+        return c
 
     def _predict(self, X: pd.DataFrame) -> pd.DataFrame:
-        M = lgb_matrix(X, self.columns_, self.categories_)
-        n = n_threads()
-        return pd.DataFrame({c: b.predict(M, num_threads=n)
-                             for c, b in zip(QUANTILE_COLUMNS, self.boosters_, strict=True)})
+        c = self._combine(X)
+
+        def back(v: np.ndarray) -> np.ndarray:
+            return np.clip(np.exp(v) - self.floor_, 0.0, None)
+
+        return pd.DataFrame({"q10": back(c - self.down_), "q50": back(c + self.median_),
+                             "q90": back(c + self.up_),
+                             MEAN_COLUMN: np.clip(np.exp(c) * self.smear_ - self.floor_, 0, None)})
 
     def feature_importance(self) -> pd.Series:
-        """Gain importance of the median model, by feature."""
-        b = self.boosters_[1]
+        """Gain importance of the booster, by feature."""
+        b = self.booster_
         return pd.Series(b.feature_importance("gain"), index=b.feature_name()).sort_values(
             ascending=False)
 
+    # -- persistence ------------------------------------------------------------------------
     def _state(self) -> dict[str, Any]:
-        return {"columns": self.columns_, "categories": self.categories_}
+        return {"columns": self.columns_, "categories": self.categories_, "floor": self.floor_,
+                "pool_level": self.pool_level_, "level": self.level_, "choice": self.choice_,
+                "median": self.median_, "down": self.down_, "up": self.up_,
+                "smear": self.smear_, "oos_rows": self.oos_rows_,
+                "calibrated": self.calibrated_}
 
     def _save_native(self, path: Path) -> None:
-        for c, b in zip(QUANTILE_COLUMNS, self.boosters_, strict=True):
-            b.save_model(str(path / f"lightgbm_{c}.txt"))
+        self.booster_.save_model(str(path / "lightgbm.txt"))
+        if self.component_ is not None:
+            self.component_.save(path / "baseline")
 
     def _load_state(self, state: dict[str, Any], path: Path) -> None:
         self.columns_, self.categories_ = state["columns"], state["categories"]
-        self.boosters_ = [lgb.Booster(model_file=str(path / f"lightgbm_{c}.txt"))
-                          for c in QUANTILE_COLUMNS]
+        self.floor_, self.pool_level_ = state["floor"], state["pool_level"]
+        self.level_, self.choice_ = state["level"], state["choice"]
+        self.median_, self.down_, self.up_ = state["median"], state["down"], state["up"]
+        self.smear_, self.oos_rows_ = state["smear"], state["oos_rows"]
+        self.calibrated_ = state["calibrated"]
+        self.booster_ = lgb.Booster(model_file=str(path / "lightgbm.txt"))
+        self.component_ = (load_component(path / "baseline")
+                           if self.choice_["baseline"] is not None else None)

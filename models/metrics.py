@@ -1,4 +1,7 @@
-"""Forecast metrics: pinball loss, MASE (in-sample naive scale), coverage, AUC, Brier, lead time."""
+"""Forecast metrics: pinball loss, MASE (in-sample naive scale), coverage, AUC, Brier.
+
+Event-level stress metrics (alarm lead times, false alarms) are in ``models.events``.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-__all__ = ["pinball_loss", "mase", "mase_scale", "coverage", "stress_scores", "median_lead_time"]
+__all__ = ["pinball_loss", "mase", "mase_scale", "coverage", "stress_scores", "reliability"]
 
 
 def pinball_loss(y: np.ndarray, q: np.ndarray, alpha: float) -> float:
@@ -84,26 +87,17 @@ def stress_scores(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
     return out
 
 
-def median_lead_time(
-    frame: pd.DataFrame, p: np.ndarray, threshold: float, horizon_periods: int,
-    label: str = "fwd_stress",
-) -> float:
-    """Median periods between the first alarm (p >= threshold) and each stress onset.
+def reliability(y: np.ndarray, p: np.ndarray, bins: int = 10) -> pd.DataFrame:
+    """Reliability table of probabilities: per bin of equal width, mean forecast and outcome.
 
-    An onset is the first period a pool's stress rule fires, i.e. the period just after the
-    first row whose forward label turns 1 after being 0; alarms are searched in the window of
-    up to twice the horizon before the onset. Onsets with no alarm count as lead 0.
+    Returns one row per non-empty bin: bin (left edge), n, predicted (mean p), observed (share
+    of outcomes equal to 1). A calibrated forecast has observed close to predicted.
     """
-    f = frame[["pool_id", label]].copy()
-    f["p"] = np.asarray(p, float)
-    leads: list[float] = []
-    for _, g in f.groupby("pool_id", sort=False):
-        lab = g[label].to_numpy()
-        alarm = g["p"].to_numpy() >= threshold
-        turn = np.flatnonzero((lab[1:] == 1) & (lab[:-1] == 0)) + 1
-        for i in turn.tolist():
-            onset = i + horizon_periods  # the label at i is the first to see the event
-            lo = max(0, onset - 2 * horizon_periods)
-            win = np.flatnonzero(alarm[lo:onset])
-            leads.append(float(onset - (lo + int(win[0]))) if len(win) else 0.0)
-    return float(np.median(leads)) if leads else float("nan")
+    y, p = np.asarray(y, float), np.asarray(p, float)
+    ok = np.isfinite(y) & np.isfinite(p)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    k = np.clip(np.digitize(p[ok], edges) - 1, 0, bins - 1)
+    f = pd.DataFrame({"bin": edges[k], "p": p[ok], "y": y[ok]})
+    g = f.groupby("bin")
+    return pd.DataFrame({"n": g.size(), "predicted": g["p"].mean(),
+                         "observed": g["y"].mean()}).reset_index()

@@ -8,8 +8,11 @@ from __future__ import annotations
 import math
 from enum import StrEnum
 
-__all__ = ["Target", "ModelKind", "DEFAULT_KINDS", "QUANTILE_METRICS", "STRESS_METRICS",
-           "METRIC_LABELS", "SCORE_METRIC", "metrics_for", "score_of"]
+__all__ = ["Target", "ModelKind", "DEFAULT_KINDS", "BASELINE_KINDS", "LEARNED_KINDS",
+           "QUANTILE_METRICS", "STRESS_METRICS", "METRIC_LABELS", "SCORE_METRIC", "MEAN_COLUMN",
+           "metrics_for", "score_of", "kinds_for", "is_baseline"]
+
+MEAN_COLUMN = "mean"  # the conditional mean a quantile forecaster gives beside q10/q50/q90
 
 
 class Target(StrEnum):
@@ -17,28 +20,46 @@ class Target(StrEnum):
 
     fee_yield = "fee_yield"  # fees per dollar of TVL, fraction per horizon
     volatility = "volatility"  # annualised realised volatility
-    stress = "stress"  # probability that the stress rule fires
+    stress = "stress"  # probability that an LP deposit is in stress (features.labels)
 
 
 class ModelKind(StrEnum):
     """Families of forecasters, one model per target in each."""
 
-    baseline = "baseline"  # EWMA proxies, HAR, the per-pool stress base rate
+    baseline = "baseline"  # the default classical model: EWMA fees, HAR volatility, base rate
     seasonal_naive = "seasonal_naive"  # the trailing value over the horizon
-    lightgbm = "lightgbm"
+    ewma = "ewma"  # exponentially weighted fee yield or volatility
+    har = "har"  # heterogeneous autoregression of realised volatility
+    garch = "garch"  # GARCH(1,1) per pool
+    lightgbm = "lightgbm"  # pooled LightGBM, combined with the baselines where that wins
     torch = "torch"  # GRU over each pool's recent rows
 
 
+BASELINE_KINDS = (ModelKind.seasonal_naive, ModelKind.ewma, ModelKind.har, ModelKind.garch,
+                  ModelKind.baseline)
+LEARNED_KINDS = (ModelKind.lightgbm, ModelKind.torch)
 DEFAULT_KINDS = (ModelKind.baseline, ModelKind.lightgbm, ModelKind.torch)
 
-QUANTILE_METRICS = ("mase", "pinball", "coverage")
-STRESS_METRICS = ("auc", "pr_auc", "brier", "base_rate", "lead_time")
-METRIC_LABELS = {"mase": "MASE", "pinball": "pinball", "coverage": "cover80", "auc": "AUC",
-                 "pr_auc": "PR-AUC", "brier": "Brier", "base_rate": "base rate",
-                 "lead_time": "lead"}
-# lower is better: mean pinball loss over q10/q50/q90, Brier score of P(stress)
-SCORE_METRIC = {Target.fee_yield: "pinball", Target.volatility: "pinball",
-                Target.stress: "brier"}
+# kinds that forecast a target; the others have no model for it
+_KINDS_FOR = {
+    "fee_yield": (ModelKind.seasonal_naive, ModelKind.ewma, ModelKind.baseline,
+                  ModelKind.lightgbm, ModelKind.torch),
+    "volatility": (ModelKind.seasonal_naive, ModelKind.ewma, ModelKind.har, ModelKind.garch,
+                   ModelKind.baseline, ModelKind.lightgbm, ModelKind.torch),
+    "stress": (ModelKind.seasonal_naive, ModelKind.baseline, ModelKind.lightgbm,
+               ModelKind.torch),
+}
+
+QUANTILE_METRICS = ("mase", "mase_mean", "pinball", "coverage_80")
+STRESS_METRICS = ("auc", "pr_auc", "brier", "base_rate", "median_lead_periods", "event_recall",
+                  "false_alarms_per_pool_year", "events")
+METRIC_LABELS = {"mase": "MASE", "mase_mean": "MASE(mean)", "pinball": "pinball",
+                 "coverage_80": "cover80", "auc": "AUC", "pr_auc": "PR-AUC", "brier": "Brier",
+                 "base_rate": "base rate", "median_lead_periods": "lead",
+                 "event_recall": "recall", "false_alarms_per_pool_year": "FA/pool-yr",
+                 "events": "events"}
+# lower is better: MASE of the median forecast, Brier score of P(stress)
+SCORE_METRIC = {Target.fee_yield: "mase", Target.volatility: "mase", Target.stress: "brier"}
 
 
 def metrics_for(target: str) -> tuple[str, ...]:
@@ -50,3 +71,13 @@ def score_of(metrics: dict[str, float], target: str) -> float:
     """The lower-is-better score that ranks models of a target (NaN scores rank last)."""
     value = float(metrics.get(SCORE_METRIC[Target(target)], math.nan))
     return value if math.isfinite(value) else math.inf
+
+
+def kinds_for(target: str) -> tuple[ModelKind, ...]:
+    """Model kinds that forecast a target (HAR and GARCH only forecast volatility)."""
+    return _KINDS_FOR[Target(target).value]
+
+
+def is_baseline(kind: str) -> bool:
+    """True for the classical baselines every learned model is compared against."""
+    return ModelKind(kind) in BASELINE_KINDS

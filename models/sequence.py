@@ -19,8 +19,9 @@ import torch
 from torch import nn
 
 from features.schema import POOL_ID, TIMESTAMP
-from models.base import PROB_COLUMN, QUANTILE_COLUMNS, QUANTILES, BaseForecaster, ForecastError
+from models.base import PROB_COLUMN, QUANTILE_COLUMNS, QUANTILES, ForecastError
 from models.gbm import CATEGORICALS, NON_FEATURES
+from models.quantile import QuantileForecaster
 from models.splits import purged_tail_split
 
 __all__ = ["GRUForecaster", "GRUStress"]
@@ -45,8 +46,10 @@ def _pinball(pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return torch.maximum(q * d, (q - 1) * d).mean()
 
 
-class GRUForecaster(BaseForecaster):
+class GRUForecaster(QuantileForecaster):
     """GRU quantile forecaster (pinball loss) over the last ``lookback`` periods of a pool.
+
+    It gives no separate mean: its ``mean`` column is the median.
 
     Early stopping watches the last ``valid_frac`` of training time; the rows it trains on end
     ``horizon_periods`` before it, so no training label window (t, t + h] reaches a validation row.

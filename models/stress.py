@@ -1,75 +1,126 @@
-"""LightGBM stress classifier with probabilities calibrated on a time-ordered tail."""
+"""LightGBM stress classifier tuned and calibrated on inner walk-forward folds.
+
+Inside each fit, inner walk-forward folds of the training window (``models.cv.inner_splits``,
+purged by the label horizon: no training label window (t, t + h] reaches a validation row)
+give out-of-sample scores. They choose the hyper-parameters among a small grid (least log
+loss) and fit a Platt calibration, P = sigmoid(a x logit(raw) + b), on those scores. The
+booster is then refit on the whole window with the chosen parameters.
+"""
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
-from sklearn.isotonic import IsotonicRegression
+from sklearn.linear_model import LogisticRegression
 
 from features.schema import TIMESTAMP
 from models.base import PROB_COLUMN, BaseForecaster
-from models.gbm import CATEGORICALS, NON_FEATURES, lgb_matrix, lgb_params
-from models.splits import purged_tail_split
+from models.cv import inner_splits
+from models.gbm import feature_columns, lgb_matrix, lgb_params, stride_mask
 
-__all__ = ["LightGBMStress"]
+__all__ = ["LightGBMStress", "STRESS_GRID", "platt"]
+
+STRESS_GRID: tuple[dict[str, Any], ...] = (
+    {"num_leaves": 7, "min_child_samples": 100, "learning_rate": 0.03},
+    {"num_leaves": 15, "min_child_samples": 50, "learning_rate": 0.03},
+    {"num_leaves": 4, "min_child_samples": 200, "learning_rate": 0.05, "lambda_l2": 10.0},
+)
+MIN_CLASS_ROWS = 5  # fewer stressed (or calm) out-of-sample rows: no calibration
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    q = np.clip(np.asarray(p, float), 1e-6, 1 - 1e-6)
+    return np.log(q / (1 - q))
+
+
+def platt(raw: np.ndarray, y: np.ndarray) -> tuple[float, float] | None:
+    """(a, b) of P = sigmoid(a logit(raw) + b) fitted to outcomes y; None without both classes."""
+    ok = np.isfinite(raw) & np.isfinite(y)
+    yv = y[ok]
+    if min(yv.sum(), len(yv) - yv.sum()) < MIN_CLASS_ROWS:
+        return None
+    lr = LogisticRegression(C=1e4).fit(_logit(raw[ok])[:, None], yv.astype(int))
+    return float(lr.coef_[0, 0]), float(lr.intercept_[0])
+
+
+def _log_loss(y: np.ndarray, p: np.ndarray) -> float:
+    q = np.clip(p, 1e-6, 1 - 1e-6)
+    return float(-np.mean(y * np.log(q) + (1 - y) * np.log(1 - q)))
 
 
 class LightGBMStress(BaseForecaster):
-    """Binary LightGBM on the stress label; isotonic calibration on the last slice of time.
+    """Binary LightGBM on the stress label, tuned and Platt-calibrated out of sample.
 
-    The training window is split by time (never shuffled): the last ``calib_frac`` of
-    timestamps fits the isotonic map; the booster it calibrates is fit on the rows before,
-    purged by ``horizon_periods`` so no training label window (t, t + h] reaches a calibration
-    row. The booster is then refit on the whole window with the same rounds.
+    Parameters
+    ----------
+    n_estimators : boosting rounds
+    seed : random seed
+    row_stride : fit on every k-th timestamp
+    params : LightGBM parameters applied to every grid point
+    horizon_periods : label horizon h, periods (purges the inner folds)
+    inner_folds : inner walk-forward folds (0: first grid point, uncalibrated)
+    grid : hyper-parameter points to choose among (default ``STRESS_GRID``)
     """
 
     kind = "lightgbm_stress"
     is_classifier = True
 
-    def __init__(self, n_estimators: int = 150, seed: int = 0, calib_frac: float = 0.2,
-                 row_stride: int = 1, params: dict[str, Any] | None = None,
-                 horizon_periods: int = 24) -> None:
-        self._params = {"n_estimators": n_estimators, "seed": seed, "calib_frac": calib_frac,
-                        "row_stride": row_stride, "params": params or {},
-                        "horizon_periods": horizon_periods}
-        self.n_estimators, self.seed, self.calib_frac = n_estimators, seed, calib_frac
-        self.row_stride, self.params = row_stride, params or {}
-        self.horizon_periods = horizon_periods
+    def __init__(self, n_estimators: int = 200, seed: int = 0, row_stride: int = 1,
+                 params: dict[str, Any] | None = None, horizon_periods: int = 24,
+                 inner_folds: int = 3, grid: list[dict[str, Any]] | None = None) -> None:
+        self._params = {"n_estimators": n_estimators, "seed": seed, "row_stride": row_stride,
+                        "params": params or {}, "horizon_periods": horizon_periods,
+                        "inner_folds": inner_folds, "grid": list(grid) if grid else None}
+        self.n_estimators, self.seed, self.row_stride = n_estimators, seed, row_stride
+        self.params, self.horizon_periods = params or {}, horizon_periods
+        self.inner_folds = inner_folds
+        self.grid = [dict(g) for g in (grid or STRESS_GRID)]
 
-    def _train(self, M: pd.DataFrame, y: np.ndarray) -> lgb.Booster:
-        params = lgb_params(self.seed, objective="binary", **self.params)
-        ds = lgb.Dataset(M, y, categorical_feature=list(self.categories_), free_raw_data=True)
+    def _train(self, X: pd.DataFrame, y: np.ndarray, point: dict[str, Any]) -> lgb.Booster:
+        keep = stride_mask(X[TIMESTAMP], self.row_stride) & np.isfinite(y)
+        params = lgb_params(self.seed, objective="binary", **{**self.params, **point})
+        ds = lgb.Dataset(lgb_matrix(X.loc[keep], self.columns_, self.categories_), y[keep],
+                         categorical_feature=list(self.categories_), free_raw_data=True)
         return lgb.train(params, ds, num_boost_round=self.n_estimators)
 
+    def _raw(self, booster: lgb.Booster, X: pd.DataFrame) -> np.ndarray:
+        return np.asarray(booster.predict(lgb_matrix(X, self.columns_, self.categories_)))
+
     def _fit(self, X: pd.DataFrame, y: pd.Series, X_all: pd.DataFrame) -> None:
-        self.columns_ = [c for c in X.columns if c not in NON_FEATURES]
-        self.categories_ = {c: sorted(X[c].astype(str).unique().tolist())
-                            for c in CATEGORICALS if c in self.columns_}
-        codes = pd.factorize(X[TIMESTAMP], sort=True)[0]
-        keep = codes % max(1, self.row_stride) == 0
-        X, yv, codes = X.loc[keep], y.to_numpy(float)[keep], codes[keep]
-        M = lgb_matrix(X, self.columns_, self.categories_)
-        early, late = purged_tail_split(codes, self.calib_frac, self.horizon_periods)
-        self.calibrator_: dict[str, list[float]] | None = None
-        if early.any() and yv[early].std() > 0 and 0 < yv[late].sum() < late.sum():
-            raw = self._train(M.loc[early], yv[early]).predict(M.loc[late])
-            iso = IsotonicRegression(out_of_bounds="clip", y_min=0, y_max=1).fit(raw, yv[late])
-            self.calibrator_ = {"x": iso.X_thresholds_.tolist(), "y": iso.y_thresholds_.tolist()}
-        self.booster_ = self._train(M, yv)
+        self.columns_, self.categories_ = feature_columns(X)
+        yv = y.to_numpy(float)
+        folds = inner_splits(X[TIMESTAMP], self.inner_folds, self.horizon_periods) \
+            if self.inner_folds > 0 else []
+        raw = np.full((len(self.grid), len(X)), np.nan)
+        for tr, va in folds:
+            if len(np.unique(yv[tr])) < 2:
+                continue
+            for g, point in enumerate(self.grid):
+                raw[g, va] = self._raw(self._train(X.loc[tr], yv[tr], point), X.loc[va])
+        oos = np.isfinite(raw).all(axis=0)
+        self.oos_rows_ = int(oos.sum())
+        losses = [_log_loss(yv[oos], raw[g, oos]) if oos.any() else math.inf
+                  for g in range(len(self.grid))]
+        self.grid_choice_ = int(np.argmin(losses)) if oos.any() else 0
+        ab = platt(raw[self.grid_choice_, oos], yv[oos]) if oos.any() else None
+        self.calibrator_: dict[str, float] | None = None if ab is None else {"a": ab[0],
+                                                                              "b": ab[1]}
+        self.booster_ = self._train(X, yv, self.grid[self.grid_choice_])
 
     def _calibrate(self, raw: np.ndarray) -> np.ndarray:
         if not self.calibrator_:
             return raw
-        return np.interp(raw, self.calibrator_["x"], self.calibrator_["y"])
+        z = self.calibrator_["a"] * _logit(raw) + self.calibrator_["b"]
+        return 1 / (1 + np.exp(-z))
 
     def _predict(self, X: pd.DataFrame) -> pd.DataFrame:
-        raw = np.asarray(self.booster_.predict(lgb_matrix(X, self.columns_, self.categories_)))
-        return pd.DataFrame({PROB_COLUMN: self._calibrate(raw)})
+        return pd.DataFrame({PROB_COLUMN: self._calibrate(self._raw(self.booster_, X))})
 
     def feature_importance(self) -> pd.Series:
         """Gain importance by feature."""
@@ -79,7 +130,8 @@ class LightGBMStress(BaseForecaster):
 
     def _state(self) -> dict[str, Any]:
         return {"columns": self.columns_, "categories": self.categories_,
-                "calibrator": json.loads(json.dumps(self.calibrator_))}
+                "calibrator": json.loads(json.dumps(self.calibrator_)),
+                "grid_choice": self.grid_choice_, "oos_rows": self.oos_rows_}
 
     def _save_native(self, path: Path) -> None:
         self.booster_.save_model(str(path / "lightgbm_stress.txt"))
@@ -87,4 +139,5 @@ class LightGBMStress(BaseForecaster):
     def _load_state(self, state: dict[str, Any], path: Path) -> None:
         self.columns_, self.categories_ = state["columns"], state["categories"]
         self.calibrator_ = state["calibrator"]
+        self.grid_choice_, self.oos_rows_ = state["grid_choice"], state["oos_rows"]
         self.booster_ = lgb.Booster(model_file=str(path / "lightgbm_stress.txt"))

@@ -1,9 +1,12 @@
 """Training job: walk-forward evaluation, MLflow tracking, registry and the champion alias.
 
-Every model kind is scored on the same walk-forward folds. Per target, the best kind of the run
-is the candidate; it is registered and takes the champion alias only when it beats the current
-champion by a strict margin (see :func:`challenge`). ``register_all`` registers every refit
-model too, without moving the alias.
+Every model kind, and every baseline (seasonal naive, EWMA, HAR, GARCH, the default baseline)
+unless ``baselines`` is off, is scored per target on the same walk-forward folds. Per target,
+the best kind of the run on those folds (by ``models.names.SCORE_METRIC``) is the candidate,
+so a baseline is the candidate when it is best; it is registered and takes the champion alias
+only when it beats the current champion by a strict margin (see :func:`challenge`).
+``register_all`` registers every refit model too, without moving the alias. The scores are
+written to ``reports/train-<run>/metrics.json`` as ``{model: {target: {metric: value}}}``.
 """
 
 from __future__ import annotations
@@ -24,9 +27,19 @@ from features.build import FeatureSet, read_features
 from features.schema import TIMESTAMP, parse_duration
 from models.cv import Fold, folds_digest, walk_forward_splits
 from models.evaluate import Evaluation, evaluate
-from models.forecasts import TARGETS, align_labels, model_matrix
+from models.forecasts import TARGETS, align_labels, model_matrix, stress_onsets
 from models.gbm_dask import make_forecaster  # the plain factory unless a Dask client is active
-from models.names import DEFAULT_KINDS, METRIC_LABELS, ModelKind, Target, metrics_for, score_of
+from models.names import (
+    BASELINE_KINDS,
+    DEFAULT_KINDS,
+    METRIC_LABELS,
+    ModelKind,
+    Target,
+    is_baseline,
+    kinds_for,
+    metrics_for,
+    score_of,
+)
 from models.pyfunc import log_forecaster
 from models.registry import ALIAS, registered_name
 from models.threads import use_threads
@@ -34,7 +47,8 @@ from pipelines.config import configure_mlflow
 from pipelines.plots import plot_calibration, plot_forecast, plot_importance
 from pipelines.runtime import quiet_mlflow
 
-__all__ = ["TrainConfig", "TrainResult", "Champion", "Decision", "train", "challenge"]
+__all__ = ["TrainConfig", "TrainResult", "Champion", "Decision", "train", "challenge",
+           "run_kinds", "metrics_document"]
 
 
 class TrainConfig(BaseModel):
@@ -43,11 +57,14 @@ class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     models: list[ModelKind] = Field(default=list(DEFAULT_KINDS))
+    baselines: bool = Field(default=True, description=(
+        "also score every baseline kind on the same folds (a baseline can be champion)"))
     targets: list[Target] = Field(default=list(Target))
     n_folds: int = Field(default=3, ge=1)
     gap: str | None = Field(default=None, description="purge gap; None = the label horizon")
     seed: int = 0
-    alarm_threshold: float = Field(default=0.5, description="P(stress) that counts as an alarm")
+    alarm_threshold: float = Field(default=0.25, description=(
+        "P(stress) that counts as an alarm (event lead times, false alarms)"))
     lightgbm: dict[str, Any] = Field(default_factory=dict)
     torch: dict[str, Any] = Field(default_factory=dict)
     register_models: bool = Field(default=True, description="register champion candidates")
@@ -72,6 +89,7 @@ class TrainResult:
     decisions: dict[str, str] = field(default_factory=dict)
     run_id: str = ""
     folds_digest: str = ""
+    report_dir: Path | None = None
 
     def _metric_names(self) -> list[str]:
         targets = {r["target"] for r in self.rows}
@@ -80,13 +98,25 @@ class TrainResult:
     def summary_columns(self) -> list[str]:
         """Column names of the summary table."""
         return ["model", "target", *[METRIC_LABELS[m] for m in self._metric_names()],
-                "registry"]
+                "score / best baseline", "registry"]
 
     def summary_rows(self) -> list[list[Any]]:
-        """Rows of the summary table."""
+        """Rows of the summary table: per target, every kind best first, each against the best
+        baseline of the target on the same folds (its score over the baseline's, < 1 beats)."""
         names = self._metric_names()
-        return [[r["model"], r["target"], *[r.get(k, "") for k in names], r.get("registry", "")]
-                for r in self.rows]
+        out = []
+        for target in dict.fromkeys(r["target"] for r in self.rows):
+            rows = sorted((r for r in self.rows if r["target"] == target),
+                          key=lambda r: r["score"])
+            base = [r["score"] for r in rows if is_baseline(r["model"])
+                    and math.isfinite(r["score"])]
+            bar = min(base) if base else math.nan
+            for r in rows:
+                rel = r["score"] / bar if math.isfinite(r["score"]) and bar > 0 else math.nan
+                out.append([r["model"], r["target"], *[r.get(k, "") for k in names],
+                            round(rel, 3) if math.isfinite(rel) else "",
+                            r.get("registry", "")])
+        return out
 
 
 @dataclass(frozen=True)
@@ -201,6 +231,9 @@ def train(workdir: Path, config: TrainConfig | None = None, progress: bool = Tru
     digest = folds_digest(folds)
     res = TrainResult(folds_digest=digest)
     labels = {t: align_labels(X, fs.labels, TARGETS[t]) for t in cfg.targets}
+    onset = stress_onsets(X, fs.labels)
+    kinds = run_kinds(cfg)
+    plan = [(k, t) for k in kinds for t in cfg.targets if k in kinds_for(t)]
     with quiet_mlflow(), use_threads(cfg.threads):
         configure_mlflow(workdir, "lpa-train")
         client = mlflow.MlflowClient()
@@ -210,20 +243,22 @@ def train(workdir: Path, config: TrainConfig | None = None, progress: bool = Tru
                 disable=not progress) as bar:
             res.run_id = parent.info.run_id
             _log_setup(cfg, fs, folds, digest, gap, len(X))
-            task = bar.add_task("train", total=len(cfg.models) * len(cfg.targets) * len(folds))
-            for kind in cfg.models:
+            task = bar.add_task("train", total=len(plan) * len(folds))
+            for kind in kinds:
                 with mlflow.start_run(run_name=kind, nested=True) as child:
                     runs[kind] = child.info.run_id
-                    mlflow.log_params({"kind": kind, **{f"p_{k}": v for k, v in
-                                                        cfg.params(kind).items()}})
-                    for target in cfg.targets:
+                    mlflow.log_params({"kind": kind, "baseline": is_baseline(kind),
+                                       **{f"p_{k}": v for k, v in cfg.params(kind).items()}})
+                    for target in [t for k, t in plan if k == kind]:
                         bar.update(task, description=f"{kind} / {target}")
                         ev = _evaluate(kind, target, fs, X, labels[target], folds, cfg,
-                                       lambda: bar.advance(task))
+                                       lambda: bar.advance(task), onset)
                         scores[target][kind] = score_of(ev.metrics, target)
                         res.rows.append({"model": str(kind), "target": str(target),
                                          **ev.metrics, "score": scores[target][kind]})
                         _log_plots(kind, target, ev)
+            res.report_dir = _write_metrics(workdir, res)
+            mlflow.log_artifact(str(res.report_dir / "metrics.json"))
             if cfg.register_models:
                 for target in cfg.targets:
                     _register_target(client, target, scores[target], cfg, fs, X,
@@ -231,8 +266,35 @@ def train(workdir: Path, config: TrainConfig | None = None, progress: bool = Tru
     return res
 
 
+def run_kinds(cfg: TrainConfig) -> list[ModelKind]:
+    """The kinds a run scores: the configured ones, then every baseline unless switched off."""
+    kinds = list(dict.fromkeys(ModelKind(k) for k in cfg.models))
+    if cfg.baselines:
+        kinds += [k for k in BASELINE_KINDS if k not in kinds]
+    return kinds
+
+
+def metrics_document(res: TrainResult) -> dict[str, dict[str, dict[str, float | None]]]:
+    """``{model: {target: {metric: value}}}`` of a run (non-finite values as None)."""
+    doc: dict[str, dict[str, dict[str, float | None]]] = {}
+    for r in res.rows:
+        vals = {m: (float(r[m]) if math.isfinite(float(r[m])) else None)
+                for m in metrics_for(r["target"]) if m in r}
+        doc.setdefault(r["model"], {})[r["target"]] = vals
+    return doc
+
+
+def _write_metrics(workdir: Path, res: TrainResult) -> Path:
+    """Write ``reports/train-<run>/metrics.json`` in the work directory; return the folder."""
+    out = Path(workdir) / "reports" / f"train-{res.run_id}"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(metrics_document(res), indent=1))
+    return out
+
+
 def _evaluate(kind: str, target: str, fs: FeatureSet, X: pd.DataFrame, y: pd.Series,
-              folds: list[Fold], cfg: TrainConfig, advance: Any) -> Evaluation:
+              folds: list[Fold], cfg: TrainConfig, advance: Any,
+              onset: pd.Series | None = None) -> Evaluation:
     """Score one kind on one target; fold and overall metrics go to the active run."""
 
     def on_fold(i: int, m: dict[str, float]) -> None:
@@ -243,7 +305,7 @@ def _evaluate(kind: str, target: str, fs: FeatureSet, X: pd.DataFrame, y: pd.Ser
     ev = evaluate(lambda: make_forecaster(kind, target, fs.freq, fs.horizon_periods,
                                           seed=cfg.seed, **cfg.params(kind)),
                   X, y, folds, target=target, freq=fs.freq, horizon_periods=fs.horizon_periods,
-                  alarm_threshold=cfg.alarm_threshold, on_fold=on_fold)
+                  alarm_threshold=cfg.alarm_threshold, on_fold=on_fold, onset=onset)
     mlflow.log_metrics({f"{target}.{k}": v for k, v in ev.metrics.items() if math.isfinite(v)})
     return ev
 

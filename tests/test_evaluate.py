@@ -76,7 +76,8 @@ def test_predictions_carry_their_cutoff_and_fold_metrics(fs: FeatureSet) -> None
         assert (rows["cutoff"] == f.cutoff).all()
         assert (rows["timestamp"] - rows["cutoff"] >= fs.horizon).all()  # purged
     assert list(ev.folds["fold"]) == [0, 1]
-    assert {"auc", "brier", "lead_time"} <= set(ev.folds.columns) & set(ev.metrics)
+    assert {"auc", "brier", "median_lead_periods", "false_alarms_per_pool_year"} <= set(
+        ev.folds.columns) & set(ev.metrics)
     assert ev.folds["test_rows"].sum() == len(P)
 
 
@@ -89,7 +90,7 @@ def test_quantile_metrics_use_the_in_sample_naive_scale(fs: FeatureSet) -> None:
                   X, y, folds, target="fee_yield", freq=fs.freq,
                   horizon_periods=fs.horizon_periods)
     assert (ev.predictions["mase_scale"] > 0).all()
-    assert 0 < ev.metrics["mase"] < 10 and 0 <= ev.metrics["coverage"] <= 1
+    assert 0 < ev.metrics["mase"] < 10 and 0 <= ev.metrics["coverage_80"] <= 1
 
 
 def test_unaligned_inputs_and_labels_are_refused(fs: FeatureSet) -> None:

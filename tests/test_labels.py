@@ -8,9 +8,23 @@ import numpy as np
 import pandas as pd
 
 from features.build import build_features
-from features.labels import LABEL_COLUMNS, forward_fee_yield, forward_il, forward_window_sum
+from features.labels import (
+    CAUSE_DIVERGENCE,
+    CAUSE_FLIGHT,
+    CAUSE_PEG,
+    FWD_STRESS_CAUSE,
+    FWD_STRESS_ONSET,
+    LABEL_COLUMNS,
+    forward_fee_yield,
+    forward_il,
+    forward_lp_stress,
+    forward_window_sum,
+)
 from features.schema import FEES_USD, POOL_ID, TIMESTAMP, Panel
 from features.sources.simulator import simulate_market
+from models.forecasts import model_matrix
+
+ALL_LABELS = [*LABEL_COLUMNS, FWD_STRESS_ONSET, FWD_STRESS_CAUSE]
 
 
 def test_forward_sum_and_fee_yield_hand_computed() -> None:
@@ -47,9 +61,102 @@ def test_labels_depend_only_on_the_forward_window() -> None:
         g.loc[late, c] *= 1.7
     later = build_features(Panel(frame=g, meta=panel.meta, freq=panel.freq)).labels
     upto = fs.labels[TIMESTAMP] <= t
-    np.testing.assert_allclose(later.loc[upto, LABEL_COLUMNS].to_numpy(float),
-                               fs.labels.loc[upto, LABEL_COLUMNS].to_numpy(float))
+    np.testing.assert_allclose(later.loc[upto, ALL_LABELS].to_numpy(float),
+                               fs.labels.loc[upto, ALL_LABELS].to_numpy(float))
     # the last h periods of every pool have no label
     last = fs.labels.groupby(POOL_ID).tail(fs.horizon_periods)
     assert last[LABEL_COLUMNS].isna().all().all()
     assert set(LABEL_COLUMNS).isdisjoint(fs.features.columns)
+
+
+def _calm(n: int, pools: int = 1, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """USD prices of two tokens and TVL with 0.4 % noise per period, (n x pools) each."""
+    rng = np.random.default_rng(seed)
+    p0 = 100 * np.exp(np.cumsum(rng.normal(0, 0.004, (n, pools)), axis=0))
+    p1 = np.ones((n, pools))
+    tvl = 1e6 * np.sqrt(p0 / p0[0])  # a 50/50 pool with no flows: TVL moves with the prices
+    return p0, p1, tvl
+
+
+def test_lp_stress_onset_and_cause_of_a_divergence() -> None:
+    p0, p1, tvl = _calm(120)
+    p0[80:] *= 1.25  # the relative price jumps 25 % at period 80
+    tvl[80:] *= np.sqrt(1.25)  # the price effect only: no LP leaves
+    lab = forward_lp_stress(p0, p1, tvl, np.array([False]), 5, history=200, min_history=20)
+    y, onset, cause = lab.stress[:, 0], lab.onset[:, 0], lab.cause[:, 0]
+    np.testing.assert_array_equal(y[75:80], 1.0)  # a deposit in the 5 periods before the jump
+    np.testing.assert_array_equal(onset[75:80], [5, 4, 3, 2, 1])  # ... sees it at period 80
+    assert (cause[75:80] == CAUSE_DIVERGENCE).all()
+    assert np.nansum(y[25:75]) == 0  # the noise never crosses the 5 % floor
+    assert np.isnan(y[:24]).all() and np.isfinite(y[24])  # 20 completed windows: t - h >= 19
+    assert np.isnan(y[-5:]).all()  # incomplete forward window
+
+
+def test_lp_stress_liquidity_flight_is_net_of_the_price_effect() -> None:
+    p0, p1, tvl = _calm(120)
+    p0[60:] *= 0.7  # a 30 % price drop: TVL falls with it, but no LP leaves
+    tvl[60:] *= np.sqrt(0.7)
+    tvl[90:] *= 0.6  # LPs withdraw 40 % at period 90
+    lab = forward_lp_stress(p0, p1, tvl, np.array([False]), 4, history=200, min_history=20,
+                            min_divergence=10.0)  # divergence disabled
+    y, cause = lab.stress[:, 0], lab.cause[:, 0]
+    assert np.nansum(y[50:86]) == 0  # the price drop alone is no flight
+    np.testing.assert_array_equal(y[86:90], 1.0)
+    assert (cause[86:90] == CAUSE_FLIGHT).all()
+
+
+def test_lp_stress_peg_break_only_on_stable_pairs() -> None:
+    n = 80
+    p0 = np.ones((n, 2))
+    p0[50:55] = 0.97  # token0 loses 3 % of its peg for 5 periods
+    p1 = np.ones((n, 2))
+    tvl = np.full((n, 2), 1e6)
+    lab = forward_lp_stress(p0, p1, tvl, np.array([True, False]), 3, history=200,
+                            min_history=10, min_divergence=10.0)
+    assert lab.stress[47:50, 0].tolist() == [1.0, 1.0, 1.0]
+    assert (lab.cause[47:50, 0] == CAUSE_PEG).all()
+    assert not (lab.cause[:, 1] & CAUSE_PEG).any()
+
+
+def test_lp_stress_threshold_is_scaled_to_the_pools_own_history() -> None:
+    """The same 12 % move is stress in a calm pool and ordinary in a wild one."""
+    rng = np.random.default_rng(3)
+    n = 200
+    steps = np.column_stack([rng.normal(0, 0.005, n), rng.normal(0, 0.08, n)])
+    p0 = 100 * np.exp(np.cumsum(steps, axis=0))
+    p0[150:] *= 1.12
+    p1 = np.ones((n, 2))
+    tvl = 1e6 * np.sqrt(p0 / p0[0])
+    lab = forward_lp_stress(p0, p1, tvl, np.array([False, False]), 3, history=400,
+                            min_history=30)
+    calm, wild = lab.divergence_threshold[147], lab.divergence_threshold[147]
+    assert calm[0] < np.log(1.12) < wild[1]
+    assert lab.stress[147, 0] == 1.0 and lab.onset[147, 0] == 3
+    assert (lab.cause[147, 1] & CAUSE_DIVERGENCE) == 0
+
+
+def test_stress_thresholds_use_only_windows_completed_by_t() -> None:
+    """Changing prices after t + h moves no label, threshold or onset at or before t."""
+    p0, p1, tvl = _calm(150, pools=2, seed=4)
+    h, t = 6, 100
+    a = forward_lp_stress(p0, p1, tvl, np.array([False, False]), h, history=300,
+                          min_history=20)
+    q0 = p0.copy()
+    q0[t + h + 1:] *= np.exp(np.random.default_rng(5).normal(0, 0.3, q0[t + h + 1:].shape))
+    b = forward_lp_stress(q0, p1, tvl, np.array([False, False]), h, history=300,
+                          min_history=20)
+    for name in ("stress", "onset", "cause", "divergence_threshold", "flight_threshold"):
+        np.testing.assert_array_equal(getattr(a, name)[: t + 1], getattr(b, name)[: t + 1])
+
+
+def test_model_inputs_look_only_backward() -> None:
+    """Features and model inputs at or before t are the same whether or not the panel goes on
+    past t: only the labels look forward."""
+    panel, _ = simulate_market(n_pools=4, days=20, seed=9)
+    t = panel.frame[TIMESTAMP].min() + pd.Timedelta("12D")
+    cut = Panel(frame=panel.frame[panel.frame[TIMESTAMP] <= t].reset_index(drop=True),
+                meta=panel.meta, freq=panel.freq)
+    full_fs, cut_fs = build_features(panel), build_features(cut)
+    full, part = model_matrix(full_fs), model_matrix(cut_fs)
+    full = full[full[TIMESTAMP] <= t].reset_index(drop=True)
+    pd.testing.assert_frame_equal(full, part, check_dtype=False)

@@ -1,4 +1,4 @@
-"""Held-out tails inside model fits are purged: no training label window reaches a tail row.
+"""Held-out rows inside model fits are purged: no training label window reaches a held-out row.
 
 The models see a feature ``period`` equal to each row's period index, so the rows a model
 actually trained on and the rows it calibrated / validated on can be read back from what reached
@@ -15,6 +15,8 @@ import pandas as pd
 import pytest
 import torch
 
+from models.cv import inner_splits
+from models.gbm import LightGBMQuantile
 from models.sequence import GRUForecaster, GRUStress, _Net
 from models.splits import purged_tail_split
 from models.stress import LightGBMStress
@@ -71,8 +73,12 @@ class _Recorder:
 
 
 @pytest.mark.parametrize("h", [6, 24])
-def test_stress_calibration_tail_is_purged(h: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    X, y = _frame()
+@pytest.mark.parametrize("which", ["stress", "quantile"])
+def test_inner_walk_forward_folds_are_purged(h: int, which: str,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every inner booster is scored only on periods after its label windows ended; the
+    final booster is refit on the whole window."""
+    X, y = _frame(n_periods=240)
     trained: list[np.ndarray] = []
     predicted: list[np.ndarray] = []
     real_train = lgb.train
@@ -82,12 +88,30 @@ def test_stress_calibration_tail_is_purged(h: int, monkeypatch: pytest.MonkeyPat
         return _Recorder(real_train(params, ds, *a, **k), predicted)
 
     monkeypatch.setattr(lgb, "train", train)
-    m = LightGBMStress(n_estimators=20, calib_frac=0.2, horizon_periods=h)
+    if which == "stress":
+        m: LightGBMStress | LightGBMQuantile = LightGBMStress(n_estimators=20, horizon_periods=h)
+    else:
+        m = LightGBMQuantile(n_estimators=20, horizon_periods=h)
+        y = X["signal"].abs() + 0.1
     m.fit(X, y)
-    assert m.calibrator_ is not None, "calibration must have run for the check to mean anything"
-    assert len(trained) == 2 and len(predicted) == 1  # calibration booster, then the full refit
-    _assert_purged(trained[0], predicted[0], h)
-    assert np.array_equal(np.sort(np.unique(trained[1])), np.arange(160))  # refit sees all
+    n_inner = len(m.grid) * len(inner_splits(X["timestamp"], 3, h))
+    assert n_inner >= len(m.grid), "inner folds must have run for the check to mean anything"
+    assert len(trained) == n_inner + 1 and len(predicted) == n_inner
+    for fit_periods, scored_periods in zip(trained[:-1], predicted, strict=True):
+        _assert_purged(fit_periods, scored_periods, h)
+    assert np.array_equal(np.sort(np.unique(trained[-1])), np.arange(240))  # refit sees all
+
+
+@pytest.mark.parametrize("h", [0, 3, 24])
+def test_inner_splits_purge_and_cover_the_tail(h: int) -> None:
+    ts = pd.Series(np.repeat(pd.date_range("2024-01-01", periods=200, freq="1h"), 2))
+    folds = inner_splits(ts, 3, h)
+    codes = pd.factorize(ts, sort=True)[0]
+    assert len(folds) == 3
+    for train, valid in folds:
+        _assert_purged(codes[train], codes[valid], h)
+    covered = np.unique(np.concatenate([codes[v] for _, v in folds]))
+    assert np.array_equal(covered, np.arange(100, 200))  # the last half, each period once
 
 
 @pytest.mark.parametrize("cls", [GRUForecaster, GRUStress])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from pathlib import Path
@@ -17,13 +18,17 @@ from features.sources.simulator import simulate_market
 from features.sources.store import write_panel
 from models.cv import walk_forward_splits
 from models.forecasts import make_forecaster, model_matrix
+from models.names import kinds_for, metrics_for
 from models.registry import champion_versions, load_champion
 from pipelines.cli import app
 from pipelines.config import tracking_uri
-from pipelines.train import Champion, TrainConfig, challenge, train
+from pipelines.train import Champion, TrainConfig, challenge, run_kinds, train
 
-FAST = {"lightgbm": {"n_estimators": 30}, "torch": {"epochs": 1, "max_samples": 2000,
-                                                     "hidden": 8}}
+FAST = {"lightgbm": {"n_estimators": 30, "inner_folds": 2, "grid": [{"num_leaves": 7}]},
+        "torch": {"epochs": 1, "max_samples": 2000, "hidden": 8}}
+# a deliberately weak LightGBM: one tiny tree on each pool's median, no baseline to lean on
+WEAK = {"n_estimators": 1, "anchor": None, "baselines": [], "inner_folds": 0,
+        "params": {"num_leaves": 2, "learning_rate": 0.001}}
 
 
 @pytest.fixture(scope="module")
@@ -44,13 +49,23 @@ def test_train_every_kind_registers_and_reloads_champion(workdir: Path) -> None:
     cfg = TrainConfig(models=["baseline", "lightgbm", "torch"], n_folds=2,
                       lightgbm=FAST["lightgbm"], torch=FAST["torch"])
     res = train(workdir, cfg, progress=False)
-    assert {(r["model"], r["target"]) for r in res.rows} == {
-        (k, t) for k in cfg.models for t in ("fee_yield", "volatility", "stress")}
+    kinds = run_kinds(cfg)  # the configured kinds and every baseline, on the same folds
+    assert {"seasonal_naive", "ewma", "har", "garch"} <= set(kinds)
+    expected = {(k, t) for k in kinds for t in ("fee_yield", "volatility", "stress")
+                if k in kinds_for(t)}
+    assert {(r["model"], r["target"]) for r in res.rows} == expected
     for r in res.rows:
         if r["target"] == "stress":
             assert 0 <= r["brier"] <= 1
         else:
-            assert np.isfinite(r["mase"]) and 0 <= r["coverage"] <= 1
+            assert np.isfinite(r["mase"]) and 0 <= r["coverage_80"] <= 1
+    # metrics.json: {model: {target: {metric: value}}}, the names scripts read
+    doc = json.loads((workdir / "reports" / f"train-{res.run_id}" / "metrics.json").read_text())
+    assert {(m, t) for m, ts in doc.items() for t in ts} == expected
+    assert {"mase", "coverage_80"} <= set(doc["lightgbm"]["volatility"])
+    assert {"auc", "brier", "median_lead_periods", "false_alarms_per_pool_year"} <= set(
+        doc["lightgbm"]["stress"])
+    assert set(doc["garch"]["volatility"]) == set(metrics_for("volatility"))
     uri = tracking_uri(workdir)
     assert (workdir / "mlflow.db").exists()
     versions = champion_versions(uri)
@@ -65,10 +80,11 @@ def test_train_every_kind_registers_and_reloads_champion(workdir: Path) -> None:
     local.fit(X, fs.labels["fwd_fee_yield"])
     tail = X.tail(100)
     np.testing.assert_allclose(champ.predict(tail)[["q10", "q50", "q90"]].to_numpy(float),
-                               local.predict(tail).to_numpy(float), rtol=1e-5)
+                               local.predict(tail)[["q10", "q50", "q90"]].to_numpy(float),
+                               rtol=1e-5)
     # parent run with nested runs per model kind
     runs = mlflow.search_runs(experiment_names=["lpa-train"])
-    assert (runs["tags.mlflow.parentRunId"] == res.run_id).sum() == 3
+    assert (runs["tags.mlflow.parentRunId"] == res.run_id).sum() == len(kinds)
 
 
 def test_fold_gaps_are_at_least_the_horizon(workdir: Path) -> None:
@@ -89,9 +105,8 @@ def test_worse_model_is_neither_registered_nor_promoted(workdir: Path) -> None:
     uri = tracking_uri(workdir)
     before, registered = champion_versions(uri), _versions(uri, "volatility")
     # a deliberately weak model: LightGBM with a single tiny tree
-    cfg = TrainConfig(models=["lightgbm"], n_folds=2, targets=["volatility"],
-                      lightgbm={"n_estimators": 1, "params": {"num_leaves": 2,
-                                                              "learning_rate": 0.001}})
+    cfg = TrainConfig(models=["lightgbm"], n_folds=2, targets=["volatility"], baselines=False,
+                      lightgbm=WEAK)
     res = train(workdir, cfg, progress=False)
     assert not res.champions and not res.rows[0].get("registry")
     assert champion_versions(uri)["volatility"] == before["volatility"]
@@ -102,7 +117,8 @@ def test_worse_model_is_neither_registered_nor_promoted(workdir: Path) -> None:
 def test_register_all_registers_every_kind_without_moving_the_alias(workdir: Path) -> None:
     uri = tracking_uri(workdir)
     before, registered = champion_versions(uri), _versions(uri, "stress")
-    cfg = TrainConfig(models=["baseline"], n_folds=2, targets=["stress"], register_all=True)
+    cfg = TrainConfig(models=["baseline"], n_folds=2, targets=["stress"], register_all=True,
+                      baselines=False)
     res = train(workdir, cfg, progress=False)
     assert len(_versions(uri, "stress")) == len(registered) + 1
     assert res.rows[0]["registry"].startswith("v")
@@ -114,7 +130,8 @@ def test_identical_retrain_registers_nothing_and_keeps_the_alias(
 ) -> None:
     panel, _ = simulate_market(n_pools=4, days=30, seed=3)
     write_features(build_features(panel), tmp_path)
-    cfg = TrainConfig(models=["baseline", "lightgbm"], n_folds=2, lightgbm=FAST["lightgbm"])
+    cfg = TrainConfig(models=["baseline", "lightgbm"], n_folds=2, lightgbm=FAST["lightgbm"],
+                      baselines=False)
     first = train(tmp_path, cfg, progress=False)
     uri = tracking_uri(tmp_path)
     champions = champion_versions(uri)
@@ -155,6 +172,23 @@ def test_challenge_on_new_data_rescores_the_champions_kind() -> None:
                      1e-3).kind == "baseline"
     unscored = challenge({"baseline": 0.01}, params, champ, "new", "x", 1e-3)
     assert unscored.kind is None and "not scored" in unscored.reason
+
+
+def test_champion_rule_picks_a_baseline_when_it_is_best(tmp_path: Path) -> None:
+    """Scored on the same folds, a weak LightGBM loses to the baselines, and the best baseline
+    becomes the champion and is what the registry serves."""
+    assert challenge({"lightgbm": 0.9, "garch": 0.7, "ewma": 0.8}, {}, None, "f", "x",
+                     1e-3).kind == "garch"
+    panel, _ = simulate_market(n_pools=4, days=30, seed=6)
+    write_features(build_features(panel), tmp_path)
+    cfg = TrainConfig(models=["lightgbm"], n_folds=2, targets=["volatility"], lightgbm=WEAK)
+    res = train(tmp_path, cfg, progress=False)
+    scores = {r["model"]: r["score"] for r in res.rows}
+    best = min(scores, key=lambda k: scores[k])
+    assert best != "lightgbm" and scores["lightgbm"] > scores[best]
+    assert res.champions["volatility"].split()[0] == best
+    champ = load_champion("volatility", tracking_uri(tmp_path))
+    assert champ is not None and champ.kind == best
 
 
 def test_unknown_model_fails_before_any_run(workdir: Path) -> None:
