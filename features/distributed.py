@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from features.build import (
+    PARQUET_OPTIONS,
     FeatureConfig,
     feature_manifest,
     forward_labels,
@@ -48,8 +49,8 @@ from features.stages import (
 __all__ = ["StoredFeatures", "build_features_distributed", "partition_pools",
            "read_panel_pools", "CELLS_PER_PART"]
 
-# pool-periods per partition: about 2 GB of working memory for one partition's features
-CELLS_PER_PART = 2_000_000
+# pool-periods per partition: about 1.5 GB of working memory for one partition's features
+CELLS_PER_PART = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -136,8 +137,8 @@ def _finish(plan: BuildPlan, frame: pd.DataFrame, pools: list[str], lo: int,
     labels = forward_labels(plan, w, feats, idx)
     features, labels_long = finish_stage(frame, grid, feats, labels)
     name = f"part-{part:05d}.parquet"
-    features.to_parquet(Path(out_dir) / "features.parquet" / name, index=False)
-    labels_long.to_parquet(Path(out_dir) / "labels.parquet" / name, index=False)
+    features.to_parquet(Path(out_dir) / "features.parquet" / name, **PARQUET_OPTIONS)
+    labels_long.to_parquet(Path(out_dir) / "labels.parquet" / name, **PARQUET_OPTIONS)
     return {"rows": len(features), "columns": list(features.columns),
             "as_of": features[TIMESTAMP].max() if len(features) else None}
 

@@ -213,7 +213,8 @@ def finish_stage(
 
     ``feats`` is emptied as its columns are converted, to hold one copy at a time.
     """
-    keys = {POOL_ID: frame[POOL_ID].to_numpy(), TIMESTAMP: frame[TIMESTAMP].to_numpy()}
+    # the columns' own arrays: to_numpy() would turn tz-aware stamps into Python objects
+    keys = {POOL_ID: frame[POOL_ID].array, TIMESTAMP: frame[TIMESTAMP].array}
     missing = (frame[MISSING].to_numpy(bool) if MISSING in frame.columns
                else np.zeros(len(frame), bool))
     fcols: dict[str, np.ndarray] = {}

@@ -23,13 +23,13 @@ import numpy as np
 import pandas as pd
 
 from features.schema import TIMESTAMP
-from models import gbm
 from models.base import FORECASTERS, BaseForecaster
 from models.forecasts import make_forecaster as _make_local
-from models.gbm import LightGBMQuantile, lgb_matrix, lgb_params
+from models.gbm import LightGBMQuantile, lgb_matrix, lgb_params, stride_mask
+from models.stress import LightGBMStress
 
 __all__ = ["use_dask", "active_client", "make_forecaster", "DaskLightGBMQuantile",
-           "train_booster"]
+           "DaskLightGBMStress", "train_booster"]
 
 _CLIENT: ContextVar[Any] = ContextVar("lpa_dask_client", default=None)
 
@@ -93,15 +93,31 @@ class DaskLightGBMQuantile(LightGBMQuantile):
         self._client = client
 
     def _booster(self, X: pd.DataFrame, z: np.ndarray, point: dict[str, Any]) -> lgb.Booster:
-        keep = gbm.stride_mask(X[TIMESTAMP], self.row_stride) & np.isfinite(z)
+        keep = stride_mask(X[TIMESTAMP], self.row_stride) & np.isfinite(z)
         params = lgb_params(self.seed, **{"objective": "l2", **self.params, **point})
         return train_booster(self._client, lgb_matrix(X.loc[keep], self.columns_,
                                                       self.categories_),
                              z[keep], params, self.n_estimators, list(self.categories_))
 
 
-# the subclass trains differently but saves as the plain kind, which loads the plain class
+class DaskLightGBMStress(LightGBMStress):
+    """:class:`LightGBMStress` whose classifier boosters train on a Dask cluster."""
+
+    def __init__(self, client: Any, **kw: Any) -> None:
+        super().__init__(**kw)
+        self._client = client
+
+    def _train(self, X: pd.DataFrame, y: np.ndarray, point: dict[str, Any]) -> lgb.Booster:
+        keep = stride_mask(X[TIMESTAMP], self.row_stride) & np.isfinite(y)
+        params = lgb_params(self.seed, objective="binary", **{**self.params, **point})
+        return train_booster(self._client, lgb_matrix(X.loc[keep], self.columns_,
+                                                      self.categories_),
+                             y[keep], params, self.n_estimators, list(self.categories_))
+
+
+# the subclasses train differently but save as the plain kinds, which load the plain classes
 FORECASTERS[LightGBMQuantile.kind] = LightGBMQuantile
+FORECASTERS[LightGBMStress.kind] = LightGBMStress
 
 
 def make_forecaster(kind: str, target: str, freq: str, horizon_periods: int = 24,
@@ -109,6 +125,7 @@ def make_forecaster(kind: str, target: str, freq: str, horizon_periods: int = 24
     """``models.forecasts.make_forecaster``, with LightGBM trained on the active Dask client."""
     model = _make_local(kind, target, freq, horizon_periods, **params)
     client = active_client()
-    if client is None or type(model) is not LightGBMQuantile:
+    if client is None or type(model) not in (LightGBMQuantile, LightGBMStress):
         return model
-    return DaskLightGBMQuantile(client, **model.get_params())
+    cls = DaskLightGBMQuantile if isinstance(model, LightGBMQuantile) else DaskLightGBMStress
+    return cls(client, **model.get_params())
