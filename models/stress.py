@@ -40,13 +40,21 @@ def _logit(p: np.ndarray) -> np.ndarray:
 
 
 def platt(raw: np.ndarray, y: np.ndarray) -> tuple[float, float] | None:
-    """(a, b) of P = sigmoid(a logit(raw) + b) fitted to outcomes y; None without both classes."""
+    """(a, b) of P = sigmoid(a logit(raw) + b) fitted to outcomes y; None without both classes.
+
+    Regularised, and never decreasing: when the scores rank outcomes the wrong way out of
+    sample (a < 0), the model has no skill there and the calibrated forecast is the
+    out-of-sample base rate (a = 0).
+    """
     ok = np.isfinite(raw) & np.isfinite(y)
     yv = y[ok]
     if min(yv.sum(), len(yv) - yv.sum()) < MIN_CLASS_ROWS:
         return None
-    lr = LogisticRegression(C=1e4).fit(_logit(raw[ok])[:, None], yv.astype(int))
-    return float(lr.coef_[0, 0]), float(lr.intercept_[0])
+    lr = LogisticRegression(C=1.0).fit(_logit(raw[ok])[:, None], yv.astype(int))
+    a, b = float(lr.coef_[0, 0]), float(lr.intercept_[0])
+    if a <= 0:
+        return 0.0, float(_logit(np.array([yv.mean()]))[0])
+    return a, b
 
 
 def _log_loss(y: np.ndarray, p: np.ndarray) -> float:
