@@ -69,6 +69,8 @@ def solve_fast(x: ProblemInputs, incidence: np.ndarray, tol: float = 1e-9,
     """
     t0 = time.perf_counter()
     n = len(x.prev)
+    if n == 0:
+        return SolveResult(np.zeros(0), "optimal", 0.0)
     vals = {"fee_lin": x.fee_lin, "fee_conc": x.fee_conc, "k": x.k, "lin": x.lin,
             "cost_lin": x.cost_lin, "cost_quad": x.cost_quad, "prev": x.prev, "lo": x.lo,
             "hi": x.hi, "token_cap": x.token_cap}
