@@ -28,6 +28,9 @@ from typing import Any
 sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 GIB = 2**30
+# single-process peak memory per million pool-hours, measured at 200 pools x 730 days (5.9 GiB
+# for 3.5 M); the estimate is refined by each single-process run of the session
+GIB_PER_MILLION_POOL_HOURS = 1.7
 
 
 def _peak_rss() -> int:
@@ -75,18 +78,57 @@ def _child(mode: str, workdir: Path, workers: int) -> dict[str, Any]:
     return json.loads(run.stdout.strip().splitlines()[-1])
 
 
-def _simulate(pools: int, days: int, workdir: Path) -> tuple[float, int]:
-    """Simulate and store a panel in a fresh interpreter; seconds and rows."""
-    code = ("import sys, json, time; t=time.perf_counter();"
-            "from features.sources.simulator import simulate_market;"
-            "from features.sources.store import write_panel;"
-            f"p, _ = simulate_market(n_pools={pools}, days={days}, seed=0);"
-            f"write_panel(p, sys.argv[1]);"
-            "print(json.dumps([time.perf_counter() - t, len(p.frame)]))")
-    run = subprocess.run([sys.executable, "-c", code, str(workdir)], capture_output=True,
-                         text=True, check=True)
-    secs, rows = json.loads(run.stdout.strip().splitlines()[-1])
-    return float(secs), int(rows)
+def _market(pools: int, days: int) -> Any:
+    """A simulated hourly panel of exactly ``pools`` pools.
+
+    The simulator's universe holds a few hundred distinct pools; larger counts stack markets
+    of other seeds, their pool ids and chains suffixed ``#k`` (same tokens, so neighbour
+    signals cross the copies).
+    """
+    import pandas as pd
+
+    from features.schema import CHAIN, POOL_ID, TIMESTAMP, Panel
+    from features.sources.simulator import simulate_market
+
+    frames: list[pd.DataFrame] = []
+    metas: list[pd.DataFrame] = []
+    k, have = 0, 0
+    while have < pools:
+        panel, _ = simulate_market(n_pools=pools - have, days=days, seed=k)
+        have += len(panel.meta)
+        f, m = panel.frame, panel.meta.copy()
+        if k:
+            f = f.assign(**{POOL_ID: f[POOL_ID] + f"#{k}"})
+            m[POOL_ID] = m[POOL_ID] + f"#{k}"
+            m[CHAIN] = m[CHAIN] + f"#{k}"
+        frames.append(f)
+        metas.append(m)
+        k += 1
+    meta = pd.concat(metas, ignore_index=True).iloc[:pools]
+    frame = pd.concat(frames, ignore_index=True)
+    frame = frame[frame[POOL_ID].isin(set(meta[POOL_ID]))]
+    frame = frame.sort_values([POOL_ID, TIMESTAMP], kind="stable").reset_index(drop=True)
+    return Panel(frame=frame, meta=meta.reset_index(drop=True), freq="1h",
+                 source=f"{k} simulated market(s)")
+
+
+def _simulate_here(pools: int, days: int, workdir: Path) -> list[float]:
+    """Simulate and store a panel; seconds, rows and markets stacked."""
+    from features.sources.store import write_panel
+
+    t0 = time.perf_counter()
+    panel = _market(pools, days)
+    write_panel(panel, workdir)
+    return [time.perf_counter() - t0, float(len(panel.frame)), float(panel.source.split()[0])]
+
+
+def _simulate(pools: int, days: int, workdir: Path) -> tuple[float, int, int]:
+    """Simulate and store a panel in a fresh interpreter; seconds, rows and markets."""
+    run = subprocess.run([sys.executable, __file__, "--simulate", str(pools), "--days",
+                          str(days), "--workdir", str(workdir)],
+                         capture_output=True, text=True, check=True)
+    secs, rows, markets = json.loads(run.stdout.strip().splitlines()[-1])
+    return float(secs), int(rows), int(markets)
 
 
 def main() -> None:
@@ -97,10 +139,14 @@ def main() -> None:
     ap.add_argument("--days", type=int, default=730)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--measure", choices=["single", "cluster"], help=argparse.SUPPRESS)
+    ap.add_argument("--simulate", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.measure:
         print(json.dumps(_measure(args.measure, args.workdir, args.workers)))
+        return
+    if args.simulate:
+        print(json.dumps(_simulate_here(args.simulate, args.days, args.workdir)))
         return
     import psutil
 
@@ -111,18 +157,18 @@ def main() -> None:
     header = (f"{'pools':>6} {'pool-hours':>11} {'mode':>8} {'seconds':>8} {'us/pool-h':>9} "
               f"{'peak GiB':>18}  note")
     print(header)
-    single_gib_per_pool: float | None = None
+    gib_per_row = GIB_PER_MILLION_POOL_HOURS / 1e6
     for n in counts:
         root = Path(tempfile.mkdtemp(prefix=f"lpa-scale-{n}-"))
         try:
-            sim_s, rows = _simulate(n, args.days, root)
-            note = f"(simulated and stored in {sim_s:.0f} s)"
+            sim_s, rows, markets = _simulate(n, args.days, root)
+            note = (f"(simulated and stored in {sim_s:.0f} s"
+                    + (f", {markets} markets stacked)" if markets > 1 else ")"))
             for mode in ("single", "cluster"):
                 avail = psutil.virtual_memory().available / GIB
-                if mode == "single" and single_gib_per_pool is not None and \
-                        single_gib_per_pool * n > 0.8 * avail:
+                if mode == "single" and gib_per_row * rows > 0.8 * avail:
                     print(f"{n:>6} {rows:>11,} {mode:>8} {'skipped':>8} {'':>9} "
-                          f"{single_gib_per_pool * n:>14.1f} est  would exceed 80% of the "
+                          f"{gib_per_row * rows:>14.1f} est  would exceed 80% of the "
                           f"{avail:.1f} GiB available")
                     continue
                 r = _child(mode, root, args.workers)
@@ -138,7 +184,7 @@ def main() -> None:
                 print(f"{n:>6} {rows:>11,} {mode:>8} {r['seconds']:>8.1f} {us:>9.2f} "
                       f"{peak:>18}  {extra}", flush=True)
                 if mode == "single":
-                    single_gib_per_pool = r["client_peak_gib"] / n
+                    gib_per_row = r["client_peak_gib"] / rows
         finally:
             shutil.rmtree(root, ignore_errors=True)
 
