@@ -2,9 +2,11 @@
 
 Inside each fit, inner walk-forward folds of the training window (``models.cv.inner_splits``,
 purged by the label horizon: no training label window (t, t + h] reaches a validation row)
-give out-of-sample scores. They choose the hyper-parameters among a small grid (least log
-loss) and fit a Platt calibration, P = sigmoid(a x logit(raw) + b), on those scores. The
-booster is then refit on the whole window with the chosen parameters.
+give out-of-sample scores. They choose among a small grid of boosters and a strongly
+regularised logistic regression on the standardised numeric features (few events: the linear
+model often generalises better) by least log loss, and fit a Platt calibration,
+P = sigmoid(a x logit(raw) + b), on the chosen candidate's scores. It is then refit on the
+whole window.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ STRESS_GRID: tuple[dict[str, Any], ...] = (
     {"num_leaves": 4, "min_child_samples": 200, "learning_rate": 0.05, "lambda_l2": 10.0},
 )
 MIN_CLASS_ROWS = 5  # fewer stressed (or calm) out-of-sample rows: no calibration
+LOGISTIC_C = 0.01  # inverse L2 strength of the linear candidate (standardised inputs)
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
@@ -100,26 +103,61 @@ class LightGBMStress(BaseForecaster):
     def _raw(self, booster: lgb.Booster, X: pd.DataFrame) -> np.ndarray:
         return np.asarray(booster.predict(lgb_matrix(X, self.columns_, self.categories_)))
 
+    def _linear_inputs(self, X: pd.DataFrame, lin: dict[str, Any]) -> np.ndarray:
+        A = lgb_matrix(X, lin["columns"], {}).to_numpy(float)
+        Z = (A - np.asarray(lin["median"])) / np.asarray(lin["scale"])
+        return np.nan_to_num(np.clip(Z, -5, 5))
+
+    def _linear(self, X: pd.DataFrame, y: np.ndarray) -> dict[str, Any]:
+        """Fit the regularised logistic candidate; its state is plain lists (JSON)."""
+        cols = [c for c in self.columns_ if c not in self.categories_]
+        A = lgb_matrix(X, cols, {}).to_numpy(float)
+        with np.errstate(all="ignore"):
+            med = np.nan_to_num(np.nanmedian(A, axis=0))
+            scale = np.nan_to_num(np.nanstd(A, axis=0), nan=1.0)
+        scale[scale < 1e-12] = 1.0
+        lin: dict[str, Any] = {"columns": cols, "median": med.tolist(), "scale": scale.tolist()}
+        ok = np.isfinite(y)
+        m = LogisticRegression(C=LOGISTIC_C, max_iter=1000).fit(
+            self._linear_inputs(X.loc[ok], lin), y[ok].astype(int))
+        lin.update(coef=m.coef_[0].tolist(), intercept=float(m.intercept_[0]))
+        return lin
+
+    def _linear_raw(self, lin: dict[str, Any], X: pd.DataFrame) -> np.ndarray:
+        z = self._linear_inputs(X, lin) @ np.asarray(lin["coef"]) + lin["intercept"]
+        return 1 / (1 + np.exp(-z))
+
+    def _candidate_raw(self, model: Any, X: pd.DataFrame) -> np.ndarray:
+        return self._linear_raw(model, X) if isinstance(model, dict) else self._raw(model, X)
+
+    def _fit_candidate(self, g: int, X: pd.DataFrame, y: np.ndarray) -> Any:
+        if g == len(self.grid):
+            return self._linear(X, y)
+        return self._train(X, y, self.grid[g])
+
     def _fit(self, X: pd.DataFrame, y: pd.Series, X_all: pd.DataFrame) -> None:
         self.columns_, self.categories_ = feature_columns(X)
         yv = y.to_numpy(float)
         folds = inner_splits(X[TIMESTAMP], self.inner_folds, self.horizon_periods) \
             if self.inner_folds > 0 else []
-        raw = np.full((len(self.grid), len(X)), np.nan)
+        n = len(self.grid) + 1  # the boosters of the grid, then the logistic regression
+        raw = np.full((n, len(X)), np.nan)
         for tr, va in folds:
             if len(np.unique(yv[tr])) < 2:
                 continue
-            for g, point in enumerate(self.grid):
-                raw[g, va] = self._raw(self._train(X.loc[tr], yv[tr], point), X.loc[va])
+            for g in range(n):
+                raw[g, va] = self._candidate_raw(self._fit_candidate(g, X.loc[tr], yv[tr]),
+                                                 X.loc[va])
         oos = np.isfinite(raw).all(axis=0)
         self.oos_rows_ = int(oos.sum())
-        losses = [_log_loss(yv[oos], raw[g, oos]) if oos.any() else math.inf
-                  for g in range(len(self.grid))]
+        losses = [_log_loss(yv[oos], raw[g, oos]) if oos.any() else math.inf for g in range(n)]
         self.grid_choice_ = int(np.argmin(losses)) if oos.any() else 0
         ab = platt(raw[self.grid_choice_, oos], yv[oos]) if oos.any() else None
         self.calibrator_: dict[str, float] | None = None if ab is None else {"a": ab[0],
                                                                               "b": ab[1]}
-        self.booster_ = self._train(X, yv, self.grid[self.grid_choice_])
+        final = self._fit_candidate(self.grid_choice_, X, yv)
+        self.linear_: dict[str, Any] | None = final if isinstance(final, dict) else None
+        self.booster_ = None if self.linear_ else final
 
     def _calibrate(self, raw: np.ndarray) -> np.ndarray:
         if not self.calibrator_:
@@ -128,24 +166,33 @@ class LightGBMStress(BaseForecaster):
         return 1 / (1 + np.exp(-z))
 
     def _predict(self, X: pd.DataFrame) -> pd.DataFrame:
-        return pd.DataFrame({PROB_COLUMN: self._calibrate(self._raw(self.booster_, X))})
+        model = self.linear_ if self.linear_ else self.booster_
+        return pd.DataFrame({PROB_COLUMN: self._calibrate(self._candidate_raw(model, X))})
 
     def feature_importance(self) -> pd.Series:
-        """Gain importance by feature."""
+        """Gain importance by feature (|coefficient| of standardised inputs when linear)."""
+        if self.linear_:
+            return pd.Series(np.abs(self.linear_["coef"]),
+                             index=self.linear_["columns"]).sort_values(ascending=False)
         b = self.booster_
+        assert b is not None
         return pd.Series(b.feature_importance("gain"), index=b.feature_name()).sort_values(
             ascending=False)
 
     def _state(self) -> dict[str, Any]:
         return {"columns": self.columns_, "categories": self.categories_,
                 "calibrator": json.loads(json.dumps(self.calibrator_)),
-                "grid_choice": self.grid_choice_, "oos_rows": self.oos_rows_}
+                "grid_choice": self.grid_choice_, "oos_rows": self.oos_rows_,
+                "linear": self.linear_}
 
     def _save_native(self, path: Path) -> None:
-        self.booster_.save_model(str(path / "lightgbm_stress.txt"))
+        if self.booster_ is not None:
+            self.booster_.save_model(str(path / "lightgbm_stress.txt"))
 
     def _load_state(self, state: dict[str, Any], path: Path) -> None:
         self.columns_, self.categories_ = state["columns"], state["categories"]
         self.calibrator_ = state["calibrator"]
         self.grid_choice_, self.oos_rows_ = state["grid_choice"], state["oos_rows"]
-        self.booster_ = lgb.Booster(model_file=str(path / "lightgbm_stress.txt"))
+        self.linear_ = state.get("linear")
+        self.booster_ = None if self.linear_ else lgb.Booster(
+            model_file=str(path / "lightgbm_stress.txt"))
