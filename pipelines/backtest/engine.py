@@ -157,8 +157,9 @@ def run_backtest(
                 baseline_fc = base_provider.predict_pools(fs, t)
             timings["fit_s"] += s1 - s0
             timings["predict_s"] += time.perf_counter() - s1
-            ps = forecasts["p_stress"].reindex(market.pools).to_numpy(float)
-            p_stress[i + 1: i + 1 + every] = ps
+            if forecasts is not None:
+                ps = forecasts["p_stress"].reindex(market.pools).to_numpy(float)
+                p_stress[i + 1: i + 1 + every] = ps
         end = int(bars[k + 1]) + 1 if k + 1 < len(bars) else market.n_bars
         perfect = realised_inputs(market, i, end)
         s0 = time.perf_counter()

@@ -247,7 +247,7 @@ class ForecastProvider(Protocol):
         """Fit on rows whose label horizon ended at or before `upto` (purged)."""
         ...
 
-    def predict_pools(self, fs: Any, t: pd.Timestamp) -> pd.DataFrame:
+    def predict_pools(self, fs: Any, t: pd.Timestamp) -> pd.DataFrame | None:
         """Allocator inputs per pool at t (fee_yield, volatility, p_stress, tvl_usd, ...)."""
         ...
 
@@ -345,18 +345,25 @@ class BundleProvider:
 
     def fit(self, fs: Any, upto: pd.Timestamp) -> BundleProvider:
         """Refit every target on purged rows before `upto`."""
+        from models.base import ForecastError
         from models.forecasts import ForecastBundle
 
         x = self._matrix(fs)
         keep = purged_rows(fs, upto)
-        self.bundle_ = ForecastBundle(kind=self.kind, freq=fs.freq,
-                                      horizon_periods=fs.horizon_periods, seed=self.seed,
-                                      **self.params)
-        self.bundle_.fit(x.loc[keep], fs.labels.loc[keep], upto=upto)
+        bundle = ForecastBundle(kind=self.kind, freq=fs.freq,
+                                horizon_periods=fs.horizon_periods, seed=self.seed,
+                                **self.params)
+        try:
+            bundle.fit(x.loc[keep], fs.labels.loc[keep], upto=upto)
+        except ForecastError:  # too little labelled history yet: keep the last fitted models
+            return self
+        self.bundle_ = bundle
         return self
 
-    def predict_pools(self, fs: Any, t: pd.Timestamp) -> pd.DataFrame:
-        """Bundle forecasts for the feature rows at t."""
+    def predict_pools(self, fs: Any, t: pd.Timestamp) -> pd.DataFrame | None:
+        """Bundle forecasts for the feature rows at t (None until a fit has succeeded)."""
+        if self.bundle_ is None:
+            return None
         x = self._matrix(fs)
         ts = pd.to_datetime(fs.features["timestamp"])
         # sequence models read each pool's recent rows; the others use the row at t only
