@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -112,7 +113,8 @@ class LightGBMStress(BaseForecaster):
         """Fit the regularised logistic candidate; its state is plain lists (JSON)."""
         cols = [c for c in self.columns_ if c not in self.categories_]
         A = lgb_matrix(X, cols, {}).to_numpy(float)
-        with np.errstate(all="ignore"):
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns are expected
             med = np.nan_to_num(np.nanmedian(A, axis=0))
             scale = np.nan_to_num(np.nanstd(A, axis=0), nan=1.0)
         scale[scale < 1e-12] = 1.0
