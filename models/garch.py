@@ -43,7 +43,8 @@ def garch_params(returns: np.ndarray) -> dict[str, float] | None:
         warnings.simplefilter("ignore")
         try:
             res = arch_model(r * scale, mean="Constant", vol="GARCH", p=1, q=1,
-                             rescale=False).fit(disp="off", options={"maxiter": 300})
+                             rescale=False).fit(disp="off", show_warning=False,
+                                                options={"maxiter": 300})
         except (ValueError, np.linalg.LinAlgError):
             return None
     p = res.params
