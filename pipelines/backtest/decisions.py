@@ -19,9 +19,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from models.allocation import DEFAULT_CAPITAL_USD, AllocatorConfig, allocate
+from models.allocation import DEFAULT_CAPITAL_USD, AllocatorConfig
 from pipelines.backtest.book import StrategyBook
 from pipelines.backtest.market import MarketData
+from pipelines.backtest.strategies import AllocatorStrategy, DecisionContext
 
 __all__ = ["DecisionFitter", "decision_space"]
 
@@ -72,17 +73,17 @@ class DecisionFitter:
         """LP alpha (fraction of capital) of the allocator replayed on past decisions."""
         cfg = dataclasses.replace(self.base, **params)  # type: ignore[arg-type]
         book = StrategyBook(market, DEFAULT_CAPITAL_USD, cfg.gas_usd, cfg.min_trade_usd)
-        meta = market.meta
+        strategy = AllocatorStrategy(cfg)  # the same decision path as the live strategy
         for bar, fc in past:
             book.advance_to(bar + 1)
-            avail = pd.Index(market.pools)[market.available[bar]]
-            f = fc.loc[fc.index.intersection(avail)]
-            if f.empty:
+            if fc.index.intersection(pd.Index(market.pools)[market.available[bar]]).empty:
                 continue
-            cur = pd.Series(book.weights_now(), index=market.pools).loc[f.index]
-            a = allocate(f, cur, meta.loc[f.index].reset_index(),
-                         dataclasses.replace(cfg, capital_usd=max(book.equity_now, 1.0)))
-            book.execute(bar + 1, a.weights.reindex(market.pools).fillna(0.0).to_numpy())
+            ctx = DecisionContext(
+                t=market.times[bar], pools=market.pools, available=market.available[bar],
+                tvl_usd=np.nan_to_num(market.tvl[bar]), trailing_apr=np.zeros(len(market.pools)),
+                current=book.weights_now(), meta=market.meta, first=False, forecasts=fc,
+                equity=book.equity_now)
+            book.execute(bar + 1, strategy.decide(ctx))
         book.advance_to(now + 1)
         alpha = sum(book.parts[p][: now + 1].sum() for p in ALPHA)
         return float(alpha / DEFAULT_CAPITAL_USD)
