@@ -90,7 +90,8 @@ def test_every_route_declares_a_typed_response(workdir: Path) -> None:
     with _app(workdir) as c:
         paths = c.get("/openapi.json").json()["paths"]
     assert set(paths) == {"/healthz", "/readyz", "/metrics", "/v1/pools",
-                          "/v1/pools/{pool_id}/forecast", "/v1/recommendations"}
+                          "/v1/pools/{pool_id}/forecast", "/v1/recommendations",
+                          "/v1/routes"}
     for path, ops in paths.items():
         for method, op in ops.items():
             content = op["responses"]["200"]["content"]

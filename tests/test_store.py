@@ -91,7 +91,7 @@ def _backtest_result(run_id: str) -> SimpleNamespace:
         metrics={"allocator": dict.fromkeys(METRICS, 0.0)},
         periods=pd.DataFrame({"timestamp": ts, "strategy": "allocator", "equity": 1.0}),
         weights=pd.DataFrame({"timestamp": ts, "strategy": "allocator"}),
-        preemption=pd.DataFrame())
+        preemption=pd.DataFrame(), tables={}, warnings=[])
 
 
 @pytest.mark.parametrize("run_id", ["../data", "../../outside"])
