@@ -24,9 +24,9 @@ from pipelines.backtest.engine import (  # noqa: E402
     allocator_config,
     run_backtest,
 )
+from pipelines.backtest.providers import BaselineProvider  # noqa: E402
 from pipelines.backtest.strategies import (
     AllocatorStrategy,
-    BaselineProvider,
     HindsightOracle,
     EqualWeight,
     Hold,

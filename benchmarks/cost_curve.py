@@ -48,9 +48,9 @@ def _backtest(pools: int, days: int) -> tuple[int, float]:
         allocator_config,
         run_backtest,
     )
+    from pipelines.backtest.providers import BaselineProvider
     from pipelines.backtest.strategies import (
         AllocatorStrategy,
-        BaselineProvider,
         EqualWeight,
         Hold,
         Strategy,

@@ -12,7 +12,7 @@ from features.sources.simulator import simulate_market
 from models.allocation import AllocatorConfig
 from pipelines.backtest.decisions import DecisionFitter
 from pipelines.backtest.market import MarketData
-from pipelines.backtest.strategies import BaselineProvider
+from pipelines.backtest.providers import BaselineProvider
 
 
 def _garble(m: MarketData, after: int, seed: int = 1) -> MarketData:

@@ -17,7 +17,8 @@ from pipelines.backtest.engine import run_backtest
 from pipelines.backtest.hindsight import realised_inputs
 from pipelines.backtest.market import MarketData
 from pipelines.backtest.metrics import OracleBeatenError, check_oracle
-from pipelines.backtest.strategies import AllocatorStrategy, BaselineProvider, DecisionContext
+from pipelines.backtest.providers import BaselineProvider
+from pipelines.backtest.strategies import AllocatorStrategy, DecisionContext
 
 
 @pytest.fixture(scope="module")

@@ -33,12 +33,10 @@ from pipelines.backtest.metrics import (
     stress_bars_from_truth,
     window_returns,
 )
+from pipelines.backtest.providers import BaselineProvider, BundleProvider, ForecastProvider
 from pipelines.backtest.strategies import (
     AllocatorStrategy,
-    BaselineProvider,
-    BundleProvider,
     DecisionContext,
-    ForecastProvider,
     Strategy,
     default_strategies,
 )

@@ -1,0 +1,152 @@
+"""Forecast providers that feed the backtest's allocator: the causal baseline and fitted bundles.
+
+Each provider is fitted on rows whose label horizon ended by the cutoff (purged) and predicts
+allocator inputs per pool at a decision time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+
+from features.schema import freq_step
+
+__all__ = ["ForecastProvider", "BaselineProvider", "BundleProvider", "purged_rows"]
+
+
+class ForecastProvider(Protocol):
+    """Anything that fits on labelled rows before a cutoff and predicts allocator inputs at t."""
+
+    def fit(self, fs: Any, upto: pd.Timestamp) -> ForecastProvider:
+        """Fit on rows whose label horizon ended at or before `upto` (purged)."""
+        ...
+
+    def predict_pools(self, fs: Any, t: pd.Timestamp) -> pd.DataFrame | None:
+        """Allocator inputs per pool at t (fee_yield, volatility, p_stress, tvl_usd, ...)."""
+        ...
+
+
+def purged_rows(fs: Any, upto: pd.Timestamp) -> np.ndarray:
+    """Rows whose label horizon (t, t + h] ended at or before `upto` (bool mask over fs rows)."""
+    ts = pd.to_datetime(fs.labels["timestamp"])
+    return ((ts + fs.horizon) <= upto).to_numpy()
+
+
+@dataclass
+class BaselineProvider:
+    """Causal baseline: trailing fee yield and volatility EWMAs, stress base rate from past labels.
+
+    Parameters
+    ----------
+    market : the engine's wide panel arrays (`MarketData`).
+    horizon_bars : label horizon in panel periods; fee yield is scaled to it.
+    halflife_bars : EWMA half-life in periods (default: one horizon).
+    prior_weight : pseudo-count shrinking each pool's stress rate towards the pooled rate.
+    """
+
+    market: Any
+    horizon_bars: int
+    halflife_bars: float | None = None
+    prior_weight: float = 20.0
+    rate_: pd.Series | None = None
+    _lab: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    def __post_init__(self) -> None:
+        """Precompute the causal trailing statistics (each row uses rows at or before it)."""
+        m = self.market
+        hl = self.halflife_bars or max(2.0, float(self.horizon_bars))
+        tvl_prev = pd.DataFrame(m.tvl).shift(1)
+        rate = pd.DataFrame(np.where(m.missing, np.nan, m.fees)) / tvl_prev.where(tvl_prev > 0)
+        self._fee = rate.ewm(halflife=hl, ignore_na=True).mean().to_numpy()
+        r2 = pd.DataFrame(np.where(m.missing, np.nan, m.logret ** 2))
+        self._var = r2.ewm(halflife=hl, ignore_na=True).mean().to_numpy()
+        self._var_long = r2.expanding(min_periods=2).mean().to_numpy()
+
+    def fit(self, fs: Any, upto: pd.Timestamp) -> BaselineProvider:
+        """Stress base rate per pool from labels whose horizon ended by `upto`."""
+        if self._lab is None:  # label ends and pool codes, computed once per run
+            lab = fs.labels
+            ends = (pd.DatetimeIndex(lab["timestamp"]) + fs.horizon).asi8
+            codes = pd.Index(self.market.pools).get_indexer(pd.Index(lab["pool_id"]))
+            y = lab["fwd_stress"].to_numpy(float)
+            ok = np.isfinite(y) & (codes >= 0)
+            self._lab = (ends[ok], codes[ok], y[ok])
+        ends, codes, y = self._lab
+        keep = ends <= pd.Timestamp(upto).value
+        n_p = len(self.market.pools)
+        cnt = np.bincount(codes[keep], minlength=n_p).astype(float)
+        pos = np.bincount(codes[keep], weights=y[keep], minlength=n_p)
+        pooled = float(pos.sum() / cnt.sum()) if cnt.sum() else 0.0
+        rate = (pos + self.prior_weight * pooled) / (cnt + self.prior_weight)
+        self.rate_ = pd.Series(rate, index=self.market.pools)
+        return self
+
+    def predict_pools(self, fs: Any, t: pd.Timestamp) -> pd.DataFrame:
+        """Fee yield per horizon, annualised volatility and P(stress) per pool at t."""
+        if self.rate_ is None:
+            raise RuntimeError("BaselineProvider.predict_pools called before fit")
+        m = self.market
+        i = m.index_of(t)
+        fee = np.nan_to_num(self._fee[i], nan=0.0) * self.horizon_bars
+        var = self._var[i]
+        vol = np.sqrt(np.nan_to_num(var, nan=0.0) * m.periods_per_year)
+        ratio = np.clip(np.nan_to_num(var / self._var_long[i], nan=1.0), 0.25, 4.0)
+        p = np.clip(self.rate_.to_numpy(float) * ratio, 0.0, 1.0)
+        return pd.DataFrame({
+            "fee_yield": np.maximum(fee, 0.0), "fee_yield_q10": 0.5 * fee,
+            "fee_yield_q90": 1.5 * fee, "volatility": vol, "volatility_q90": 1.5 * vol,
+            "p_stress": p, "tvl_usd": np.nan_to_num(m.tvl[i], nan=0.0),
+        }, index=pd.Index(m.pools, name="pool_id"))
+
+
+@dataclass
+class BundleProvider:
+    """Adapter from models.forecasts.ForecastBundle (baseline, lightgbm or torch models)."""
+
+    kind: str
+    seed: int = 0
+    params: dict[str, Any] = field(default_factory=dict)
+    bundle_: Any = None
+    _x: pd.DataFrame | None = None
+
+    def _matrix(self, fs: Any) -> pd.DataFrame:
+        """Model inputs for every feature row (computed once per run)."""
+        if self._x is None:
+            from models.forecasts import model_matrix
+
+            self._x = model_matrix(fs)
+        return self._x
+
+    def fit(self, fs: Any, upto: pd.Timestamp) -> BundleProvider:
+        """Refit every target on purged rows before `upto`."""
+        from models.base import ForecastError
+        from models.forecasts import ForecastBundle
+
+        x = self._matrix(fs)
+        keep = purged_rows(fs, upto)
+        bundle = ForecastBundle(kind=self.kind, freq=fs.freq,
+                                horizon_periods=fs.horizon_periods, seed=self.seed,
+                                **self.params)
+        try:
+            bundle.fit(x.loc[keep], fs.labels.loc[keep], upto=upto)
+        except ForecastError:  # too little labelled history yet: keep the last fitted models
+            return self
+        self.bundle_ = bundle
+        return self
+
+    def predict_pools(self, fs: Any, t: pd.Timestamp) -> pd.DataFrame | None:
+        """Bundle forecasts for the feature rows at t (None until a fit has succeeded)."""
+        if self.bundle_ is None:
+            return None
+        x = self._matrix(fs)
+        ts = pd.to_datetime(fs.features["timestamp"])
+        # sequence models read each pool's recent rows; the others use the row at t only
+        daily = freq_step(fs.freq) >= pd.Timedelta(days=1)
+        lookback = int(self.params.get("lookback", 14 if daily else 24))
+        step = freq_step(fs.freq)
+        start = t - (lookback - 1) * step if self.kind == "torch" else t
+        rows = x.loc[((ts >= start) & (ts <= t)).to_numpy()]
+        return self.bundle_.predict_pools(rows)
