@@ -59,7 +59,7 @@ __all__ = ["FeatureConfig", "FeatureSet", "build_features", "write_features", "r
            "FEATURE_SET_VERSION", "feature_columns", "plan_build", "forward_labels",
            "features_digest", "feature_manifest", "PARQUET_OPTIONS"]
 
-FEATURE_SET_VERSION = "2.0"  # 2.0: names carry durations, not period counts
+FEATURE_SET_VERSION = "2.1"  # 2.0: names carry durations; 2.1: LP-side stress label
 KEY_COLUMNS = [POOL_ID, TIMESTAMP, MISSING]
 # dictionary-encode the pool ids only: trying it on every float column costs 5x the write time
 PARQUET_OPTIONS: dict[str, Any] = {"index": False, "use_dictionary": [POOL_ID]}
@@ -263,7 +263,7 @@ def read_features(workdir: Path) -> FeatureSet:
     if man.get("version") != FEATURE_SET_VERSION:
         raise DataValidationError(
             f"feature table in {d} is version {man.get('version')}, this code reads "
-            f"{FEATURE_SET_VERSION} (column names changed); run `lpa features build` again",
+            f"{FEATURE_SET_VERSION} (names or labels changed); run `lpa features build` again",
             source=str(d / "manifest.json"), field="version", rule="feature set version")
     features = pd.read_parquet(d / "features.parquet")
     labels = pd.read_parquet(d / "labels.parquet")
