@@ -2,13 +2,16 @@
 
 Each fold fits a fresh model on the rows up to its cutoff and forecasts its test block; every
 prediction row carries the ``cutoff`` it was made at (as mlforecast's cross-validation does).
-Metrics are computed per fold and over all test rows.
+Metrics are computed per fold and over all test rows. With a Dask client active
+(``models.gbm_dask.use_dask``) the folds run as tasks on the cluster.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -18,8 +21,10 @@ from models.base import PROB_COLUMN, QUANTILE_COLUMNS, QUANTILES, BaseForecaster
 from models.cv import Fold
 from models.events import event_scores
 from models.forecasts import seasonal_naive
+from models.gbm_dask import active_client, fan_out, use_dask, worker_threads
 from models.metrics import coverage, mase, mase_scale, pinball_loss, stress_scores
 from models.names import MEAN_COLUMN, Target
+from models.threads import use_threads
 
 __all__ = ["Evaluation", "evaluate", "score_predictions", "CUTOFF", "FOLD", "ACTUAL",
            "MASE_SCALE", "ONSET"]
@@ -103,7 +108,8 @@ def evaluate(
 
     Parameters
     ----------
-    make_model : returns an unfitted forecaster (called once per fold)
+    make_model : returns an unfitted forecaster (called once per fold; on a Dask cluster once,
+        and each fold task fits its own copy)
     X : model inputs (with pool_id and timestamp)
     y : the target's labels on X's index (see ``models.forecasts.inputs_and_labels``)
     folds : walk-forward folds whose row positions refer to X (``models.cv``)
@@ -115,6 +121,11 @@ def evaluate(
         (``fwd_stress_onset``) on X's index; without it, onsets are placed one horizon after
         the first stressed row of an event
 
+    Inside ``models.gbm_dask.use_dask(client)`` the folds run as tasks on the cluster, one per
+    fold, each fitting in its worker with the worker's threads (not data-parallel); results
+    come back in fold order and ``on_fold`` is called after all of them, in order. Without a
+    client they run here one after another.
+
     Raises ForecastError when X and y do not share one index or a fold points past X.
     """
     if not X.index.equals(y.index):
@@ -123,34 +134,66 @@ def evaluate(
     if not folds:
         raise ForecastError("no folds to evaluate on")
     n = len(X)
-    preds, rows = [], []
-    model: BaseForecaster | None = None
     for i, f in enumerate(folds):
         if max(f.train_idx.max(), f.test_idx.max()) >= n:
             raise ForecastError(f"fold {i} refers to row {max(f.train_idx.max(), f.test_idx.max())}"
                                 f" but X has {n} rows: folds must be made on X's timestamps")
-        X_train, y_train, test = X.iloc[f.train_idx], y.iloc[f.train_idx], X.iloc[f.test_idx]
-        model = make_model().fit(X_train, y_train)
-        p = model.predict(test)
-        p.insert(0, ACTUAL, y.iloc[f.test_idx].to_numpy(float))
-        p.insert(0, FOLD, i)
-        p.insert(0, CUTOFF, f.cutoff)
-        p.insert(0, TIMESTAMP, test[TIMESTAMP].to_numpy())
-        p.insert(0, POOL_ID, test[POOL_ID].to_numpy())
-        if Target(target) is not Target.stress:
-            p[MASE_SCALE] = _mase_scale(target, X_train, y_train, test, freq, horizon_periods)
-        elif onset is not None:
-            p[ONSET] = onset.iloc[f.test_idx].to_numpy(float)
-        m = score_predictions(target, p, horizon_periods, alarm_threshold, freq)
-        rows.append({FOLD: i, CUTOFF: f.cutoff, "test_start": f.test_start,
-                     "test_end": f.test_end, "train_rows": len(f.train_idx),
-                     "test_rows": len(f.test_idx), **m})
-        preds.append(p)
-        if on_fold is not None:
-            on_fold(i, m)
-    P = pd.concat(preds)
+    task: dict[str, Any] = {"X": X, "y": y, "onset": onset, "target": target, "freq": freq,
+            "horizon_periods": horizon_periods, "alarm_threshold": alarm_threshold}
+    last = len(folds) - 1
+    client = active_client()
+    if client is None:
+        out = []
+        for i, f in enumerate(folds):
+            out.append(_run_fold((i, f, i == last), make_model, **task))
+            if on_fold is not None:
+                on_fold(i, out[-1][1])
+    else:
+        with use_dask(None):  # the template is a plain model: tasks never nest lightgbm.dask
+            template = make_model()
+        out = fan_out(client, _fold_task, [(i, f, i == last) for i, f in enumerate(folds)],
+                      template=template, threads=worker_threads(client), **task)
+        for i, (_, m, _) in enumerate(out):
+            if on_fold is not None:
+                on_fold(i, m)
+    rows = [{FOLD: i, CUTOFF: f.cutoff, "test_start": f.test_start, "test_end": f.test_end,
+             "train_rows": len(f.train_idx), "test_rows": len(f.test_idx), **m}
+            for i, (f, (_, m, _)) in enumerate(zip(folds, out, strict=True))]
+    P = pd.concat([p for p, _, _ in out])
+    model = out[-1][2]
     assert model is not None
     return Evaluation(predictions=P, folds=pd.DataFrame(rows),
                       metrics=score_predictions(target, P, horizon_periods, alarm_threshold,
                                                 freq),
                       model=model)
+
+
+FoldResult = tuple[pd.DataFrame, dict[str, float], BaseForecaster | None]
+
+
+def _run_fold(item: tuple[int, Fold, bool], make_model: Callable[[], BaseForecaster],
+              X: pd.DataFrame, y: pd.Series, onset: pd.Series | None, target: str, freq: str,
+              horizon_periods: int, alarm_threshold: float) -> FoldResult:
+    """Fit one fold, forecast its test block: (predictions, fold metrics, model if kept)."""
+    i, f, keep_model = item
+    X_train, y_train, test = X.iloc[f.train_idx], y.iloc[f.train_idx], X.iloc[f.test_idx]
+    model = make_model().fit(X_train, y_train)
+    p = model.predict(test)
+    p.insert(0, ACTUAL, y.iloc[f.test_idx].to_numpy(float))
+    p.insert(0, FOLD, i)
+    p.insert(0, CUTOFF, f.cutoff)
+    p.insert(0, TIMESTAMP, test[TIMESTAMP].to_numpy())
+    p.insert(0, POOL_ID, test[POOL_ID].to_numpy())
+    if Target(target) is not Target.stress:
+        p[MASE_SCALE] = _mase_scale(target, X_train, y_train, test, freq, horizon_periods)
+    elif onset is not None:
+        p[ONSET] = onset.iloc[f.test_idx].to_numpy(float)
+    m = score_predictions(target, p, horizon_periods, alarm_threshold, freq)
+    return p, m, model if keep_model else None
+
+
+def _fold_task(item: tuple[int, Fold, bool], template: BaseForecaster, threads: int,
+               **task: Any) -> FoldResult:
+    """One fold as a cluster task: a copy of the unfitted template, the worker's threads."""
+    with use_dask(None), use_threads(threads):
+        return _run_fold(item, lambda: copy.deepcopy(template), **task)

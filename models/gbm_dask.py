@@ -1,4 +1,8 @@
-"""LightGBM fits on a Dask cluster (``lightgbm.dask``) that save and load as the plain models.
+"""The active Dask client of a job, independent tasks on it, and LightGBM fits on the cluster.
+
+:func:`fan_out` runs independent calls (walk-forward folds, backtest retrains) as tasks on a
+client, or one after another without one; a task runs outside any :func:`use_dask` block, so a
+model fitted inside a task trains in the worker's own process, never data-parallel again.
 
 Inside ``with use_dask(client):`` the :func:`make_forecaster` of this module returns LightGBM
 forecasters whose boosters are trained data-parallel across the cluster's workers (rows
@@ -13,10 +17,10 @@ bit-identical to a single-process fit; their quality is (tests/test_distributed.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, TypeVar
 
 import lightgbm as lgb
 import numpy as np
@@ -28,9 +32,10 @@ from models.forecasts import make_forecaster as _make_local
 from models.gbm import LightGBMQuantile, lgb_matrix, lgb_params, stride_mask
 from models.stress import LightGBMStress
 
-__all__ = ["use_dask", "active_client", "make_forecaster", "DaskLightGBMQuantile",
-           "DaskLightGBMStress", "train_booster"]
+__all__ = ["use_dask", "active_client", "fan_out", "worker_threads", "make_forecaster",
+           "DaskLightGBMQuantile", "DaskLightGBMStress", "train_booster"]
 
+T = TypeVar("T")
 _CLIENT: ContextVar[Any] = ContextVar("lpa_dask_client", default=None)
 
 
@@ -48,6 +53,33 @@ def use_dask(client: Any) -> Iterator[Any]:
 def active_client() -> Any:
     """The Dask client of the enclosing :func:`use_dask` block, or None."""
     return _CLIENT.get()
+
+
+def worker_threads(client: Any) -> int:
+    """Threads of the smallest worker of a cluster (at least 1)."""
+    workers = client.scheduler_info().get("workers", {})
+    return max(1, min((w.get("nthreads", 1) for w in workers.values()), default=1))
+
+
+def fan_out(client: Any, fn: Callable[..., T], items: Iterable[Any], **shared: Any) -> list[T]:
+    """``[fn(item, **shared) for item in items]``, as cluster tasks when a client is given.
+
+    Parameters
+    ----------
+    client : a ``distributed.Client``, or None to run the calls here, in order
+    fn : a function importable by the workers (module level, not a lambda or closure)
+    items : one argument per call, e.g. fold definitions or retrain dates
+    shared : keyword arguments every call receives; sent to the cluster once, not per call
+
+    Results come back in the order of ``items``; the first failing call raises here.
+    """
+    items = list(items)
+    if client is None:
+        return [fn(item, **shared) for item in items]
+    # scatter a one-item list: one future per value, even for dicts and lists
+    sent = {k: client.scatter([v], hash=False)[0] for k, v in shared.items()}
+    futures = client.map(fn, items, pure=False, **sent)
+    return list(client.gather(futures))
 
 
 def train_booster(client: Any, M: pd.DataFrame, y: np.ndarray, params: dict[str, Any],

@@ -82,26 +82,14 @@ def dask_client(cluster: str | None = None, scheduler: str | None = None) -> Ite
 
 def worker_threads(client: Any) -> int:
     """Threads of the smallest worker of a cluster (at least 1)."""
-    workers = client.scheduler_info().get("workers", {})
-    return max(1, min((w.get("nthreads", 1) for w in workers.values()), default=1))
+    from models.gbm_dask import worker_threads as threads_of
+
+    return threads_of(client)
 
 
 def fan_out(client: Any, fn: Callable[..., T], items: Iterable[Any], **shared: Any) -> list[T]:
-    """``[fn(item, **shared) for item in items]``, as cluster tasks when a client is given.
+    """``[fn(item, **shared) for item in items]``, as cluster tasks when a client is given
+    (``models.gbm_dask.fan_out``, where the models' own fan-outs find it)."""
+    from models.gbm_dask import fan_out as run
 
-    Parameters
-    ----------
-    client : a ``distributed.Client``, or None to run the calls here, in order
-    fn : a function importable by the workers (module level, not a lambda or closure)
-    items : one argument per call, e.g. fold definitions or retrain dates
-    shared : keyword arguments every call receives; sent to the cluster once, not per call
-
-    Results come back in the order of ``items``; the first failing call raises here.
-    """
-    items = list(items)
-    if client is None:
-        return [fn(item, **shared) for item in items]
-    # scatter a one-item list: one future per value, even for dicts and lists
-    sent = {k: client.scatter([v], hash=False)[0] for k, v in shared.items()}
-    futures = client.map(fn, items, pure=False, **sent)
-    return list(client.gather(futures))
+    return run(client, fn, items, **shared)
