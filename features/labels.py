@@ -27,8 +27,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
+from features import _kernels as kern
 from features._wide import rolling_count, rolling_max, rolling_sum
 
 __all__ = ["forward_window_sum", "forward_fee_yield", "forward_volatility", "forward_il",
@@ -53,14 +53,6 @@ def _lead(x: np.ndarray, k: int) -> np.ndarray:
     out = np.full_like(x, np.nan, dtype=float)
     if k < x.shape[0]:
         out[:-k] = x[k:]
-    return out
-
-
-def _lag(x: np.ndarray, k: int) -> np.ndarray:
-    """Value k periods earlier (NaN before the start)."""
-    out = np.full_like(x, np.nan, dtype=float)
-    if k < x.shape[0]:
-        out[k:] = x[:-k]
     return out
 
 
@@ -122,24 +114,17 @@ class StressLabels:
     flight_threshold: np.ndarray
 
 
-def _paths(x: np.ndarray, h: int) -> np.ndarray:
-    """x[t + k] - x[t] for k = 1..h, shape (h, periods, pools); NaN past the end."""
-    return np.stack([_lead(x, k) - x for k in range(1, h + 1)])
-
-
 def _trailing_quantile(worst: np.ndarray, h: int, q: float, history: int,
-                       min_history: int) -> np.ndarray:
-    """q-quantile of the forward worst values of windows completed by t: those at t - h or
-    earlier, over the last ``history`` periods; NaN with fewer than ``min_history`` values."""
-    done = pd.DataFrame(_lag(worst, h))
-    qt = done.rolling(history, min_periods=max(1, min_history)).quantile(q, interpolation="lower")
-    return qt.to_numpy(float)
-
-
-def _first_crossing(excess: np.ndarray) -> np.ndarray:
-    """First k (1-based) with excess[k - 1] true, along axis 0; 0 when none."""
-    hit = excess.any(axis=0)
-    return np.where(hit, excess.argmax(axis=0) + 1, 0)
+                       min_history: int) -> tuple[np.ndarray, np.ndarray]:
+    """q-quantile ("lower") of the forward worst values of windows completed by t: those at
+    t - h or earlier, over the last ``history`` periods; NaN with fewer than ``min_history``
+    values. Also returns how many values each quantile read."""
+    x = np.ascontiguousarray(worst.T, dtype=np.float64)  # one pool's series per row
+    out = np.empty(x.shape)
+    count = np.empty(x.shape, np.int64)
+    kern.lagged_quantile(x, int(h), int(history), int(max(1, min_history)), float(q), out,
+                         count)
+    return out.T, count.T
 
 
 def forward_lp_stress(
@@ -164,36 +149,34 @@ def forward_lp_stress(
     """
     with np.errstate(divide="ignore", invalid="ignore"):
         lp0, lp1 = np.log(p0_usd), np.log(p1_usd)
-        ratio = lp0 - lp1
+        ratio = np.ascontiguousarray(lp0 - lp1, dtype=np.float64)
         # TVL net of the price effect of a 50/50 position (features.flow.tvl_flow_split)
-        net = np.log(np.where(tvl > 0, tvl, np.nan)) - 0.5 * (lp0 + lp1)
-    div = np.abs(_paths(ratio, h))
-    out = -_paths(net, h)
-    complete = np.isfinite(div).all(axis=0) & np.isfinite(out).all(axis=0)
-    div_worst = np.where(complete, div.max(axis=0, initial=-np.inf), np.nan)
-    out_worst = np.where(complete, out.max(axis=0, initial=-np.inf), np.nan)
-    div_thr = np.fmax(_trailing_quantile(div_worst, h, quantile, history, min_history),
-                      min_divergence)
-    flt_thr = np.fmax(_trailing_quantile(out_worst, h, quantile, history, min_history),
-                      min_flight)
-    scaled = rolling_count(_lag(div_worst, h), history) >= max(1, min_history)
-    k_div = _first_crossing(div > div_thr)
-    k_flt = _first_crossing(out > flt_thr)
-    k_peg = np.zeros_like(k_div)
-    if np.any(stable_pair):
-        dev = np.fmax(np.abs(p0_usd - 1), np.abs(p1_usd - 1))
-        peg = np.stack([_lead(dev, k) for k in range(1, h + 1)]) > peg_break
-        k_peg = np.where(np.asarray(stable_pair, bool)[None, :], _first_crossing(peg), 0)
-    ks = np.stack([k_div, k_flt, k_peg])
-    cause = sum(np.where(k > 0, bit, 0) for k, bit in
-                zip(ks, (CAUSE_DIVERGENCE, CAUSE_FLIGHT, CAUSE_PEG), strict=True))
-    onset = np.where(ks > 0, ks, h + 1).min(axis=0)
+        net = np.ascontiguousarray(
+            np.log(np.where(tvl > 0, tvl, np.nan)) - 0.5 * (lp0 + lp1), dtype=np.float64)
+    h = int(h)
+    div_worst, out_worst = kern.forward_worst(ratio, net, h, np.empty(ratio.shape),
+                                              np.empty(ratio.shape))
+    complete = np.isfinite(div_worst)
+    div_q, n_done = _trailing_quantile(div_worst, h, quantile, history, min_history)
+    flt_q, _ = _trailing_quantile(out_worst, h, quantile, history, min_history)
+    div_thr = np.fmax(div_q, min_divergence)
+    flt_thr = np.fmax(flt_q, min_flight)
+    scaled = n_done >= max(1, min_history)
+    stable = np.asarray(stable_pair, bool).reshape(-1)
+    if stable.any():
+        dev = np.ascontiguousarray(np.fmax(np.abs(p0_usd - 1), np.abs(p1_usd - 1)),
+                                   dtype=np.float64)
+    else:
+        dev = np.empty((0, ratio.shape[1]))
+    onset = np.empty(ratio.shape, np.int64)
+    cause = np.empty(ratio.shape, np.int8)
+    kern.first_crossings(ratio, net, dev, np.ascontiguousarray(stable), h, div_thr, flt_thr,
+                         float(peg_break), onset, cause)
     valid = complete & scaled
-    stress = np.where(valid, (onset <= h).astype(float), np.nan)
+    stressed = valid & (onset <= h)
     return StressLabels(
-        stress=stress,
-        onset=np.where(valid & (onset <= h), onset.astype(float), np.nan),
+        stress=np.where(valid, stressed.astype(float), np.nan),
+        onset=np.where(stressed, onset.astype(float), np.nan),
         cause=np.where(valid, cause, 0).astype(np.int8),
         divergence_threshold=np.where(valid, div_thr, np.nan),
         flight_threshold=np.where(valid, flt_thr, np.nan))
-
