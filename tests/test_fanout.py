@@ -91,10 +91,84 @@ def test_lightgbm_folds_as_tasks_fit_plain_boosters_equal_to_sequential(
         par = _evaluate(fs, "lightgbm", "fee_yield", [], **LGB)
     # inside a fold task the factory is plain: no data-parallel fit nested in a task
     assert type(par.model) is LightGBMQuantile
-    assert "[num_machines: 1]" in par.model.booster_.model_to_string() or \
-        "num_machines" not in par.model.booster_.model_to_string()
+    text = par.model.booster_.model_to_string()
+    assert "[tree_learner: serial]" in text and "[num_threads: 1]" in text
     q = ["q10", "q50", "q90", "mean"]
     np.testing.assert_allclose(par.predictions[q].to_numpy(float),
                                seq.predictions[q].to_numpy(float), rtol=1e-12, atol=0)
     for k, v in seq.metrics.items():
         assert par.metrics[k] == pytest.approx(v, rel=1e-12), k
+
+
+@pytest.fixture(scope="module")
+def market() -> tuple[Any, FeatureSet, pd.DataFrame]:
+    panel, truth = simulate_market(n_pools=4, days=21, seed=6)
+    return panel, build_features(panel), truth
+
+
+def _backtest(market: tuple[Any, FeatureSet, pd.DataFrame], provider: Any) -> Any:
+    from pipelines.backtest.engine import BacktestConfig, run_backtest
+
+    panel, fs, truth = market
+    # min_train of 2 days: the first refits have too little labelled history and fail
+    cfg = BacktestConfig(model="baseline", min_train="2d", retrain="3d", rebalance="24h",
+                         top_k=2, write_report=False, run_id="fanout")
+    return run_backtest(panel, fs, cfg, truth=truth, provider=provider)
+
+
+def _assert_same_run(a: Any, b: Any) -> None:
+    pd.testing.assert_frame_equal(a.periods, b.periods, check_exact=True)
+    pd.testing.assert_frame_equal(a.weights, b.weights, check_exact=True)
+    assert a.metrics.keys() == b.metrics.keys()
+    for s, m in a.metrics.items():
+        for k, v in m.items():
+            assert b.metrics[s][k] == pytest.approx(v, rel=1e-9, abs=1e-12, nan_ok=True), (s, k)
+
+
+@pytest.mark.parametrize("kind, params", [("baseline", {}),
+                                          ("lightgbm", {"n_estimators": 25, "inner_folds": 0})])
+def test_backtest_retrains_as_tasks_equal_the_single_process_run(
+    client: Any, market: tuple[Any, FeatureSet, pd.DataFrame], kind: str,
+    params: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipelines.backtest import providers
+
+    fitted: list[pd.Timestamp] = []
+    here = providers.fit_bundle
+
+    def counted(upto: pd.Timestamp, **kw: Any) -> Any:
+        fitted.append(upto)
+        return here(upto, **kw)
+
+    monkeypatch.setattr(providers, "fit_bundle", counted)
+    with use_threads(1):
+        seq = _backtest(market, providers.BundleProvider(kind, params=params))
+    refits = list(fitted)
+    assert len(refits) >= 4
+    fitted.clear()
+    prov = providers.BundleProvider(kind, params=params)
+    with use_dask(client):
+        par = _backtest(market, prov)
+    # every refit came from the cluster, at the same times; none was refitted in the run loop
+    assert fitted == [] and prov._fits == {}
+    assert par.timings["fit_s"] > 0
+    _assert_same_run(seq, par)
+
+
+def test_a_failed_prefit_keeps_the_last_models(client: Any,
+                                               market: tuple[Any, FeatureSet, pd.DataFrame]
+                                               ) -> None:
+    from pipelines.backtest.providers import BundleProvider
+
+    _, fs, _ = market
+    t0 = pd.Timestamp(fs.features["timestamp"].min())
+    late, early = t0 + pd.Timedelta(days=10), t0 + pd.Timedelta(hours=6)
+    seq, par = BundleProvider("baseline"), BundleProvider("baseline")
+    par.prefit(fs, [late, early], client)
+    assert par._fits[late] is not None and par._fits[early] is None
+    for p in (seq, par):
+        p.fit(fs, late)
+        kept = p.bundle_
+        assert p.fit(fs, early).bundle_ is kept  # too little history: the last models stay
+    pd.testing.assert_frame_equal(seq.predict_pools(fs, late), par.predict_pools(fs, late),
+                                  check_exact=True)

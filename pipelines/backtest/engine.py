@@ -70,6 +70,35 @@ def _decision_bars(market: MarketData, cfg: BacktestConfig) -> tuple[np.ndarray,
     return bars, every
 
 
+def _refit_times(market: MarketData, bars: np.ndarray, retrain: pd.Timedelta
+                 ) -> list[pd.Timestamp]:
+    """Decision times at which the provider refits: the first, then each one at least
+    `retrain` after the last refit."""
+    out: list[pd.Timestamp] = []
+    for i in bars:
+        t = market.times[i]
+        if not out or t - out[-1] >= retrain:
+            out.append(t)
+    return out
+
+
+def _prefit(provider: ForecastProvider | None, fs: Any, refits: list[pd.Timestamp],
+            timings: dict[str, float]) -> None:
+    """With a Dask client active (``models.gbm_dask.use_dask``), fit the provider at every
+    refit time as cluster tasks before the run; the run loop then takes those fits."""
+    prefit = getattr(provider, "prefit", None)
+    if prefit is None or not refits:
+        return
+    from models.gbm_dask import active_client  # LightGBM loads only for a cluster run
+
+    client = active_client()
+    if client is None:
+        return
+    s0 = time.perf_counter()
+    prefit(fs, refits, client)
+    timings["fit_s"] += time.perf_counter() - s0
+
+
 def run_backtest(
     panel: Panel,
     fs: Any,
@@ -92,6 +121,10 @@ def run_backtest(
         otherwise from the forward stress labels.
     provider : forecast provider (default: from `config.model`); strategies: override the
         standard strategies (tests, benchmarks).
+
+    Inside ``models.gbm_dask.use_dask(client)`` a provider with a ``prefit`` method (the
+    bundle provider) fits every refit time as tasks on the cluster before the run loop; each
+    fit uses only the rows purged before its own time, so the run is the single-process one.
 
     Returns
     -------
@@ -131,7 +164,8 @@ def run_backtest(
     p_stress = np.full(market.shape, np.nan, np.float32)
     timings = {"prepare_s": time.perf_counter() - t0, "fit_s": 0.0, "predict_s": 0.0,
                "decide_s": 0.0}
-    last_fit: pd.Timestamp | None = None
+    refits = set(_refit_times(market, bars, retrain)) if provider is not None else set()
+    _prefit(provider, fs, sorted(refits), timings)
     it: Any = bars
     if progress:
         from rich.progress import track
@@ -144,11 +178,10 @@ def run_backtest(
         forecasts = baseline_fc = None
         if provider is not None:
             s0 = time.perf_counter()
-            if last_fit is None or t - last_fit >= retrain:
+            if t in refits:
                 provider.fit(fs, t)
                 if base_provider is not None:
                     base_provider.fit(fs, t)
-                last_fit = t
             s1 = time.perf_counter()
             forecasts = provider.predict_pools(fs, t)
             if base_provider is not None:

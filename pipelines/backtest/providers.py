@@ -14,7 +14,7 @@ import pandas as pd
 
 from features.schema import freq_step
 
-__all__ = ["ForecastProvider", "BaselineProvider", "BundleProvider", "purged_rows"]
+__all__ = ["ForecastProvider", "BaselineProvider", "BundleProvider", "fit_bundle", "purged_rows"]
 
 
 class ForecastProvider(Protocol):
@@ -31,8 +31,13 @@ class ForecastProvider(Protocol):
 
 def purged_rows(fs: Any, upto: pd.Timestamp) -> np.ndarray:
     """Rows whose label horizon (t, t + h] ended at or before `upto` (bool mask over fs rows)."""
-    ts = pd.to_datetime(fs.labels["timestamp"])
-    return ((ts + fs.horizon) <= upto).to_numpy()
+    return _purged(fs.labels, fs.horizon, upto)
+
+
+def _purged(labels: pd.DataFrame, horizon: pd.Timedelta, upto: pd.Timestamp) -> np.ndarray:
+    """Label rows whose horizon ended at or before `upto` (bool mask)."""
+    ts = pd.to_datetime(labels["timestamp"])
+    return ((ts + horizon) <= upto).to_numpy()
 
 
 @dataclass
@@ -104,13 +109,18 @@ class BaselineProvider:
 
 @dataclass
 class BundleProvider:
-    """Adapter from models.forecasts.ForecastBundle (baseline, lightgbm or torch models)."""
+    """Adapter from models.forecasts.ForecastBundle (baseline, lightgbm or torch models).
+
+    :meth:`prefit` fits the bundles of many cutoffs at once as Dask tasks (each uses only the
+    rows purged before its own cutoff); :meth:`fit` at such a cutoff then takes its bundle.
+    """
 
     kind: str
     seed: int = 0
     params: dict[str, Any] = field(default_factory=dict)
     bundle_: Any = None
     _x: pd.DataFrame | None = None
+    _fits: dict[pd.Timestamp, Any] = field(default_factory=dict)
 
     def _matrix(self, fs: Any) -> pd.DataFrame:
         """Model inputs for every feature row (computed once per run)."""
@@ -120,21 +130,29 @@ class BundleProvider:
             self._x = model_matrix(fs)
         return self._x
 
-    def fit(self, fs: Any, upto: pd.Timestamp) -> BundleProvider:
-        """Refit every target on purged rows before `upto`."""
-        from models.base import ForecastError
-        from models.forecasts import ForecastBundle
+    def _task(self, fs: Any) -> dict[str, Any]:
+        """Keyword arguments of :func:`fit_bundle` shared by every cutoff."""
+        return {"x": self._matrix(fs), "labels": fs.labels, "horizon": fs.horizon,
+                "kind": self.kind, "freq": fs.freq, "horizon_periods": fs.horizon_periods,
+                "seed": self.seed, "params": self.params}
 
-        x = self._matrix(fs)
-        keep = purged_rows(fs, upto)
-        bundle = ForecastBundle(kind=self.kind, freq=fs.freq,
-                                horizon_periods=fs.horizon_periods, seed=self.seed,
-                                **self.params)
-        try:
-            bundle.fit(x.loc[keep], fs.labels.loc[keep], upto=upto)
-        except ForecastError:  # too little labelled history yet: keep the last fitted models
-            return self
-        self.bundle_ = bundle
+    def prefit(self, fs: Any, cutoffs: list[pd.Timestamp], client: Any) -> None:
+        """Fit the bundles of every cutoff as tasks on a Dask client (fits failing for too
+        little labelled history are kept as such: :meth:`fit` then keeps the last models)."""
+        from models.gbm_dask import fan_out, worker_threads
+
+        bundles = fan_out(client, fit_bundle, list(cutoffs), threads=worker_threads(client),
+                          **self._task(fs))
+        self._fits = dict(zip(cutoffs, bundles, strict=True))
+
+    def fit(self, fs: Any, upto: pd.Timestamp) -> BundleProvider:
+        """Refit every target on purged rows before `upto` (or take its prefitted bundle)."""
+        if upto in self._fits:
+            bundle = self._fits.pop(upto)
+        else:
+            bundle = fit_bundle(upto, **self._task(fs))
+        if bundle is not None:  # None: too little labelled history yet, keep the last models
+            self.bundle_ = bundle
         return self
 
     def predict_pools(self, fs: Any, t: pd.Timestamp) -> pd.DataFrame | None:
@@ -150,3 +168,35 @@ class BundleProvider:
         start = t - (lookback - 1) * step if self.kind == "torch" else t
         rows = x.loc[((ts >= start) & (ts <= t)).to_numpy()]
         return self.bundle_.predict_pools(rows)
+
+
+def fit_bundle(upto: pd.Timestamp, *, x: pd.DataFrame, labels: pd.DataFrame,
+               horizon: pd.Timedelta, kind: str, freq: str, horizon_periods: int, seed: int,
+               params: dict[str, Any], threads: int | None = None) -> Any:
+    """A ForecastBundle fitted on the rows whose label horizon ended by `upto`, or None when
+    there is too little labelled history (ForecastError).
+
+    Parameters
+    ----------
+    upto : the refit cutoff
+    x, labels : model inputs and forward labels of every feature row, row for row
+    horizon : label horizon (time); kind, freq, horizon_periods, seed, params : the bundle's
+    threads : threads of each fit (a cluster task: the worker's); None leaves the job's own
+    """
+    from models.base import ForecastError
+    from models.forecasts import ForecastBundle
+
+    if threads is not None:  # a task: plain fits with the worker's threads, never nested Dask
+        from models.gbm_dask import use_dask
+        from models.threads import use_threads
+
+        with use_dask(None), use_threads(threads):
+            return fit_bundle(upto, x=x, labels=labels, horizon=horizon, kind=kind, freq=freq,
+                              horizon_periods=horizon_periods, seed=seed, params=params)
+    keep = _purged(labels, horizon, upto)
+    bundle = ForecastBundle(kind=kind, freq=freq, horizon_periods=horizon_periods, seed=seed,
+                            **params)
+    try:
+        return bundle.fit(x.loc[keep], labels.loc[keep], upto=upto)
+    except ForecastError:
+        return None
