@@ -11,6 +11,8 @@ the volatility of tokens that share a pool with it. Ground truth stays out of th
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 
@@ -38,8 +40,13 @@ from features.schema import (
     validate_panel,
 )
 from features.sources._sim_market import (
+    CHAINS,
+    PAIRS,
     STABLE,
+    STABLE_VENUES,
     TOKENS,
+    VOLATILE_VENUES,
+    PoolSpec,
     markov_regime,
     pool_universe,
     token_events,
@@ -58,7 +65,8 @@ def simulate_market(
 
     Parameters
     ----------
-    n_pools : number of pools (pairs x fee tiers x protocols, then copies on other chains)
+    n_pools : number of pools (pairs x fee tiers x protocols, then copies on other chains;
+        past the distinct ones, further deployments of them with ids suffixed ``#2``, ...)
     days : length of history in days
     seed : random seed; the same seed gives identical frames
     freq : "1h" or "1d" (daily aggregates flows by sum and states by last value)
@@ -66,7 +74,7 @@ def simulate_market(
     if n_pools < 1 or days < 2:
         raise ValueError(f"need n_pools >= 1 and days >= 2, got {n_pools} pools, {days} days")
     rng = np.random.default_rng(seed)
-    specs = pool_universe(n_pools)
+    specs = _universe(n_pools)
     n, m, k = days * 24, len(specs), len(TOKENS)
     tix = {s: i for i, s in enumerate(TOKENS)}
     i0 = np.array([tix[s.token0] for s in specs])
@@ -174,6 +182,20 @@ def simulate_market(
     info = {"seed": seed, "days": days, "simulated": True}
     return Panel(frame=frame, meta=meta, freq=freq, source=f"simulator(seed={seed})",
                  info=info), truth
+
+
+def _universe(n_pools: int) -> list[PoolSpec]:
+    """n_pools pool specs: the distinct pools of ``pool_universe`` (pairs x venues x chains),
+    then further deployments of the same pools on the same chains (``<pool_id>#2``, ...)."""
+    # every distinct pool fits in this bound, which keeps pool_universe's search short
+    bound = len(CHAINS) * len(PAIRS) * max(len(VOLATILE_VENUES), len(STABLE_VENUES))
+    base = pool_universe(min(n_pools, bound))
+    specs = list(base)
+    copy = 2
+    while len(specs) < n_pools:
+        specs += [replace(s, pool_id=f"{s.pool_id}#{copy}") for s in base[:n_pools - len(specs)]]
+        copy += 1
+    return specs
 
 
 def _daily(
