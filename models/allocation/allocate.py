@@ -24,14 +24,14 @@ re-solving. If the solver fails: previous weights when feasible, else capped equ
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
 
 from models.allocation.config import AllocatorConfig
 from models.allocation.fast import solve_fast
-from models.allocation.inputs import AllocationError, Prepared, check_inputs, incidence
+from models.allocation.inputs import AllocationError, Prepared, check_inputs, token_incidence
 from models.allocation.pricing import Coefficients, coefficients
 from models.allocation.problem import (
     ConvexAllocator,
@@ -46,7 +46,6 @@ _NOISE_USD = 0.01  # moves this small are solver round-off, not decisions
 __all__ = ["AllocatorConfig", "Allocation", "AllocationError", "allocate"]
 
 
-@dataclass
 class Allocation:
     """Allocator output.
 
@@ -56,13 +55,44 @@ class Allocation:
         stress_loss, gas, swap_cost, cost, net; plus weight, p_eff, fee_yield (diluted fees /
         position, per horizon), apr (the same annualised) and fee_share_source.
     fallback_chain : what went wrong and what was used instead (empty when the solve was clean).
+
+    ``reasons`` and ``expected`` are priced on first access when ``explain`` is given (a
+    backtest reads the weights alone).
     """
 
-    weights: pd.Series
-    reasons: dict[str, str]
-    expected: pd.DataFrame
-    fallback_chain: list[str] = field(default_factory=list)
-    solve_seconds: float = 0.0
+    def __init__(self, weights: pd.Series, reasons: dict[str, str] | None = None,
+                 expected: pd.DataFrame | None = None,
+                 fallback_chain: list[str] | None = None, solve_seconds: float = 0.0, *,
+                 explain: Callable[[], tuple[pd.DataFrame, dict[str, str]]] | None = None
+                 ) -> None:
+        self.weights = weights
+        self.fallback_chain = list(fallback_chain or [])
+        self.solve_seconds = solve_seconds
+        self._explain = explain
+        self._reasons = reasons if reasons is not None or explain else {}
+        self._expected = expected if expected is not None or explain else pd.DataFrame()
+
+    def _explained(self) -> None:
+        """Price the expected P&L and the reasons once."""
+        if self._explain is not None:
+            self._expected, self._reasons = self._explain()
+            self._explain = None
+
+    @property
+    def reasons(self) -> dict[str, str]:
+        """Pool -> one-line explanation of its weight."""
+        self._explained()
+        return self._reasons if self._reasons is not None else {}
+
+    @property
+    def expected(self) -> pd.DataFrame:
+        """Expected USD components per pool over the horizon (see the class doc)."""
+        self._explained()
+        return self._expected if self._expected is not None else pd.DataFrame()
+
+    def __repr__(self) -> str:
+        return (f"Allocation(weights={self.weights!r}, fallback_chain={self.fallback_chain!r}, "
+                f"solve_seconds={self.solve_seconds!r})")
 
 
 def _inputs(co: Coefficients, pp: Prepared, cfg: AllocatorConfig,
@@ -202,7 +232,8 @@ def allocate(forecasts: pd.DataFrame, current_weights: pd.Series | None, meta: p
     chain = [f"non-finite {f} for {p}: held at current weight" for p, f in pp.frozen.items()]
     if not pp.pools:
         return Allocation(pd.Series(dtype=float), {}, pd.DataFrame(), chain)
-    names, _, inc = incidence(pp.meta)
+    tokens = [c.to_numpy() for c in map(pp.meta_column, ("token0", "token1")) if c is not None]
+    names, _, inc = token_incidence(tokens, len(pp.pools))
     co = coefficients(pp, cfg, names, inc)
     pinned = np.array([p in pp.frozen for p in pp.pools])
     w, snapped, _ = _solve(co, pp, cfg, pinned, chain)
@@ -218,5 +249,6 @@ def allocate(forecasts: pd.DataFrame, current_weights: pd.Series | None, meta: p
             w, fallback = _equal_weight(x, co.incidence, pinned), "capped equal weight"
             chain.append("capped equal weight")
     weights = pd.Series(w, index=pd.Index(pp.pools, name="pool_id"), name="weight")
-    expected, reasons = explain(w, co, pp, cfg, x, snapped, fallback)
-    return Allocation(weights, reasons, expected, chain, time.perf_counter() - t0)
+    final = w
+    return Allocation(weights, fallback_chain=chain, solve_seconds=time.perf_counter() - t0,
+                      explain=lambda: explain(final, co, pp, cfg, x, snapped, fallback))

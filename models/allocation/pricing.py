@@ -70,29 +70,28 @@ class Coefficients:
     cost_quad: np.ndarray
 
 
-def _col(fc: object, name: str, default: np.ndarray) -> np.ndarray:
+def _col(values: dict[str, np.ndarray], name: str, default: np.ndarray) -> np.ndarray:
     """Optional forecast column as floats, `default` where absent or non-finite."""
-    if name not in getattr(fc, "columns", ()):
+    if name not in values:
         return default
-    v = fc[name].to_numpy(float)  # type: ignore[index]
+    v = values[name]
     return np.where(np.isfinite(v), v, default)
 
 
 def coefficients(pp: Prepared, cfg: AllocatorConfig, names: list[str],
                  inc: np.ndarray) -> Coefficients:
     """Economics of each pool for this decision, from validated forecasts and metadata."""
-    fc, meta, E, H = pp.fc, pp.meta, cfg.capital_usd, cfg.horizon_years
-    n = len(fc)
-    proto = (meta["protocol"].astype(str).to_numpy() if "protocol" in meta
+    fc, E, H = pp.values, cfg.capital_usd, cfg.horizon_years
+    n = len(pp.pools)
+    protocol, tier, chain = (pp.meta_column(c) for c in ("protocol", "fee_tier", "chain"))
+    proto = (protocol.astype(str).to_numpy() if protocol is not None
              else np.array(["uniswap_v2"] * n))
-    tiers = (np.nan_to_num(meta["fee_tier"].to_numpy(float)) if "fee_tier" in meta
-             else np.zeros(n))
-    chains = (meta["chain"].astype(str).to_numpy() if "chain" in meta
-              else np.array([""] * n))
+    tiers = np.nan_to_num(tier.to_numpy(float)) if tier is not None else np.zeros(n)
+    chains = chain.astype(str).to_numpy() if chain is not None else np.array([""] * n)
     conc = proto == CONCENTRATED
-    f = np.clip(np.nan_to_num(fc["fee_yield"].to_numpy(float)), 0.0, None)
-    tvl = np.clip(np.nan_to_num(fc["tvl_usd"].to_numpy(float)), 0.0, None)
-    vol = np.nan_to_num(fc["volatility"].to_numpy(float))
+    f = np.clip(np.nan_to_num(fc["fee_yield"]), 0.0, None)
+    tvl = np.clip(np.nan_to_num(fc["tvl_usd"]), 0.0, None)
+    vol = np.nan_to_num(fc["volatility"])
     lower, upper = centred_range(1.0, cfg.v3_width)
     m = _col(fc, "liq_per_value", np.where(conc, float(range_efficiency(1.0, lower, upper)),
                                            1.0))
@@ -101,7 +100,7 @@ def coefficients(pp: Prepared, cfg: AllocatorConfig, names: list[str],
     lvr = lvr_fraction(vol, H, m, pi)
     il = _col(fc, "il", -lvr)
     q10 = _col(fc, "fee_yield_q10", f)
-    p_own = np.nan_to_num(fc["p_stress"].to_numpy(float))
+    p_own = np.nan_to_num(fc["p_stress"])
     p_eff, via = effective_stress(p_own, inc, cfg.contagion, names)
     pool_fees = f * tvl
     safe_a = np.where(active > 0, active, 1.0)
@@ -112,8 +111,7 @@ def coefficients(pp: Prepared, cfg: AllocatorConfig, names: list[str],
     safe_d = np.where(depth > 0, depth, 1.0)
     gas_table = GAS_USD if cfg.gas_usd is None else cfg.gas_usd
     source = _col(fc, "active_usd", np.full(n, np.nan))
-    token_key = tuple(tuple(str(t) for t in np.array(names, dtype=object)[inc[:, j] > 0])
-                      for j in range(n)) if inc.size else tuple(() for _ in range(n))
+    token_key = _token_key(names, inc, n)
     return Coefficients(
         pool_fees=pool_fees, tvl=tvl, active=active, m=m, in_range=pi, il_rate=il,
         lvr_rate=lvr, stress_rate=stress, spread_rate=spread, depth=depth, fee_tier=tiers,
@@ -125,6 +123,17 @@ def coefficients(pp: Prepared, cfg: AllocatorConfig, names: list[str],
         k=np.where(active > 0, m * E / safe_a, 0.0),
         lin=-il + stress + spread,
         cost_lin=0.5 * tiers, cost_quad=np.where(depth > 0, E / (4.0 * safe_d), 0.0))
+
+
+def _token_key(names: list[str], inc: np.ndarray, n: int) -> tuple[tuple[str, ...], ...]:
+    """Tokens of each pool, in the order of ``names``."""
+    if not inc.size:
+        return tuple(() for _ in range(n))
+    held: list[list[str]] = [[] for _ in range(n)]
+    tok, pool = np.nonzero(inc > 0)  # token-major: each pool's tokens in names order
+    for i, j in zip(tok.tolist(), pool.tolist(), strict=True):
+        held[j].append(str(names[i]))
+    return tuple(tuple(h) for h in held)
 
 
 def pool_pnl(w: np.ndarray, co: Coefficients, prev: np.ndarray, cfg: AllocatorConfig,

@@ -72,18 +72,20 @@ def explain(w: np.ndarray, co: Coefficients, pp: Prepared, cfg: AllocatorConfig,
     tok_load = a @ w if a.size else np.zeros(0)
     turnover_bound = float(np.abs(w - pp.prev).sum()) >= x.max_turnover - _TOL
     budget_bound = float(w.sum()) >= x.max_deploy - _TOL
+    bounds = [""] * len(pp.pools)
+    if a.size:  # the first token (in co.tokens order) of each pool that is at its cap
+        hits = (a > 0) & (tok_load >= x.token_cap - _TOL)[:, None]
+        first_hit = hits.argmax(axis=0)
+        for j in np.flatnonzero(hits.any(axis=0)).tolist():
+            bounds[j] = str(co.tokens[first_hit[j]])
     reasons = {}
     for j, pool in enumerate(pp.pools):
-        bound = ""
-        if a.size:
-            hits = np.flatnonzero((a[:, j] > 0) & (tok_load >= x.token_cap - _TOL))
-            bound = str(co.tokens[hits[0]]) if len(hits) else ""
         reasons[pool] = reason_text(
             w=float(w[j]), prev=float(pp.prev[j]), hi=float(x.hi[j]), cap=cfg.max_weight,
             apr=float(per_usd[j] / yrs), il_apr=float(-co.il_rate[j] / yrs),
             stress_apr=float(co.stress_rate[j] / yrs), cost_usd=float(-pnl["cost"][j]),
             p_eff=float(co.p_eff[j]), via=str(co.via[j]), frozen=pp.frozen.get(pool),
-            snapped=bool(snapped[j]), min_trade=cfg.min_trade_usd, token_bound=bound,
+            snapped=bool(snapped[j]), min_trade=cfg.min_trade_usd, token_bound=bounds[j],
             turnover_bound=turnover_bound, budget_bound=budget_bound, fallback=fallback,
             first_dollar=float(first[j]))
     return exp, reasons
