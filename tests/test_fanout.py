@@ -102,7 +102,7 @@ def test_lightgbm_folds_as_tasks_fit_plain_boosters_equal_to_sequential(
 
 @pytest.fixture(scope="module")
 def market() -> tuple[Any, FeatureSet, pd.DataFrame]:
-    panel, truth = simulate_market(n_pools=4, days=21, seed=6)
+    panel, truth = simulate_market(n_pools=4, days=16, seed=6)
     return panel, build_features(panel), truth
 
 
@@ -111,7 +111,7 @@ def _backtest(market: tuple[Any, FeatureSet, pd.DataFrame], provider: Any) -> An
 
     panel, fs, truth = market
     # min_train of 2 days: the first refits have too little labelled history and fail
-    cfg = BacktestConfig(model="baseline", min_train="2d", retrain="3d", rebalance="24h",
+    cfg = BacktestConfig(model="baseline", min_train="2d", retrain="4d", rebalance="48h",
                          top_k=2, write_report=False, run_id="fanout")
     return run_backtest(panel, fs, cfg, truth=truth, provider=provider)
 
@@ -126,7 +126,7 @@ def _assert_same_run(a: Any, b: Any) -> None:
 
 
 @pytest.mark.parametrize("kind, params", [("baseline", {}),
-                                          ("lightgbm", {"n_estimators": 25, "inner_folds": 0})])
+                                          ("lightgbm", {"n_estimators": 10, "inner_folds": 0})])
 def test_backtest_retrains_as_tasks_equal_the_single_process_run(
     client: Any, market: tuple[Any, FeatureSet, pd.DataFrame], kind: str,
     params: dict[str, Any], monkeypatch: pytest.MonkeyPatch
