@@ -219,14 +219,17 @@ def finish_stage(
                else np.zeros(len(frame), bool))
     fcols: dict[str, np.ndarray] = {}
     for k in list(feats):
-        col = grid.long(feats.pop(k)).astype(np.float32)
-        col[~np.isfinite(col) | missing] = np.nan  # a reindexed gap never carries a value
+        col = grid.long(feats.pop(k), np.float32)  # gathered straight into float32
+        bad = np.isfinite(col)
+        np.logical_not(bad, out=bad)
+        bad |= missing  # a reindexed gap never carries a value
+        np.putmask(col, bad, np.nan)
         fcols[k] = col
     features = pd.DataFrame({**keys, MISSING: missing, **fcols}, copy=False)
     lcols = {}
     for k, v in labels.items():
         col = grid.long(v)
-        col[~np.isfinite(col)] = np.nan
+        np.putmask(col, ~np.isfinite(col), np.nan)
         lcols[k] = col
     out = pd.DataFrame({**keys, **lcols}, copy=False)
     step("assemble")
