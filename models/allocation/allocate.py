@@ -233,8 +233,8 @@ def allocate(forecasts: pd.DataFrame, current_weights: pd.Series | None, meta: p
     if not pp.pools:
         return Allocation(pd.Series(dtype=float), {}, pd.DataFrame(), chain)
     tokens = [c.to_numpy() for c in map(pp.meta_column, ("token0", "token1")) if c is not None]
-    names, _, inc = token_incidence(tokens, len(pp.pools))
-    co = coefficients(pp, cfg, names, inc)
+    names, per_pool, inc = token_incidence(tokens, len(pp.pools))
+    co = coefficients(pp, cfg, names, inc, per_pool)
     pinned = np.array([p in pp.frozen for p in pp.pools])
     w, snapped, _ = _solve(co, pp, cfg, pinned, chain)
     fallback = None

@@ -78,9 +78,13 @@ def _col(values: dict[str, np.ndarray], name: str, default: np.ndarray) -> np.nd
     return np.where(np.isfinite(v), v, default)
 
 
-def coefficients(pp: Prepared, cfg: AllocatorConfig, names: list[str],
-                 inc: np.ndarray) -> Coefficients:
-    """Economics of each pool for this decision, from validated forecasts and metadata."""
+def coefficients(pp: Prepared, cfg: AllocatorConfig, names: list[str], inc: np.ndarray,
+                 token_key: tuple[tuple[str, ...], ...] | None = None) -> Coefficients:
+    """Economics of each pool for this decision, from validated forecasts and metadata.
+
+    ``token_key`` (each pool's tokens in ``names`` order, as ``incidence`` returns them) is
+    derived from ``inc`` when not given.
+    """
     fc, E, H = pp.values, cfg.capital_usd, cfg.horizon_years
     n = len(pp.pools)
     protocol, tier, chain = (pp.meta_column(c) for c in ("protocol", "fee_tier", "chain"))
@@ -111,7 +115,7 @@ def coefficients(pp: Prepared, cfg: AllocatorConfig, names: list[str],
     safe_d = np.where(depth > 0, depth, 1.0)
     gas_table = GAS_USD if cfg.gas_usd is None else cfg.gas_usd
     source = _col(fc, "active_usd", np.full(n, np.nan))
-    token_key = _token_key(names, inc, n)
+    token_key = _token_key(names, inc, n) if token_key is None else token_key
     return Coefficients(
         pool_fees=pool_fees, tvl=tvl, active=active, m=m, in_range=pi, il_rate=il,
         lvr_rate=lvr, stress_rate=stress, spread_rate=spread, depth=depth, fee_tier=tiers,
