@@ -1,0 +1,1 @@
+"""Commands of the `lpa` command line, grouped by what they work on."""

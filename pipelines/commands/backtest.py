@@ -1,0 +1,78 @@
+"""`lpa backtest` and `lpa demo`: the walk-forward backtest, alone or end to end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from pipelines.commands.common import Workdir, console, print_metrics, run
+from pipelines.config import resolve_workdir
+
+__all__ = ["backtest_cmd", "demo_cmd"]
+
+
+def backtest_cmd(
+    workdir: Workdir = None,
+    model: Annotated[str | None, typer.Option(help="baseline | lightgbm | torch")] = None,
+    config: Annotated[Path | None, typer.Option(help="TOML config; reads [backtest].")] = None,
+    capital: Annotated[float | None, typer.Option(help="Starting capital, USD.")] = None,
+) -> None:
+    """Walk-forward backtest of the allocator against baselines and the hindsight oracle."""
+
+    def body() -> None:
+        from features.build import read_features
+        from features.sources.store import read_panel, read_truth
+        from pipelines.backtest.engine import BacktestConfig, run_backtest
+        from pipelines.config import config_from
+
+        wd = resolve_workdir(workdir)
+        cfg = config_from(BacktestConfig, config, "backtest", model=model, capital_usd=capital)
+        res = run_backtest(read_panel(wd), read_features(wd), cfg, workdir=wd,
+                           truth=read_truth(wd), progress=True)
+        print_metrics(res.metrics)
+        for w in res.warnings:
+            console.print(f"warning: {w}", markup=False)
+        console.print(f"report: {res.report_dir}")
+
+    run(body)
+
+
+def demo_cmd(
+    workdir: Workdir = None,
+    data: Annotated[Path | None, typer.Option(help="Run on real exports instead.")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="Format of --data.")]
+    = "uniswap-v3-subgraph",
+    pools: Annotated[int, typer.Option(help="Simulated pools.")] = 30,
+    days: Annotated[int, typer.Option(help="Simulated days.")] = 180,
+    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    models: Annotated[str, typer.Option(
+        help="Comma-separated model kinds to train: baseline, seasonal_naive, lightgbm, "
+             "torch.")] = "baseline,lightgbm,torch",
+    threads: Annotated[int | None, typer.Option(
+        min=1, help="Threads per model fit (default: env LPA_THREADS, else the CPUs "
+                    "available).")] = None,
+) -> None:
+    """Run data -> features -> train -> register -> backtest end to end and print the table."""
+
+    def body() -> None:
+        from models.names import ModelKind
+        from pipelines.demo import run_demo
+
+        kinds = [m.strip() for m in models.split(",") if m.strip()]
+        bad = [m for m in kinds if m not in set(ModelKind)]
+        if bad:
+            raise ValueError(f"--models: unknown kind(s) {bad}; expected some of "
+                             f"{[k.value for k in ModelKind]}")
+        wd = resolve_workdir(workdir)
+        res = run_demo(wd, console, data=data, fmt=fmt, pools=pools, days=days, seed=seed,
+                       models=kinds, threads=threads)
+        print_metrics(res.metrics)
+        for w in res.warnings:
+            console.print(f"warning: {w}", markup=False)
+        console.print(f"report: {res.report_dir}")
+        console.print(f"MLflow UI: mlflow ui --backend-store-uri sqlite:///{wd / 'mlflow.db'}")
+        console.print(f"service:   lpa serve --workdir {wd}")
+
+    run(body)
