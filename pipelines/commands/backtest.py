@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from pipelines.cluster import ClusterOption, SchedulerOption
 from pipelines.commands.common import Workdir, console, print_metrics, run
 from pipelines.config import resolve_workdir
 
@@ -16,21 +17,26 @@ __all__ = ["backtest_cmd", "demo_cmd"]
 def backtest_cmd(
     workdir: Workdir = None,
     model: Annotated[str | None, typer.Option(help="baseline | lightgbm | torch")] = None,
-    config: Annotated[Path | None, typer.Option(help="TOML config; reads [backtest].")] = None,
+    config: Annotated[Path | None, typer.Option(help="TOML config; reads \\[backtest].")] = None,
     capital: Annotated[float | None, typer.Option(help="Starting capital, USD.")] = None,
+    cluster: ClusterOption = None,
+    scheduler: SchedulerOption = None,
 ) -> None:
     """Walk-forward backtest of the allocator against baselines and the hindsight oracle."""
 
     def body() -> None:
         from features.build import read_features
         from features.sources.store import read_panel, read_truth
+        from models.gbm_dask import use_dask
         from pipelines.backtest.engine import BacktestConfig, run_backtest
+        from pipelines.cluster import dask_client
         from pipelines.config import config_from
 
         wd = resolve_workdir(workdir)
         cfg = config_from(BacktestConfig, config, "backtest", model=model, capital_usd=capital)
-        res = run_backtest(read_panel(wd), read_features(wd), cfg, workdir=wd,
-                           truth=read_truth(wd), progress=True)
+        with dask_client(cluster, scheduler) as client, use_dask(client):
+            res = run_backtest(read_panel(wd), read_features(wd), cfg, workdir=wd,
+                               truth=read_truth(wd), progress=True)
         print_metrics(res.metrics)
         for w in res.warnings:
             console.print(f"warning: {w}", markup=False)
