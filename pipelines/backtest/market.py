@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from features._wide import make_grid
+from features.labels import LABEL_COLUMNS
 from features.schema import (
     CLOSE,
     FEES_USD,
@@ -34,7 +35,7 @@ from models.routing import PoolStates
 
 __all__ = ["MarketData", "LABELS"]
 
-LABELS = ["fwd_fee_yield", "fwd_volatility", "fwd_stress", "fwd_il"]
+LABELS = LABEL_COLUMNS  # the forward labels pivoted per (period, pool)
 
 
 def _ffill(a: np.ndarray) -> np.ndarray:
