@@ -116,7 +116,9 @@ def main() -> None:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"pools={args.pools} days={args.days} rows={rows:,} features={n_feat}")
     print(f"first build (loads or compiles the kernels) {first:.2f} s, not counted")
-    print(f"median seconds={med:.2f} (runs: {', '.join(f'{s:.2f}' for s in secs)})")
+    budget = rows / TARGET_ROWS_PER_S
+    print(f"median seconds={med:.2f} (runs: {', '.join(f'{s:.2f}' for s in secs)})   "
+          f"target <= {budget:.2f} s")
     print(f"rows/s (pool-hours/s)={rows / med:,.0f}   target >= {TARGET_ROWS_PER_S:,}")
     print(f"memory: RSS with the panel loaded {rss0:,.0f} MiB, process peak {peak:,.0f} MiB "
           f"(build's peak above the panel ~{peak - rss0:,.0f} MiB)")
@@ -127,8 +129,11 @@ def main() -> None:
         print(f"stage breakdown unavailable: {exc}")
     else:
         total = sum(parts.values())
-        print("stages: " + ", ".join(f"{k} {v:.2f} s ({v / total:.0%})"
-                                     for k, v in parts.items()))
+        print(f"stages (each at >= {TARGET_ROWS_PER_S:,} rows/s on its own would take "
+              f"<= {budget:.2f} s; the whole build must fit in that):")
+        for k, v in parts.items():
+            print(f"  {k}: {v:.2f} s ({v / total:.0%}), {rows / v:,.0f} rows/s   "
+                  f"target >= {TARGET_ROWS_PER_S:,}")
     bw, touch = copy_bandwidth(), first_touch_bandwidth()
     table = rows * n_feat * 4  # the float32 feature table, written once
     grids = rows * n_feat * 4  # its wide float32 matrices, written once (and read once)
