@@ -4,6 +4,7 @@ responses on every route, and the command-line checks of pool lists and ports.""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +12,6 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from features.build import build_features, write_features
-from features.sources.simulator import simulate_market
 from pipelines.service import deps
 from pipelines.service.app import check_port, create_app
 from pipelines.service.recommend import parse_pool_ids, recommend_from_workdir
@@ -22,11 +21,8 @@ _ABS_PATH = re.compile(r"(?<![\w:/.<>-])/(?:tmp|home|root|work|var|usr)\b")
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    wd = tmp_path_factory.mktemp("svc-hygiene")
-    panel, _ = simulate_market(n_pools=4, days=20, seed=3)
-    write_features(build_features(panel), wd)
-    return wd
+def workdir(sim_workdir: Callable[..., Path]) -> Path:
+    return sim_workdir("svc-hygiene", n_pools=4, days=20, seed=3)
 
 
 def _app(workdir: Path, **kw: Any) -> TestClient:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +25,8 @@ _FEE_APR = re.compile(r"fee(?:s| yield) (-?[\d.]+)% APR")
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    wd = tmp_path_factory.mktemp("svc-recommend")
-    panel, _ = simulate_market(n_pools=8, days=30, seed=5)
-    write_features(build_features(panel), wd)
-    return wd
+def workdir(sim_workdir: Callable[..., Path]) -> Path:
+    return sim_workdir("svc-recommend", n_pools=8, days=30, seed=5)
 
 
 @pytest.fixture(scope="module")

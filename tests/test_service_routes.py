@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -10,19 +11,14 @@ from fastapi.testclient import TestClient
 
 from features.build import build_features, write_features
 from features.sources.simulator import simulate_market
-from features.sources.store import write_panel
 from pipelines.route import load_pool_states
 from pipelines.service.app import create_app
 from pipelines.service.settings import ServiceSettings
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    wd = tmp_path_factory.mktemp("routes")
-    panel, truth = simulate_market(n_pools=8, days=20, seed=5)
-    write_panel(panel, wd, truth)
-    write_features(build_features(panel), wd)
-    return wd
+def workdir(sim_workdir: Callable[..., Path]) -> Path:
+    return sim_workdir("routes", n_pools=8, days=20, seed=5, panel=True)
 
 
 @pytest.fixture(scope="module")

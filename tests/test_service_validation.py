@@ -14,15 +14,13 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from features.build import build_features, write_features
-from features.sources.simulator import simulate_market
 from pipelines.service.app import create_app
 from pipelines.service.settings import ServiceSettings
 
@@ -41,11 +39,8 @@ NON_FINITE = [
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    wd = tmp_path_factory.mktemp("svc-valid")
-    panel, _ = simulate_market(n_pools=4, days=20, seed=7)
-    write_features(build_features(panel), wd)
-    return wd
+def workdir(sim_workdir: Callable[..., Path]) -> Path:
+    return sim_workdir("svc-valid", n_pools=4, days=20, seed=7)
 
 
 @pytest.fixture(scope="module")
