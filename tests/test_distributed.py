@@ -23,6 +23,7 @@ from features.sources.simulator import simulate_market
 from features.sources.store import read_panel, write_panel
 from models.forecasts import inputs_and_labels, make_forecaster
 from models.metrics import pinball_loss
+from models.threads import use_threads
 from pipelines.cli import app
 from pipelines.cluster import dask_client, fan_out, parse_cluster
 
@@ -134,7 +135,8 @@ def test_lightgbm_on_dask_is_a_lightgbm_model_close_to_the_local_fit(
     test = (X[TIMESTAMP] > cut).to_numpy() & np.isfinite(y.to_numpy())
     args = ("lightgbm", "fee_yield", fs.freq, fs.horizon_periods)
     kw = {"seed": 0, "n_estimators": 60, "inner_folds": 0}  # one booster per fit
-    local = make_forecaster(*args, **kw).fit(X[train], y[train])
+    with use_threads(1):  # as each one-thread worker; no OpenMP threads spinning for a core
+        local = make_forecaster(*args, **kw).fit(X[train], y[train])
     with use_dask(client):
         remote = dask_factory(*args, **kw)
         remote.fit(X[train], y[train])
@@ -144,8 +146,9 @@ def test_lightgbm_on_dask_is_a_lightgbm_model_close_to_the_local_fit(
     spec = json.loads((tmp_path / "m" / "forecaster.json").read_text())
     assert spec["kind"] == "lightgbm"
     yt = y[test].to_numpy()
-    p_local = local.predict(X[test])
-    p_remote = remote.predict(X[test])
+    with use_threads(1):
+        p_local = local.predict(X[test])
+        p_remote = remote.predict(X[test])
     losses = {}
     for name, p in (("local", p_local), ("dask", p_remote)):
         q = p[["q10", "q50", "q90"]].to_numpy()
