@@ -14,18 +14,13 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from features.build import build_features, write_features
-from features.sources.simulator import simulate_market
 from pipelines.service.app import create_app
 from pipelines.service.settings import ServiceSettings
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    wd = tmp_path_factory.mktemp("serve")
-    panel, _ = simulate_market(n_pools=6, days=30, seed=4)
-    write_features(build_features(panel), wd)
-    return wd
+def workdir(sim_workdir: Any) -> Path:
+    return sim_workdir("serve", n_pools=6, days=30, seed=4)
 
 
 def _client(workdir: Path, **kw: Any) -> TestClient:

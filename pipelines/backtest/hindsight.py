@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from features.labels import FWD_STRESS
 from models.allocation import AllocatorConfig
 from models.allocation.inputs import incidence
 from models.allocation.oracle import OracleInputs, hindsight_plan
@@ -34,7 +35,7 @@ def realised_inputs(market: MarketData, i: int, end: int) -> pd.DataFrame:
     ret = market.logret[sl]
     years = ret.shape[0] / market.periods_per_year
     vol = np.sqrt(np.nansum(ret * ret, axis=0) / max(years, 1e-12))
-    lab = market.labels.get("fwd_stress")
+    lab = market.labels.get(FWD_STRESS)
     return pd.DataFrame({
         "fee_yield": np.divide(fees, tvl, out=np.zeros_like(fees), where=tvl > 0),
         "tvl_usd": tvl, "volatility": vol,
