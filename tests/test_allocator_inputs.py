@@ -3,6 +3,8 @@ all-pools formulation, and the lazily priced reasons equal an explicit explain."
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -95,3 +97,12 @@ def test_lazy_reasons_equal_an_explicit_explain() -> None:
     assert reasons == b.reasons and exp.equals(b.expected)
     np.testing.assert_allclose(exp["weight"], a.weights.to_numpy(), rtol=0, atol=0)
     assert any("cap" in r for r in reasons.values())
+
+
+def test_allocation_pickles_with_its_reasons() -> None:
+    fc, cur, meta = _market(12, 4)
+    a = allocate(fc, cur, meta, AllocatorConfig(capital_usd=1e6, gas_usd=5.0))
+    b = pickle.loads(pickle.dumps(a))
+    pd.testing.assert_series_equal(b.weights, a.weights)
+    assert b.reasons == a.reasons and b.expected.equals(a.expected)
+    assert b.fallback_chain == a.fallback_chain

@@ -90,6 +90,11 @@ class Allocation:
         self._explained()
         return self._expected if self._expected is not None else pd.DataFrame()
 
+    def __getstate__(self) -> dict[str, object]:
+        """Pickled with the reasons and expected P&L priced (the pricing closure is not)."""
+        self._explained()
+        return dict(self.__dict__)
+
     def __repr__(self) -> str:
         return (f"Allocation(weights={self.weights!r}, fallback_chain={self.fallback_chain!r}, "
                 f"solve_seconds={self.solve_seconds!r})")
