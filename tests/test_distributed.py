@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -130,11 +130,11 @@ def test_lightgbm_on_dask_is_a_lightgbm_model_close_to_the_local_fit(
     panel, _ = simulate_market(n_pools=6, days=60, seed=2)
     fs = build_features(panel)
     X, y = inputs_and_labels(fs, "fee_yield")
-    cut = X[TIMESTAMP].quantile(0.75)
+    cut = cast(pd.Timestamp, X[TIMESTAMP].quantile(0.75))
     train = (X[TIMESTAMP] <= cut - fs.horizon).to_numpy()
     test = (X[TIMESTAMP] > cut).to_numpy() & np.isfinite(y.to_numpy())
-    args = ("lightgbm", "fee_yield", fs.freq, fs.horizon_periods)
-    kw = {"seed": 0, "n_estimators": 60, "inner_folds": 0}  # one booster per fit
+    args: tuple[str, str, str, int] = ("lightgbm", "fee_yield", fs.freq, fs.horizon_periods)
+    kw: dict[str, Any] = {"seed": 0, "n_estimators": 60, "inner_folds": 0}  # one booster per fit
     with use_threads(1):  # as each one-thread worker; no OpenMP threads spinning for a core
         local = make_forecaster(*args, **kw).fit(X[train], y[train])
     with use_dask(client):
