@@ -247,11 +247,14 @@ class ForecastBundle:
         self.seed, self.params = seed, params
         self.models_: dict[str, Any] = {}
 
-    def fit(self, X: pd.DataFrame, labels: pd.DataFrame,
-            upto: pd.Timestamp | None = None) -> ForecastBundle:
+    def fit(self, X: pd.DataFrame, labels: pd.DataFrame, upto: pd.Timestamp | None = None,
+            selection: ForecastBundle | None = None) -> ForecastBundle:
         """Fit each target on rows whose label window ended by ``upto`` (purged).
 
-        Labels are matched to the rows of X by (pool_id, timestamp), not by position.
+        Labels are matched to the rows of X by (pool_id, timestamp), not by position. With
+        ``selection`` (an earlier fitted bundle of the same kind), models that support it keep
+        that bundle's hyper-parameter choice, baseline combination and out-of-sample
+        calibration and only refit on the new window (no inner folds).
         """
         X = X.reset_index(drop=True)
         keep = np.ones(len(X), bool)
@@ -262,6 +265,9 @@ class ForecastBundle:
             m = make_forecaster(self.kind, target, self.freq, self.horizon_periods,
                                 seed=self.seed, **self.params)
             y = align_labels(X, labels, col).where(keep)
+            prev = selection.models_.get(target) if selection is not None else None
+            if prev is not None and type(prev) is type(m) and hasattr(m, "selection_from"):
+                m.selection_from = prev
             try:
                 self.models_[target] = m.fit(X, y)
             except ValueError:
@@ -269,6 +275,9 @@ class ForecastBundle:
                     raise
                 fb = make_forecaster(ModelKind.baseline, target, self.freq, self.horizon_periods)
                 self.models_[target] = fb.fit(X, y)
+            finally:
+                if hasattr(m, "selection_from"):
+                    m.selection_from = None  # keep no chain of earlier fits alive
         return self
 
     def predict_rows(self, X: pd.DataFrame) -> pd.DataFrame:

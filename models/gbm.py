@@ -60,15 +60,16 @@ def lgb_params(seed: int, **overrides: Any) -> dict[str, Any]:
 
 def lgb_matrix(X: pd.DataFrame, columns: list[str], cats: dict[str, list[str]]) -> pd.DataFrame:
     """Model input frame with fixed column order and categoricals on known categories."""
-    M = pd.DataFrame(index=X.index)
+    data: dict[str, Any] = {}
     for c in columns:
         if c in cats:
-            M[c] = pd.Categorical(X[c].astype(str), categories=cats[c])
+            data[c] = pd.Categorical(X[c].astype(str), categories=cats[c])
         elif c in X.columns:
-            M[c] = pd.to_numeric(X[c], errors="coerce").astype(float)
+            data[c] = pd.to_numeric(X[c], errors="coerce").to_numpy(dtype=float,
+                                                                   na_value=np.nan)
         else:
-            M[c] = np.nan
-    return M
+            data[c] = np.full(len(X), np.nan)
+    return pd.DataFrame(data, index=X.index, columns=columns)
 
 
 def feature_columns(X: pd.DataFrame) -> tuple[list[str], dict[str, list[str]]]:
@@ -137,6 +138,8 @@ class LightGBMQuantile(QuantileForecaster):
         self.baselines = list(baselines or [])
         self.inner_folds, self.coverage = inner_folds, coverage
         self.grid = [dict(g) for g in (grid or DEFAULT_GRID)]
+        # a fitted model of the same kind whose choice and calibration the next fit keeps
+        self.selection_from: Any = None
 
     # -- pieces -----------------------------------------------------------------------------
     def _log(self, y: np.ndarray) -> np.ndarray:
@@ -180,6 +183,10 @@ class LightGBMQuantile(QuantileForecaster):
         self.level_ = float(np.nanmedian(z_all))
         self.columns_, self.categories_ = feature_columns(X_all)
         anchor = self._anchor(X_all)
+        prev = self.selection_from
+        if isinstance(prev, LightGBMQuantile) and getattr(prev, "fitted_", False):
+            self._refit_selected(prev, X_all, y_all, z_all - anchor)
+            return
         folds = inner_splits(X_all[TIMESTAMP], self.inner_folds, self.horizon_periods) \
             if self.inner_folds > 0 else []
         core = np.full((len(self.grid), len(X_all)), np.nan)
@@ -218,6 +225,19 @@ class LightGBMQuantile(QuantileForecaster):
         self.median_ = float(np.median(resid))
         self.down_, self.up_ = interval_offsets(z, c, c, self.coverage)
         self.smear_ = smearing_factor(resid)
+
+    def _refit_selected(self, prev: LightGBMQuantile, X_all: pd.DataFrame, y_all: pd.Series,
+                        z: np.ndarray) -> None:
+        """Refit the booster and baseline that `prev` chose on its inner folds, keeping its
+        choice and its out-of-sample calibration (no inner folds run)."""
+        self.choice_ = dict(prev.choice_)
+        self.oos_rows_, self.calibrated_ = prev.oos_rows_, prev.calibrated_
+        self.median_, self.down_, self.up_ = prev.median_, prev.down_, prev.up_
+        self.smear_ = prev.smear_
+        self.booster_ = self._booster(X_all, z, self.grid[self.choice_["grid"]])
+        j = self.choice_["baseline"]
+        self.component_ = (_make_component(self.baselines[j]).fit(X_all, y_all)
+                           if j is not None else None)
 
     def _choose(self, z: np.ndarray, core: np.ndarray, base: np.ndarray,
                 oos: np.ndarray) -> dict[str, Any]:

@@ -93,6 +93,8 @@ class LightGBMStress(BaseForecaster):
         self.params, self.horizon_periods = params or {}, horizon_periods
         self.inner_folds = inner_folds
         self.grid = [dict(g) for g in (grid or STRESS_GRID)]
+        # a fitted model whose chosen candidate and calibration the next fit keeps
+        self.selection_from: Any = None
 
     def _train(self, X: pd.DataFrame, y: np.ndarray, point: dict[str, Any]) -> lgb.Booster:
         keep = stride_mask(X[TIMESTAMP], self.row_stride) & np.isfinite(y)
@@ -140,6 +142,10 @@ class LightGBMStress(BaseForecaster):
     def _fit(self, X: pd.DataFrame, y: pd.Series, X_all: pd.DataFrame) -> None:
         self.columns_, self.categories_ = feature_columns(X)
         yv = y.to_numpy(float)
+        prev = self.selection_from
+        if isinstance(prev, LightGBMStress) and getattr(prev, "fitted_", False):
+            self._refit_selected(prev, X, yv)
+            return
         folds = inner_splits(X[TIMESTAMP], self.inner_folds, self.horizon_periods) \
             if self.inner_folds > 0 else []
         n = len(self.grid) + 1  # the boosters of the grid, then the logistic regression
@@ -159,6 +165,14 @@ class LightGBMStress(BaseForecaster):
                                                                               "b": ab[1]}
         final = self._fit_candidate(self.grid_choice_, X, yv)
         self.linear_: dict[str, Any] | None = final if isinstance(final, dict) else None
+        self.booster_ = None if self.linear_ else final
+
+    def _refit_selected(self, prev: LightGBMStress, X: pd.DataFrame, yv: np.ndarray) -> None:
+        """Refit the candidate `prev` chose, keeping its Platt calibration (no inner folds)."""
+        self.oos_rows_, self.grid_choice_ = prev.oos_rows_, prev.grid_choice_
+        self.calibrator_ = prev.calibrator_
+        final = self._fit_candidate(self.grid_choice_, X, yv)
+        self.linear_ = final if isinstance(final, dict) else None
         self.booster_ = None if self.linear_ else final
 
     def _calibrate(self, raw: np.ndarray) -> np.ndarray:

@@ -125,28 +125,35 @@ def _assert_same_run(a: Any, b: Any) -> None:
             assert b.metrics[s][k] == pytest.approx(v, rel=1e-9, abs=1e-12, nan_ok=True), (s, k)
 
 
-@pytest.mark.parametrize("kind, params", [("baseline", {}),
-                                          ("lightgbm", {"n_estimators": 10, "inner_folds": 0})])
+@pytest.mark.parametrize("kind, params, every", [
+    ("baseline", {}, 1),
+    ("lightgbm", {"n_estimators": 10, "inner_folds": 0}, 1),
+    # full selections on inner folds at refits 1, 3, ...; the refits between keep the choice
+    ("lightgbm", {"n_estimators": 10, "inner_folds": 2}, 2)])
 def test_backtest_retrains_as_tasks_equal_the_single_process_run(
     client: Any, market: tuple[Any, FeatureSet, pd.DataFrame], kind: str,
-    params: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+    params: dict[str, Any], every: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from pipelines.backtest import providers
 
     fitted: list[pd.Timestamp] = []
+    kept: list[bool] = []
     here = providers.fit_bundle
 
     def counted(upto: pd.Timestamp, **kw: Any) -> Any:
         fitted.append(upto)
+        kept.append(kw.get("selection") is not None)
         return here(upto, **kw)
 
     monkeypatch.setattr(providers, "fit_bundle", counted)
     with use_threads(1):
-        seq = _backtest(market, providers.BundleProvider(kind, params=params))
+        seq = _backtest(market, providers.BundleProvider(kind, params=params,
+                                                         reselect_every=every))
     refits = list(fitted)
     assert len(refits) >= 4
+    assert any(kept) == (every > 1)  # refits between full selections keep the last choice
     fitted.clear()
-    prov = providers.BundleProvider(kind, params=params)
+    prov = providers.BundleProvider(kind, params=params, reselect_every=every)
     with use_dask(client):
         par = _backtest(market, prov)
     # every refit came from the cluster, at the same times; none was refitted in the run loop
@@ -165,7 +172,7 @@ def test_a_failed_prefit_keeps_the_last_models(client: Any,
     late, early = t0 + pd.Timedelta(days=10), t0 + pd.Timedelta(hours=6)
     seq, par = BundleProvider("baseline"), BundleProvider("baseline")
     par.prefit(fs, [late, early], client)
-    assert par._fits[late] is not None and par._fits[early] is None
+    assert par._fits[late][1] is not None and par._fits[early][1] is None
     for p in (seq, par):
         p.fit(fs, late)
         kept = p.bundle_

@@ -29,6 +29,10 @@ class BacktestConfig(BaseModel):
                                   "(None: 24h on hourly panels, 7d on daily)")
     retrain: str | None = Field(default=None, description="model refit cadence "
                                 "(None: 7d hourly, 28d daily)")
+    reselect_every: int = Field(default=4, ge=1, description="refits between full model "
+                                "selections on inner folds (hyper-parameters, baseline "
+                                "combination, calibration); the refits between keep the "
+                                "latest choice and refit on the new window. 1: every refit")
     min_train: str | None = Field(default=None, description="history before the first "
                                   "decision (None: 7d hourly, 90d daily)")
     capital_usd: float = Field(default=DEFAULT_CAPITAL_USD, gt=0,

@@ -45,9 +45,10 @@ __all__ = ["BacktestConfig", "BacktestResult", "run_backtest", "make_provider", 
            "StrategyBook"]
 
 
-def make_provider(kind: str, market: MarketData, fs: Any, seed: int = 0) -> ForecastProvider:
+def make_provider(kind: str, market: MarketData, fs: Any, seed: int = 0,
+                  reselect_every: int = 1) -> ForecastProvider:
     """Forecast provider for a model kind (ForecastBundle adapter)."""
-    return BundleProvider(kind, seed=seed)
+    return BundleProvider(kind, seed=seed, reselect_every=reselect_every)
 
 
 def allocator_config(cfg: BacktestConfig, horizon: pd.Timedelta) -> AllocatorConfig:
@@ -143,7 +144,7 @@ def run_backtest(
                                         with_baseline_forecasts=cfg.model != "baseline")
     names = {getattr(s, "name", "") for s in strategies}
     if provider is None and "allocator" in names:
-        provider = make_provider(cfg.model, market, fs, cfg.seed)
+        provider = make_provider(cfg.model, market, fs, cfg.seed, cfg.reselect_every)
     base_provider = (BaselineProvider(market, market.horizon_bars)
                      if "allocator_baseline_forecasts" in names else None)
     books = {s.name: StrategyBook(market, cfg.capital_usd, cfg.gas_usd, cfg.min_trade_usd,

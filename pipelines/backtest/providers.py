@@ -111,16 +111,26 @@ class BaselineProvider:
 class BundleProvider:
     """Adapter from models.forecasts.ForecastBundle (baseline, lightgbm or torch models).
 
+    Every ``reselect_every``-th refit (the 1st, the k+1-th, ...) is a full fit: each model
+    chooses its hyper-parameters, baseline combination and calibration on inner walk-forward
+    folds. The refits in between refit the models chosen at the latest successful full fit on
+    the new window and keep its calibration (much cheaper; 1 makes every refit full). A refit
+    before any full fit has succeeded is full.
+
     :meth:`prefit` fits the bundles of many cutoffs at once as Dask tasks (each uses only the
-    rows purged before its own cutoff); :meth:`fit` at such a cutoff then takes its bundle.
+    rows purged before its own cutoff; the full fits first, then the refits that keep their
+    choices); :meth:`fit` at such a cutoff then takes its bundle.
     """
 
     kind: str
     seed: int = 0
     params: dict[str, Any] = field(default_factory=dict)
+    reselect_every: int = 1
     bundle_: Any = None
     _x: pd.DataFrame | None = None
     _fits: dict[pd.Timestamp, Any] = field(default_factory=dict)
+    _n: int = 0  # refits so far
+    _selection: Any = None  # the bundle of the latest successful scheduled full fit
 
     def _matrix(self, fs: Any) -> pd.DataFrame:
         """Model inputs for every feature row (computed once per run)."""
@@ -136,21 +146,47 @@ class BundleProvider:
                 "kind": self.kind, "freq": fs.freq, "horizon_periods": fs.horizon_periods,
                 "seed": self.seed, "params": self.params}
 
+    def _scheduled(self, j: int) -> bool:
+        """Whether the j-th refit (0-based) is a scheduled full fit."""
+        return j % max(1, self.reselect_every) == 0
+
     def prefit(self, fs: Any, cutoffs: list[pd.Timestamp], client: Any) -> None:
         """Fit the bundles of every cutoff as tasks on a Dask client (fits failing for too
         little labelled history are kept as such: :meth:`fit` then keeps the last models)."""
         from models.gbm_dask import fan_out, worker_threads
 
-        bundles = fan_out(client, fit_bundle, list(cutoffs), threads=worker_threads(client),
-                          **self._task(fs))
-        self._fits = dict(zip(cutoffs, bundles, strict=True))
+        cutoffs = list(cutoffs)
+        threads = worker_threads(client)
+        full = [j for j in range(len(cutoffs)) if self._scheduled(j)]
+        done = dict(zip(full, fan_out(client, fit_bundle, [cutoffs[j] for j in full],
+                                      threads=threads, **self._task(fs)), strict=True))
+        # every other refit keeps the choices of the latest successful full fit before it
+        rest, sources, sel = [], [], self._selection
+        for j in range(len(cutoffs)):
+            if j in done:
+                sel = done[j] if done[j] is not None else sel
+            else:
+                rest.append(j)
+                sources.append(sel)
+        for group in {id(src): src for src in sources}.values():
+            js = [j for j, src in zip(rest, sources, strict=True) if src is group]
+            out = fan_out(client, fit_bundle, [cutoffs[j] for j in js], threads=threads,
+                          selection=group, **self._task(fs))
+            done.update(zip(js, out, strict=True))
+        self._fits = {cutoffs[j]: (j, done[j]) for j in range(len(cutoffs))}
 
     def fit(self, fs: Any, upto: pd.Timestamp) -> BundleProvider:
         """Refit every target on purged rows before `upto` (or take its prefitted bundle)."""
+        j = self._n
+        self._n += 1
         if upto in self._fits:
-            bundle = self._fits.pop(upto)
+            j, bundle = self._fits.pop(upto)
+            self._n = j + 1
         else:
-            bundle = fit_bundle(upto, **self._task(fs))
+            sel = None if self._scheduled(j) else self._selection
+            bundle = fit_bundle(upto, selection=sel, **self._task(fs))
+        if bundle is not None and self._scheduled(j):
+            self._selection = bundle
         if bundle is not None:  # None: too little labelled history yet, keep the last models
             self.bundle_ = bundle
         return self
@@ -172,7 +208,8 @@ class BundleProvider:
 
 def fit_bundle(upto: pd.Timestamp, *, x: pd.DataFrame, labels: pd.DataFrame,
                horizon: pd.Timedelta, kind: str, freq: str, horizon_periods: int, seed: int,
-               params: dict[str, Any], threads: int | None = None) -> Any:
+               params: dict[str, Any], threads: int | None = None,
+               selection: Any = None) -> Any:
     """A ForecastBundle fitted on the rows whose label horizon ended by `upto`, or None when
     there is too little labelled history (ForecastError).
 
@@ -182,6 +219,7 @@ def fit_bundle(upto: pd.Timestamp, *, x: pd.DataFrame, labels: pd.DataFrame,
     x, labels : model inputs and forward labels of every feature row, row for row
     horizon : label horizon (time); kind, freq, horizon_periods, seed, params : the bundle's
     threads : threads of each fit (a cluster task: the worker's); None leaves the job's own
+    selection : an earlier bundle whose model choices and calibration the fit keeps
     """
     from models.base import ForecastError
     from models.forecasts import ForecastBundle
@@ -192,11 +230,12 @@ def fit_bundle(upto: pd.Timestamp, *, x: pd.DataFrame, labels: pd.DataFrame,
 
         with use_dask(None), use_threads(threads):
             return fit_bundle(upto, x=x, labels=labels, horizon=horizon, kind=kind, freq=freq,
-                              horizon_periods=horizon_periods, seed=seed, params=params)
+                              horizon_periods=horizon_periods, seed=seed, params=params,
+                              selection=selection)
     keep = _purged(labels, horizon, upto)
     bundle = ForecastBundle(kind=kind, freq=freq, horizon_periods=horizon_periods, seed=seed,
                             **params)
     try:
-        return bundle.fit(x.loc[keep], labels.loc[keep], upto=upto)
+        return bundle.fit(x.loc[keep], labels.loc[keep], upto=upto, selection=selection)
     except ForecastError:
         return None
