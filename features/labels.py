@@ -30,6 +30,7 @@ import numpy as np
 
 from features import _kernels as kern
 from features._wide import rolling_count, rolling_max, rolling_sum
+from features.amm import cp_value_ratio
 
 __all__ = ["forward_window_sum", "forward_fee_yield", "forward_volatility", "forward_il",
            "forward_lp_stress", "StressLabels", "LABEL_COLUMNS", "FWD_FEE_YIELD",
@@ -85,14 +86,10 @@ def forward_volatility(ret: np.ndarray, h: int, ppy: float) -> np.ndarray:
 
 
 def forward_il(p0: np.ndarray, p1: np.ndarray, h: int) -> np.ndarray:
-    """Constant-product LP value vs HODL minus 1 over (t, t + h] (<= 0).
-
-    Mirrors ``models.economics.invariants.cp_value_ratio`` (2 sqrt(r) / (1 + r)): features
-    may not import models, and the stored label must not depend on the model package.
-    """
+    """Constant-product LP value vs HODL minus 1 over (t, t + h] (<= 0)."""
     with np.errstate(divide="ignore", invalid="ignore"):
         r = (_lead(p0, h) / p0) / (_lead(p1, h) / p1)
-        return 2 * np.sqrt(r) / (1 + r) - 1
+    return cp_value_ratio(r) - 1
 
 
 @dataclass(frozen=True)

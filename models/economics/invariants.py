@@ -24,6 +24,7 @@ from functools import lru_cache
 import numpy as np
 from numpy.typing import ArrayLike
 
+from features.amm import cp_value_ratio as _cp_value_ratio
 from models.economics._checks import EconomicsInputError, FloatArray, as_float, protocol_masks
 from models.economics.concentrated import amounts_for_liquidity, position_value
 
@@ -41,8 +42,7 @@ DEFAULT_AMPLIFICATION = 100.0  # Curve A() of a typical two-coin stable pool
 
 def cp_value_ratio(r: ArrayLike) -> FloatArray:
     """Constant-product 50/50 LP value / HODL value at price ratio r: 2 sqrt(r) / (1 + r)."""
-    r = as_float(r)
-    return as_float(2.0 * np.sqrt(r) / (1.0 + r))
+    return as_float(_cp_value_ratio(as_float(r)))
 
 
 def weighted_value_ratio(r: ArrayLike, weight0: ArrayLike) -> FloatArray:
