@@ -114,7 +114,7 @@ class GARCHVolatility(QuantileForecaster):
         """Point forecast per row of X (recursion per pool in time order)."""
         self._check_columns(X)
         out = np.full(len(X), np.nan)
-        order = np.lexsort((X[TIMESTAMP].to_numpy(), X[POOL_ID].astype(str).to_numpy()))
+        order = np.lexsort((pd.DatetimeIndex(X[TIMESTAMP]).asi8, X[POOL_ID].astype(str).to_numpy()))
         pools = X[POOL_ID].astype(str).to_numpy()[order]
         ret = X[self.return_column].to_numpy(float)[order]
         init = (X[self.init_column].to_numpy(float)[order] ** 2 / self.periods_per_year

@@ -74,7 +74,7 @@ class GRUForecaster(QuantileForecaster):
     # -- data -----------------------------------------------------------------------------
     def _sequences(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(rows, lookback, features) array in X's row order, pool codes, time codes."""
-        order = np.lexsort((X[TIMESTAMP].to_numpy(), X[POOL_ID].to_numpy()))
+        order = np.lexsort((pd.DatetimeIndex(X[TIMESTAMP]).asi8, X[POOL_ID].to_numpy()))
         Xs = X.iloc[order]
         F = Xs[self.columns_].to_numpy(np.float32)
         F = (F - self.mean_) / self.std_
