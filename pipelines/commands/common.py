@@ -9,7 +9,8 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
+
+from pipelines.tables import table
 
 __all__ = ["console", "err_console", "STATE", "Workdir", "run", "print_error", "table",
            "print_metrics"]
@@ -52,16 +53,6 @@ def print_error(exc: BaseException) -> None:
     err_console.print(msg, soft_wrap=True)
     err_console.print("Re-run with `lpa --debug ...` for the traceback.", style="dim",
                       markup=False)
-
-
-def table(title: str, columns: list[str], rows: list[list[Any]]) -> Table:
-    """Build a rich table from plain rows."""
-    t = Table(title=title)
-    for c in columns:
-        t.add_column(c)
-    for r in rows:
-        t.add_row(*[f"{v:.4g}" if isinstance(v, float) else str(v) for v in r])
-    return t
 
 
 def print_metrics(metrics: dict[str, dict[str, float]]) -> None:
