@@ -266,7 +266,8 @@ class ForecastBundle:
                                 seed=self.seed, **self.params)
             y = align_labels(X, labels, col).where(keep)
             prev = selection.models_.get(target) if selection is not None else None
-            if prev is not None and type(prev) is type(m) and hasattr(m, "selection_from"):
+            if (prev is not None and type(prev) is type(m) and hasattr(m, "selection_from")
+                    and getattr(prev, "_params", None) == getattr(m, "_params", None)):
                 m.selection_from = prev
             try:
                 self.models_[target] = m.fit(X, y)

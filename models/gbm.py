@@ -61,6 +61,7 @@ def lgb_params(seed: int, **overrides: Any) -> dict[str, Any]:
 def lgb_matrix(X: pd.DataFrame, columns: list[str], cats: dict[str, list[str]]) -> pd.DataFrame:
     """Model input frame with fixed column order and categoricals on known categories."""
     data: dict[str, Any] = {}
+    columns = list(dict.fromkeys(columns))  # a repeated name is one column
     for c in columns:
         if c in cats:
             data[c] = pd.Categorical(X[c].astype(str), categories=cats[c])
@@ -183,8 +184,10 @@ class LightGBMQuantile(QuantileForecaster):
         self.level_ = float(np.nanmedian(z_all))
         self.columns_, self.categories_ = feature_columns(X_all)
         anchor = self._anchor(X_all)
-        prev = self.selection_from
-        if isinstance(prev, LightGBMQuantile) and getattr(prev, "fitted_", False):
+        prev, self.selection_from = getattr(self, "selection_from", None), None
+        # only a choice made on inner folds (with out-of-sample calibration) is kept
+        if isinstance(prev, LightGBMQuantile) and getattr(prev, "fitted_", False) \
+                and bool(getattr(prev, "calibrated_", False)):
             self._refit_selected(prev, X_all, y_all, z_all - anchor)
             return
         folds = inner_splits(X_all[TIMESTAMP], self.inner_folds, self.horizon_periods) \

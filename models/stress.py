@@ -142,8 +142,10 @@ class LightGBMStress(BaseForecaster):
     def _fit(self, X: pd.DataFrame, y: pd.Series, X_all: pd.DataFrame) -> None:
         self.columns_, self.categories_ = feature_columns(X)
         yv = y.to_numpy(float)
-        prev = self.selection_from
-        if isinstance(prev, LightGBMStress) and getattr(prev, "fitted_", False):
+        prev, self.selection_from = getattr(self, "selection_from", None), None
+        # only a choice made on inner folds (with a Platt calibration) is kept
+        if isinstance(prev, LightGBMStress) and getattr(prev, "fitted_", False) \
+                and prev.calibrator_ is not None:
             self._refit_selected(prev, X, yv)
             return
         folds = inner_splits(X[TIMESTAMP], self.inner_folds, self.horizon_periods) \

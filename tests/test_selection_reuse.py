@@ -78,3 +78,20 @@ def test_a_later_window_refits_the_chosen_models_on_the_new_rows(
     g = first.models_["fee_yield"].choice_
     assert later.models_["fee_yield"].choice_ == g
     assert set(fresh.predict_rows(rows).columns) == set(a.columns)
+
+
+def test_a_choice_without_out_of_sample_calibration_is_not_kept(
+    data: tuple[pd.DataFrame, pd.DataFrame, Any],
+) -> None:
+    x, labels, fs = data
+    full = _bundle(fs).fit(x, labels)
+    # as a fit on too short a window for inner folds would be: in-sample bands, no Platt map
+    full.models_["fee_yield"].calibrated_ = False
+    full.models_["stress"].calibrator_ = None
+    full.models_["fee_yield"].choice_ = {**full.models_["fee_yield"].choice_, "weight": 0.123}
+    again = _bundle(fs).fit(x, labels, selection=full)
+    fresh = _bundle(fs).fit(x, labels)
+    rows = x.tail(50)
+    pd.testing.assert_frame_equal(again.predict_rows(rows), fresh.predict_rows(rows),
+                                  check_exact=True)
+    assert again.models_["fee_yield"].choice_ == fresh.models_["fee_yield"].choice_

@@ -155,25 +155,26 @@ class BundleProvider:
         little labelled history are kept as such: :meth:`fit` then keeps the last models)."""
         from models.gbm_dask import fan_out, worker_threads
 
-        cutoffs = list(cutoffs)
+        cutoffs = sorted(cutoffs)  # refit numbers follow time, after the fits made so far
+        refit_no = {t: self._n + i for i, t in enumerate(cutoffs)}
         threads = worker_threads(client)
-        full = [j for j in range(len(cutoffs)) if self._scheduled(j)]
-        done = dict(zip(full, fan_out(client, fit_bundle, [cutoffs[j] for j in full],
-                                      threads=threads, **self._task(fs)), strict=True))
+        full = [t for t in cutoffs if self._scheduled(refit_no[t])]
+        done = dict(zip(full, fan_out(client, fit_bundle, full, threads=threads,
+                                      **self._task(fs)), strict=True))
         # every other refit keeps the choices of the latest successful full fit before it
         rest, sources, sel = [], [], self._selection
-        for j in range(len(cutoffs)):
-            if j in done:
-                sel = done[j] if done[j] is not None else sel
+        for t in cutoffs:
+            if t in done:
+                sel = done[t] if done[t] is not None else sel
             else:
-                rest.append(j)
+                rest.append(t)
                 sources.append(sel)
         for group in {id(src): src for src in sources}.values():
-            js = [j for j, src in zip(rest, sources, strict=True) if src is group]
-            out = fan_out(client, fit_bundle, [cutoffs[j] for j in js], threads=threads,
-                          selection=group, **self._task(fs))
-            done.update(zip(js, out, strict=True))
-        self._fits = {cutoffs[j]: (j, done[j]) for j in range(len(cutoffs))}
+            ts = [t for t, src in zip(rest, sources, strict=True) if src is group]
+            out = fan_out(client, fit_bundle, ts, threads=threads, selection=group,
+                          **self._task(fs))
+            done.update(zip(ts, out, strict=True))
+        self._fits.update({t: (refit_no[t], done[t]) for t in cutoffs})
 
     def fit(self, fs: Any, upto: pd.Timestamp) -> BundleProvider:
         """Refit every target on purged rows before `upto` (or take its prefitted bundle)."""
