@@ -276,9 +276,6 @@ class ForecastBundle:
                     raise
                 fb = make_forecaster(ModelKind.baseline, target, self.freq, self.horizon_periods)
                 self.models_[target] = fb.fit(X, y)
-            finally:
-                if hasattr(m, "selection_from"):
-                    m.selection_from = None  # keep no chain of earlier fits alive
         return self
 
     def predict_rows(self, X: pd.DataFrame) -> pd.DataFrame:
