@@ -104,6 +104,31 @@ def test_costs_and_totals_are_the_allocators(client: TestClient) -> None:
         sum(p["expected_net_usd"] for p in body["pools"]))
 
 
+def test_swaps_are_charged_routed_and_never_above_the_single_pool_quote(
+        sim_workdir: Callable[..., Path]) -> None:
+    # 24 pools: several fee tiers and chains per pair; the stored panel gives the pool states
+    wd = sim_workdir("svc-routed", n_pools=24, days=20, seed=5, panel=True)
+    app = create_app(ServiceSettings(workdir=wd, use_registry=False, reload_interval_s=3600))
+    with TestClient(app) as c:
+        meta = c.get("/v1/pools").json()["pools"]
+        pools = [p["pool_id"] for p in meta]
+        body = c.post("/v1/recommendations", json={
+            "capital_usd": 5e7, "pools": pools, "constraints": {"max_weight": 0.1}}).json()
+    assert body["swap_cost_source"] == "routed"
+    rows = body["pools"]
+    assert all(p["slippage_usd"] <= p["slippage_single_pool_usd"] + 1e-9 for p in rows)
+    assert body["total_slippage_usd"] == pytest.approx(sum(p["slippage_usd"] for p in rows))
+    assert body["total_slippage_single_pool_usd"] == pytest.approx(
+        sum(p["slippage_single_pool_usd"] for p in rows))
+    pair = {p["pool_id"]: (p["chain"], frozenset(p["pair"].split("/"))) for p in meta}
+    shared = [p for p in rows if abs(p["move_usd"]) > 1
+              and sum(v == pair[p["pool_id"]] for v in pair.values()) > 1]
+    if not shared:
+        pytest.skip("no pool moved into shares its pair with another pool in this state")
+    # a sizeable zap into a pool whose pair has other pools is cheaper split across them
+    assert any(p["slippage_usd"] < p["slippage_single_pool_usd"] - 1e-6 for p in shared)
+
+
 def test_stale_features_are_flagged_in_the_table_title(held: dict[str, Any]) -> None:
     resp = RecommendationResponse.model_validate(held["body"])
     assert resp.stale  # simulated data from 2024 is old for "now"

@@ -12,9 +12,11 @@ from models.routing.graph import NoRouteError, PoolStates, RoutingError, Unknown
 from models.routing.network import Network, build_network
 from models.routing.router import CAPACITY, OPTIMAL, SINGLE_CHAIN, RouteResult, route
 from models.routing.swap_cost import SwapCost, swap_cost_usd
+from models.routing.zaps import routed_zap_costs
 
 __all__ = [
     "PoolStates", "RoutingError", "UnknownTokenError", "NoRouteError", "Network",
     "build_network", "route", "RouteResult", "OPTIMAL", "CAPACITY", "SINGLE_CHAIN",
     "volume_share", "DEFAULT_TRADE_FRACTIONS", "SwapCost", "swap_cost_usd",
+    "routed_zap_costs",
 ]

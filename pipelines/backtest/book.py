@@ -9,7 +9,7 @@ import pandas as pd
 
 from models.economics.costs import GAS_USD, rebalance_cost, swap_depth_usd
 from models.economics.fees import diluted_fees
-from models.routing import RoutingError, swap_cost_usd
+from models.routing import routed_zap_costs
 from pipelines.backtest.market import MarketData
 
 __all__ = ["StrategyBook", "PARTS", "SINGLE_POOL"]
@@ -103,31 +103,11 @@ class StrategyBook:
         return float(np.sum(gas)), float(np.sum(fee) + np.sum(impact))
 
     def routed_swap_costs(self, e: int, delta: np.ndarray, single: np.ndarray) -> np.ndarray:
-        """Swap fee + impact per pool, USD, of each zap routed over all pools at bar e.
-
-        A move of d USD swaps |d| / 2 between the pool's tokens (token0 -> token1 into the
-        pool, back out of it), routed one hop over the pair's pools on the pool's chain; where
-        routing fails, cannot absorb the swap, or quotes more, the pool's own cost `single`
-        stands.
-        """
-        states = self.m.pool_states(e)
-        held = set(states.pool_id.tolist())
+        """Swap fee + impact per pool, USD, of each zap routed over all pools at bar e
+        (`routing.routed_zap_costs`; never above the pool's own cost `single`)."""
         meta = self.m.meta
-        out = np.asarray(single, float).copy()
-        for j in np.flatnonzero((delta != 0) & (out > 0)):
-            if self.m.pools[j] not in held:
-                continue
-            t0, t1 = str(meta["token0"].iloc[j]), str(meta["token1"].iloc[j])
-            sell, buy = (t0, t1) if delta[j] > 0 else (t1, t0)
-            try:
-                sc = swap_cost_usd(states, sell, buy, 0.5 * abs(float(delta[j])), max_hops=1,
-                                   chain=str(meta["chain"].iloc[j]))
-            except RoutingError:
-                continue
-            res = sc.route
-            if res.amount_in_used >= res.amount_in * (1 - 1e-9) and np.isfinite(sc.routed_usd):
-                out[j] = min(out[j], max(sc.routed_usd, 0.0))
-        return out
+        return routed_zap_costs(self.m.pool_states(e), self.m.pools, meta["token0"].tolist(),
+                                meta["token1"].tolist(), meta["chain"].tolist(), delta, single)
 
     def execute(self, e: int, target: np.ndarray | None) -> None:
         """Trade to target weights at the start of bar e; charge gas and slippage there."""

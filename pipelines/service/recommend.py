@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from models.allocation import AllocatorConfig, allocate
+from models.routing import routed_zap_costs
 from pipelines.service.schemas import (
     PoolRecommendation,
     RecommendationRequest,
@@ -22,8 +23,6 @@ from pipelines.service.state import ServiceState, load_state
 __all__ = ["UnknownPoolsError", "recommend", "recommend_from_workdir", "parse_pool_ids",
            "recommendation_title", "horizon_text"]
 
-# The allocator caches one compiled convex problem per pool set and cvxpy parameters are
-# shared state, so concurrent solves of the same pool set must not interleave.
 
 
 class UnknownPoolsError(KeyError):
@@ -105,8 +104,8 @@ def recommend(req: RecommendationRequest, state: ServiceState,
     c = np.array([cw.get(p, 0.0) for p in pools], dtype=float)
     years = state.horizon / pd.Timedelta(days=365)
     # the compiled convex problem is cached per thread, so concurrent requests need no lock
-    alloc = allocate(cut.forecasts, pd.Series(c, index=cut.forecasts.index), cut.meta,
-                     _allocator_config(req, years))
+    cfg = _allocator_config(req, years)
+    alloc = allocate(cut.forecasts, pd.Series(c, index=cut.forecasts.index), cut.meta, cfg)
     exp, weights = alloc.expected, alloc.weights
     if not exp.index.equals(cut.forecasts.index):
         exp = exp.reindex(cut.forecasts.index)
@@ -115,6 +114,8 @@ def recommend(req: RecommendationRequest, state: ServiceState,
     econ = {k: _column(exp, k) for k in _ECONOMICS}
     w = np.nan_to_num(weights.to_numpy(float))
     move = (w - c) * req.capital_usd
+    single = -econ["swap_cost"]
+    source = _route_swaps(state, cut.meta, pools, move, econ, cfg.cost_horizons)
     horizon = horizon_text(state.horizon)
     out = []
     for i, p in enumerate(pools):
@@ -128,7 +129,8 @@ def recommend(req: RecommendationRequest, state: ServiceState,
             expected_il_usd=e["il"], expected_lvr_usd=e["lvr"],
             expected_stress_usd=e["stress_loss"], expected_cost_usd=e["cost"],
             expected_net_usd=e["net"], p_stress=float(cut.p_stress[i]), gas_usd=-e["gas"],
-            slippage_usd=-e["swap_cost"], data_as_of=cut.data_as_of[i],
+            slippage_usd=-e["swap_cost"], slippage_single_pool_usd=float(single[i]),
+            data_as_of=cut.data_as_of[i],
             reason="; ".join(t for t in (why, text) if t)))
     age = state.age_hours()
     return RecommendationResponse(
@@ -136,8 +138,30 @@ def recommend(req: RecommendationRequest, state: ServiceState,
         horizon=horizon, model_versions=state.model_versions, capital_usd=req.capital_usd,
         cash_weight=float(max(0.0, 1.0 - w.sum())),
         total_gas_usd=float(-econ["gas"].sum()), total_slippage_usd=float(-econ["swap_cost"].sum()),
+        total_slippage_single_pool_usd=float(single.sum()), swap_cost_source=source,
         expected_net_usd=float(econ["net"].sum()),
         fallback_chain=[str(x) for x in alloc.fallback_chain], pools=out)
+
+
+def _route_swaps(state: ServiceState, meta: pd.DataFrame, pools: tuple[str, ...],
+                 move: np.ndarray, econ: dict[str, np.ndarray], cost_horizons: float) -> str:
+    """Charge each move's swap at its routed cost (in place in `econ`); return the source.
+
+    The allocator priced each zap's swap through its own pool; executed as a swap routed over
+    the pair's pools at the state's latest pool states, it never costs more. The saving lowers
+    `swap_cost` and `cost` and raises `net` (cost is spread over the allocator's cost horizons).
+    """
+    single = -econ["swap_cost"]
+    if state.pool_states is None or not np.any((move != 0) & (single > 0)):
+        return "single_pool" if state.pool_states is None else "routed"
+    routed = routed_zap_costs(state.pool_states, pools, meta["token0"].astype(str).tolist(),
+                              meta["token1"].astype(str).tolist(),
+                              meta["chain"].astype(str).tolist(), move, single)
+    saved = np.clip(single - routed, 0.0, None)
+    econ["swap_cost"] = econ["swap_cost"] + saved
+    econ["cost"] = econ["cost"] + saved / cost_horizons
+    econ["net"] = econ["net"] + saved / cost_horizons
+    return "routed"
 
 
 def parse_pool_ids(text: str) -> list[str] | None:

@@ -113,7 +113,11 @@ class PoolRecommendation(BaseModel):
                     "costs, USD (LVR is shown apart: IL already prices the price path)")
     p_stress: float = Field(description="probability of stress over the horizon (own)")
     gas_usd: float = Field(description="gas of the move, USD")
-    slippage_usd: float = Field(description="swap fee and price impact of the move, USD")
+    slippage_usd: float = Field(
+        description="swap fee and price impact of the move, USD, routed over the pair's pools "
+                    "when the service holds pool states (see swap_cost_source)")
+    slippage_single_pool_usd: float = Field(
+        description="the same swap through this pool alone, USD (what the allocator priced)")
     data_as_of: str
     reason: str
 
@@ -130,6 +134,11 @@ class RecommendationResponse(BaseModel):
     cash_weight: float
     total_gas_usd: float
     total_slippage_usd: float
+    total_slippage_single_pool_usd: float = Field(
+        description="the moves' swap cost, each through its own pool alone, USD")
+    swap_cost_source: str = Field(
+        description="'routed': swaps charged routed over each pair's pools at the latest pool "
+                    "states; 'single_pool': no pool states are loaded, each through its pool")
     expected_net_usd: float = Field(description="sum of the pools' expected net, USD")
     fallback_chain: list[str]
     pools: list[PoolRecommendation]
