@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from features.amm import routed_flow_shares
 from features.schema import (
     CLOSE,
     POOL_ID,
@@ -78,7 +79,8 @@ def test_contagion_reaches_pools_sharing_a_token(market: tuple) -> None:
     assert np.mean(shared) > 2 * np.mean(disjoint)
 
 
-def test_volume_follows_depth_within_a_pair(market: tuple) -> None:
+def test_volume_follows_depth_and_fee_within_a_pair(market: tuple) -> None:
+    """The pool that optimal routing favours (depth and fee together) trades the most."""
     panel, _ = market
     f = panel.frame.merge(panel.meta, on=POOL_ID)
     f["pair"] = f[TOKEN0] + "/" + f[TOKEN1] + "@" + f["chain"]
@@ -86,8 +88,13 @@ def test_volume_follows_depth_within_a_pair(market: tuple) -> None:
     for _, g in f.groupby("pair"):
         if g[POOL_ID].nunique() < 2:
             continue
-        med = g.groupby(POOL_ID)[[TVL_USD, VOLUME_USD]].median()
-        wins.append(med[TVL_USD].idxmax() == med[VOLUME_USD].idxmax())
+        med = g.groupby(POOL_ID)[[TVL_USD, VOLUME_USD, "fee_tier", "protocol"]].agg(
+            {TVL_USD: "median", VOLUME_USD: "median", "fee_tier": "first", "protocol": "first"})
+        per_tvl = np.where(med["protocol"] == "uniswap_v3", 2.0,
+                           np.where(med["protocol"] == "stableswap", 5.0, 0.5))
+        routed = routed_flow_shares(med[TVL_USD].to_numpy() * per_tvl,
+                                    med["fee_tier"].to_numpy(float), np.zeros(len(med), int))
+        wins.append(med.index[int(np.argmax(routed))] == med[VOLUME_USD].idxmax())
     assert len(wins) >= 3 and np.mean(wins) >= 0.75
 
 

@@ -3,10 +3,12 @@
 Token prices follow a one-factor model with a Markov calm/stress regime, jumps and token stress
 events (crashes; depegs for stablecoins). Every event has a precursor: the token's volatility
 ramps up and LPs start leaving its pools hours to days before the onset, so stress is
-predictable but not trivially so. Trade demand per pair rises with volatility and is routed to
-the pair's pools by depth and fee; LPs chase trailing fee yield with a lag and flee stressed
-pools (liquidity crunch). Events spread to every pool that holds the token (contagion) and raise
-the volatility of tokens that share a pool with it. Ground truth stays out of the panel.
+predictable but not trivially so. Trade demand per pair rises with volatility; a share of it
+(ROUTED_FLOW, the aggregator flow) is split across the pair's pools as optimal routing would
+split it (`features.amm.routed_flow_shares`, the flow model of `models.routing`), the rest
+follows a depth-and-fee preference (direct traders). LPs chase trailing fee yield with a lag
+and flee stressed pools (liquidity crunch). Events spread to every pool that holds the token
+(contagion) and raise the volatility of tokens that share a pool with it. Ground truth stays out of the panel.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
+from features.amm import STABLE_DEPTH_MULTIPLIER, routed_flow_shares
 from features.schema import (
     CHAIN,
     CLOSE,
@@ -56,6 +59,9 @@ from features.sources._sim_market import (
 __all__ = ["simulate_market"]
 
 START = pd.Timestamp("2024-01-01", tz="UTC")
+# share of a pair's trade flow that aggregators route optimally across its pools (a judgement
+# call, near the aggregator share of DEX volume); the rest trades directly on one pool
+ROUTED_FLOW = 0.6
 
 
 def simulate_market(
@@ -121,11 +127,14 @@ def simulate_market(
     cur = tvl0.copy()
     trail = np.full(m, 0.0)
     pair_count = np.bincount(pair, minlength=n_pairs)
+    eff = np.where(proto == "uniswap_v3", 4.0, 1.0)  # v3 pools' range efficiency
+    depth_per_tvl = 0.5 * np.where(proto == "stableswap", STABLE_DEPTH_MULTIPLIER, eff)
     for t in range(n):
         cur = cur * value_ratio[t]
         score = 0.9 * np.log(cur) - fee * 1e4 / 25.0
         w = np.exp(score - score.max())
-        share = w / np.bincount(pair, w, n_pairs)[pair]
+        share = (ROUTED_FLOW * routed_flow_shares(cur * depth_per_tvl, fee, pair)
+                 + (1.0 - ROUTED_FLOW) * w / np.bincount(pair, w, n_pairs)[pair])
         v = base_demand * pair_count[pair] * share * demand_mult[t]
         vol[t] = v
         y = v * fee / cur
@@ -147,7 +156,6 @@ def simulate_market(
     low = np.minimum(prev, price) * np.exp(-np.abs(rng.normal(0, 1, (n, m))) * 0.004 * pool_mult)
     fees = vol * fee
     tx = np.round(vol / rng.uniform(3e3, 2e4, m))
-    eff = np.where(proto == "uniswap_v3", 4.0, 1.0)
     liq = tvl / (2 * np.sqrt(p0 * p1)) * eff
 
     ts = pd.date_range(START, periods=n, freq="h")

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 from numpy.typing import ArrayLike
 
+from features.amm import STABLE_DEPTH_MULTIPLIER as _STABLE_DEPTH
 from models.economics._checks import FloatArray, as_float, as_names, protocol_masks
 from models.economics.invariants import PROTOCOLS, STABLESWAP, UNISWAP_V3, WEIGHTED
 
@@ -28,10 +29,8 @@ GAS_USD: dict[str, float] = {
     "ethereum": 15.0, "arbitrum": 0.3, "optimism": 0.2, "base": 0.1, "polygon": 0.05,
     "default": 0.5,
 }
-# small-trade depth of a stableswap pool relative to constant product with the same TVL; a
-# balanced Curve pool with amplification A has A + 1, real pools are rarely balanced and
-# larger trades leave the flat part of the curve, hence a conservative figure
-STABLE_DEPTH_MULTIPLIER = 10.0
+# small-trade depth of a stableswap pool relative to constant product (features.amm)
+STABLE_DEPTH_MULTIPLIER = _STABLE_DEPTH
 
 
 def gas_usd(chains: str | Iterable[str] | None,

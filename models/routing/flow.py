@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
+from features.amm import TRADE_FRACTIONS
 from models.routing.fast import parallel_split
 from models.routing.graph import PoolStates, RoutingError
 from models.routing.network import pair_network
@@ -26,7 +27,7 @@ from models.routing.router import route_network
 
 __all__ = ["volume_share", "DEFAULT_TRADE_FRACTIONS"]
 
-DEFAULT_TRADE_FRACTIONS = (1e-4, 1e-3, 1e-2)
+DEFAULT_TRADE_FRACTIONS = TRADE_FRACTIONS  # shared with the simulator's flow split
 
 
 def volume_share(pools: PoolStates,
