@@ -54,6 +54,26 @@ def test_pool_states_are_built_once_per_bar(market: MarketData) -> None:
     assert np.isfinite(s.reserves()[0]).all()
 
 
-def test_option_is_off_by_default() -> None:
-    assert BacktestConfig().routed_costs is False
-    assert BacktestConfig(routed_costs=True).routed_costs is True
+def test_routed_costs_are_the_default() -> None:
+    assert BacktestConfig().routed_costs is True
+    assert BacktestConfig(routed_costs=False).routed_costs is False
+
+
+def test_routing_savings_sum_the_booked_and_single_pool_swap_costs(market: MarketData) -> None:
+    import pandas as pd
+
+    from pipelines.backtest.config import BacktestResult
+
+    book = _run(market, True)
+    periods = pd.concat([book.frame("mover", 0), _run(market, False).frame("plain", 0)])
+    res = BacktestResult(metrics={}, periods=periods, weights=pd.DataFrame(),
+                         preemption=pd.DataFrame(), config=BacktestConfig())
+    s = res.routing_savings()
+    assert s.loc["mover", "routed_usd"] == pytest.approx(-book.parts["slippage"].sum())
+    assert s.loc["mover", "single_pool_usd"] == pytest.approx(-book.parts[SINGLE_POOL].sum())
+    assert 0 < s.loc["mover", "saved_share"] < 1
+    assert np.isnan(s.loc["plain", "single_pool_usd"])  # an unrouted book has no figure
+    plain = BacktestResult(metrics={}, periods=_run(market, False).frame("plain", 0),
+                           weights=pd.DataFrame(), preemption=pd.DataFrame(),
+                           config=BacktestConfig(routed_costs=False))
+    assert plain.routing_savings().empty

@@ -43,9 +43,9 @@ class BacktestConfig(BaseModel):
                                   "USD (None: per-chain table of the economics core)")
     min_trade_usd: float = Field(default=DEFAULT_MIN_TRADE_USD, ge=0,
                                  description="smaller moves are skipped")
-    routed_costs: bool = Field(default=False, description="charge each rebalancing zap's swap "
+    routed_costs: bool = Field(default=True, description="charge each rebalancing zap's swap "
                                "(fee + impact) routed over every pool of the pair at that bar "
-                               "instead of through the pool alone; the single-pool figure is "
+                               "(false: through the pool alone); the single-pool figure is "
                                "kept per bar as `slippage_single_pool`")
     top_k: int = Field(default=5, ge=1, description="pools held by trailing_apr (top_k mode)")
     apr_mode: Literal["top_k", "proportional"] = "top_k"
@@ -98,6 +98,23 @@ class BacktestResult:
     fallbacks: list[tuple[pd.Timestamp, list[str]]] = field(default_factory=list)
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+
+    def routing_savings(self) -> pd.DataFrame:
+        """Per strategy: rebalancing swap cost routed and through each pool alone, USD.
+
+        Empty unless the backtest charged routed costs (`routed_costs`).
+        """
+        p = self.periods
+        if "slippage_single_pool" not in p.columns:
+            return pd.DataFrame(columns=["routed_usd", "single_pool_usd", "saved_usd",
+                                         "saved_share"])
+        g = p.groupby("strategy")[["slippage", "slippage_single_pool"]].sum(min_count=1)
+        out = pd.DataFrame({"routed_usd": -g["slippage"],
+                            "single_pool_usd": -g["slippage_single_pool"]})
+        out["saved_usd"] = out["single_pool_usd"] - out["routed_usd"]
+        single = out["single_pool_usd"].where(out["single_pool_usd"] > 0)
+        out["saved_share"] = out["saved_usd"] / single
+        return out
 
     def summary_columns(self) -> list[str]:
         """Column names of `summary_rows`."""

@@ -5,13 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
+import pandas as pd
 import typer
 
 from pipelines.cluster import ClusterOption, SchedulerOption
 from pipelines.commands.common import Workdir, console, print_metrics, run
 from pipelines.config import resolve_workdir
 
-__all__ = ["backtest_cmd", "demo_cmd"]
+__all__ = ["backtest_cmd", "demo_cmd", "print_routing_savings"]
 
 
 def backtest_cmd(
@@ -38,11 +39,24 @@ def backtest_cmd(
             res = run_backtest(read_panel(wd), read_features(wd), cfg, workdir=wd,
                                truth=read_truth(wd), progress=True)
         print_metrics(res.metrics)
+        print_routing_savings(res.routing_savings())
         for w in res.warnings:
             console.print(f"warning: {w}", markup=False)
         console.print(f"report: {res.report_dir}")
 
     run(body)
+
+
+def print_routing_savings(savings: pd.DataFrame) -> None:
+    """One line per strategy: the rebalancing swaps' cost routed against single-pool, USD."""
+    if savings.empty:
+        return
+    console.print("rebalancing swaps, routed over each pair's pools vs through each pool alone:")
+    for name, r in savings.iterrows():
+        share = "" if pd.isna(r["saved_share"]) else f" ({r['saved_share']:.1%})"
+        console.print(f"  {name}: ${r['routed_usd']:,.0f} routed vs "
+                      f"${r['single_pool_usd']:,.0f} single-pool, saved "
+                      f"${r['saved_usd']:,.0f}{share}", markup=False)
 
 
 def demo_cmd(
@@ -75,6 +89,7 @@ def demo_cmd(
         res = run_demo(wd, console, data=data, fmt=fmt, pools=pools, days=days, seed=seed,
                        models=kinds, threads=threads)
         print_metrics(res.metrics)
+        print_routing_savings(res.routing_savings())
         for w in res.warnings:
             console.print(f"warning: {w}", markup=False)
         console.print(f"report: {res.report_dir}")
