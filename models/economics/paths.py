@@ -28,7 +28,6 @@ import pandas as pd
 
 from models.economics.concentrated import (
     amounts_for_liquidity,
-    centred_range,
     full_range_value,
     in_range_fraction_ohlc,
     liquidity_for_value,
@@ -96,42 +95,57 @@ class LpPaths:
     recentre_cost: np.ndarray
 
 
+def _ranges(price: np.ndarray, new: np.ndarray, width: np.ndarray,
+            recenter_after: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Range bounds in force during each period and where a range is re-centred at its end.
+
+    Starts centred on `price[0]`; after `recenter_after` periods ending out of range it is
+    re-centred on that period's closing price `new`.
+    """
+    n, p = price.shape
+    w = 1.0 + width
+    lower, upper = price[0] / w, price[0] * w
+    lo, hi = np.empty((n, p)), np.empty((n, p))
+    rec = np.zeros((n, p), bool)
+    out_count = np.zeros(p, int)
+    for t in range(n):
+        lo[t], hi[t] = lower, upper
+        out = (new[t] < lower) | (new[t] > upper)
+        out_count = np.where(out, out_count + 1, 0)
+        if recenter_after is not None:
+            go = out_count >= recenter_after
+            if go.any():
+                lower = np.where(go, new[t] / w, lower)
+                upper = np.where(go, new[t] * w, upper)
+                out_count = np.where(go, 0, out_count)
+                rec[t] = go
+    return lo, hi, rec
+
+
 def _concentrated(rel: np.ndarray, g1: np.ndarray, hi_rel: np.ndarray, lo_rel: np.ndarray,
                   width: np.ndarray, fee_tier: np.ndarray,
                   recenter_after: int | None) -> tuple[np.ndarray, ...]:
     """Path-dependent v3 value growth, HODL growth, liquidity per value, in-range share, re-centres.
 
     Prices are relative to the first period (entry price 1); each period starts from one unit
-    of position value, so the rows are growth factors.
+    of position value, so the rows are growth factors. Only the range bounds are path
+    dependent (`_ranges`); every period is then valued at once.
     """
     n, p = rel.shape
-    price = np.ones(p)
-    lower, upper = centred_range(price, width)
-    out_count = np.zeros(p, int)
-    lp, hodl, mult, inr = (np.ones((n, p)) for _ in range(4))
-    rec, cost = np.zeros((n, p), bool), np.zeros((n, p))
-    for t in range(n):
-        liq = liquidity_for_value(np.ones(p), price, lower, upper)  # one unit of value
-        x0, y0 = amounts_for_liquidity(liq, price, lower, upper)
-        new = price * rel[t]
-        lp[t] = position_value(liq, new, lower, upper) * g1[t]
-        hodl[t] = (x0 * new + y0) * g1[t]
-        high = np.maximum(new * hi_rel[t], np.maximum(price, new))
-        low = np.minimum(new * lo_rel[t], np.minimum(price, new))
-        inr[t] = in_range_fraction_ohlc(price, high, low, new, lower, upper)
-        mult[t] = liquidity_per_value(liq, price, lower, upper)
-        out = (new < lower) | (new > upper)
-        out_count = np.where(out, out_count + 1, 0)
-        if recenter_after is not None:
-            go = out_count >= recenter_after
-            if go.any():  # all one token: swap half back at the fee tier, re-deposit centred
-                cost[t] = np.where(go, 0.5 * fee_tier, 0.0)
-                lp[t] = lp[t] * (1.0 - cost[t])
-                nl, nu = centred_range(new, width)
-                lower, upper = np.where(go, nl, lower), np.where(go, nu, upper)
-                out_count = np.where(go, 0, out_count)
-                rec[t] = go
-        price = new
+    new = np.cumprod(rel, axis=0)  # price at each period's end
+    price = np.vstack([np.ones((1, p)), new[:-1]])  # and at its start
+    lower, upper, rec = _ranges(price, new, np.asarray(width, float), recenter_after)
+    liq = liquidity_for_value(np.ones((n, p)), price, lower, upper)  # one unit of value
+    x0, y0 = amounts_for_liquidity(liq, price, lower, upper)
+    lp = position_value(liq, new, lower, upper) * g1
+    hodl = (x0 * new + y0) * g1
+    high = np.maximum(new * hi_rel, np.maximum(price, new))
+    low = np.minimum(new * lo_rel, np.minimum(price, new))
+    inr = in_range_fraction_ohlc(price, high, low, new, lower, upper)
+    mult = liquidity_per_value(liq, price, lower, upper)
+    # all one token: swap half back at the fee tier, re-deposit centred
+    cost = np.where(rec, 0.5 * np.asarray(fee_tier, float), 0.0)
+    lp = lp * (1.0 - cost)
     return lp, hodl, mult, inr, rec, cost
 
 

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from models.economics.costs import GAS_USD, rebalance_cost, swap_depth_usd
+from models.economics.costs import GAS_USD, rebalance_cost
 from models.economics.fees import diluted_fees
 from models.routing import routed_zap_costs
 from pipelines.backtest.market import MarketData
@@ -90,10 +90,8 @@ class StrategyBook:
         """(gas, swap fee, price impact) in USD per pool of moving `delta` USD per pool at
         bar e, each swap through its own pool."""
         m = self.m
-        depth = swap_depth_usd(m.tvl_prev[e], m.meta["protocol"].to_numpy(),
-                               active_liquidity_usd=m.active_prev[e])
-        gas, fee, impact = rebalance_cost(delta, depth, m.fee_tier,
-                                          chains=m.meta["chain"].to_numpy(),
+        gas, fee, impact = rebalance_cost(delta, m.swap_depth(e), m.fee_tier,
+                                          chains=m.names("chain"),
                                           gas=GAS_USD if self.gas_usd is None else self.gas_usd)
         return gas, fee, impact
 

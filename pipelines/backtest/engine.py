@@ -36,8 +36,14 @@ from pipelines.backtest.metrics import (
 from pipelines.backtest.providers import BaselineProvider, BundleProvider, ForecastProvider
 from pipelines.backtest.strategies import (
     AllocatorStrategy,
+    Capped,
     DecisionContext,
+    EqualWeight,
+    HindsightOracle,
+    Hold,
     Strategy,
+    TrailingApr,
+    TvlWeighted,
     default_strategies,
 )
 
@@ -81,6 +87,22 @@ def _refit_times(market: MarketData, bars: np.ndarray, retrain: pd.Timedelta
         if not out or t - out[-1] >= retrain:
             out.append(t)
     return out
+
+
+def _reads_hindsight(s: Strategy) -> bool:
+    """False for the standard strategies that never read `DecisionContext.perfect`."""
+    if type(s) is AllocatorStrategy:
+        return s.source == "perfect"
+    if type(s) is Capped:
+        return _reads_hindsight(s.inner)
+    return type(s) not in (EqualWeight, TvlWeighted, TrailingApr, Hold, HindsightOracle)
+
+
+def _per_pool(values: pd.Series, pools: pd.Index) -> np.ndarray:
+    """A pool-indexed series as an array in `pools` order (NaN where absent)."""
+    pos = values.index.get_indexer(pools)
+    out = values.to_numpy(float)[np.maximum(pos, 0)] if len(values) else np.zeros(len(pos))
+    return np.where(pos >= 0, out, np.nan)
 
 
 def _prefit(provider: ForecastProvider | None, fs: Any, refits: list[pd.Timestamp],
@@ -167,6 +189,8 @@ def run_backtest(
                "decide_s": 0.0}
     refits = set(_refit_times(market, bars, retrain)) if provider is not None else set()
     _prefit(provider, fs, sorted(refits), timings)
+    hindsight = any(_reads_hindsight(s) for s in strategies)
+    pool_index = pd.Index(market.pools)
     it: Any = bars
     if progress:
         from rich.progress import track
@@ -190,10 +214,10 @@ def run_backtest(
             timings["fit_s"] += s1 - s0
             timings["predict_s"] += time.perf_counter() - s1
             if forecasts is not None:
-                ps = forecasts["p_stress"].reindex(market.pools).to_numpy(float)
-                p_stress[i + 1: i + 1 + every] = ps
+                p_stress[i + 1: i + 1 + every] = _per_pool(forecasts["p_stress"], pool_index)
         end = int(bars[k + 1]) + 1 if k + 1 < len(bars) else market.n_bars
-        perfect = realised_inputs(market, i, end)
+        perfect = realised_inputs(market, i, end) if hindsight else None
+        tvl_now = np.nan_to_num(market.tvl[i])
         s0 = time.perf_counter()
         for s in strategies:
             book = books[s.name]
@@ -204,7 +228,7 @@ def run_backtest(
                 fitter.record(int(i), forecasts if s.source == "forecasts" else baseline_fc)
             ctx = DecisionContext(
                 t=t, pools=market.pools, available=market.available[i],
-                tvl_usd=np.nan_to_num(market.tvl[i]), trailing_apr=apr[i],
+                tvl_usd=tvl_now, trailing_apr=apr[i],
                 current=book.weights_now(), meta=market.meta, first=k == 0,
                 forecasts=forecasts, baseline_forecasts=baseline_fc, perfect=perfect,
                 plan=plans[s.name][k] if s.name in plans else None, equity=book.equity_now)

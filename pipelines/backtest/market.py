@@ -27,6 +27,7 @@ from features.schema import (
     freq_step,
 )
 from models.economics.concentrated import human_liquidity
+from models.economics.costs import swap_depth_usd
 from models.economics.fees import FEE_SHARE_FROM_LIQUIDITY, FEE_SHARE_FROM_TVL
 from models.economics.invariants import WEIGHTED
 from models.economics.lvr import lvr_fraction
@@ -94,6 +95,8 @@ class MarketData:
     usd0_prev: np.ndarray | None = None  # previous bar's token0 / token1 USD prices, ffilled
     usd1_prev: np.ndarray | None = None
     _states: dict[int, PoolStates] = field(default_factory=dict, repr=False, compare=False)
+    _depth: dict[int, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
+    _names: dict[str, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def step(self) -> pd.Timedelta:
@@ -187,6 +190,22 @@ class MarketData:
         s = fees.rolling(n, min_periods=max(1, n // 2)).sum()
         m = tvl.rolling(n, min_periods=max(1, n // 2)).mean()
         return (s / m.where(m > 0)).to_numpy() * (self.periods_per_year / n)
+
+    def names(self, column: str) -> np.ndarray:
+        """A metadata column (protocol, chain, token0, ...) as a str array, built once."""
+        hit = self._names.get(column)
+        if hit is None:
+            hit = self._names[column] = np.asarray(self.meta[column].to_numpy()).astype(str)
+        return hit
+
+    def swap_depth(self, e: int) -> np.ndarray:
+        """Swap depth per pool at the start of bar e, USD (`costs.swap_depth_usd` on the
+        previous bar's TVL and active liquidity); built once per bar, shared by the books."""
+        hit = self._depth.get(e)
+        if hit is None:
+            hit = self._depth[e] = swap_depth_usd(self.tvl_prev[e], self.names("protocol"),
+                                                  active_liquidity_usd=self.active_prev[e])
+        return hit
 
     def pool_states(self, e: int) -> PoolStates:
         """Tradable state of every pool at the start of bar e (the previous bar's close, TVL

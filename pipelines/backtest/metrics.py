@@ -174,6 +174,14 @@ def window_returns(periods: pd.DataFrame, capital_usd: float, stress: np.ndarray
 def stress_bars_from_truth(truth: pd.DataFrame, times: pd.DatetimeIndex,
                            pools: list[str]) -> np.ndarray:
     """Realised pool-level stress (bool, periods x pools) from the simulator's ground truth."""
+    col = pd.Index(pools).get_indexer(pd.Index(truth["pool_id"]))
+    row = pd.DatetimeIndex(times).get_indexer(pd.DatetimeIndex(truth["timestamp"]))
+    keep = (col >= 0) & (row >= 0)
+    cell = row[keep] * len(pools) + col[keep]
+    if truth["stress"].dtype == bool and keep.any() and not pd.Index(cell).has_duplicates:
+        out = np.zeros(len(times) * len(pools), bool)  # one row per cell: max is the value
+        out[cell] = truth["stress"].to_numpy(bool)[keep]
+        return out.reshape(len(times), len(pools))
     t = truth[truth["pool_id"].isin(pools)]
     wide = t.pivot_table(index="timestamp", columns="pool_id", values="stress", aggfunc="max")
     wide = wide.reindex(index=times, columns=pools)

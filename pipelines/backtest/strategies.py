@@ -192,6 +192,25 @@ class AllocatorStrategy:
     name: str = "allocator"
     allocate_fn: Any = None
     fallbacks: list[tuple[pd.Timestamp, list[str]]] = field(default_factory=list)
+    _meta: dict[tuple[str, ...], tuple[pd.DataFrame, pd.DataFrame]] = field(
+        default_factory=dict, repr=False, compare=False)
+    _index: tuple[list[str], pd.Index] | None = field(default=None, repr=False, compare=False)
+
+    def _pool_index(self, pools: list[str]) -> pd.Index:
+        """`pools` as an Index, built once per pool list."""
+        if self._index is None or self._index[0] is not pools:
+            self._index = (pools, pd.Index(pools))
+        return self._index[1]
+
+    def _meta_rows(self, meta: pd.DataFrame, index: pd.Index) -> pd.DataFrame:
+        """The metadata rows of `index` with pool_id as a column, built once per pool set."""
+        key = tuple(index.tolist())
+        hit = self._meta.get(key)
+        if hit is None or hit[0] is not meta:
+            if len(self._meta) > 64:
+                self._meta.clear()
+            hit = self._meta[key] = (meta, meta.loc[index].reset_index())
+        return hit[1].copy(deep=False)
 
     def decide(self, ctx: DecisionContext) -> np.ndarray | None:
         """Weights from models.allocation.allocate; None when no forecasts exist yet."""
@@ -202,19 +221,25 @@ class AllocatorStrategy:
         fc = getattr(ctx, self.source)
         if fc is None or fc.empty:
             return None
-        avail = pd.Index(ctx.pools)[ctx.available]
-        fc = fc.loc[fc.index.intersection(avail)]
+        pools = self._pool_index(ctx.pools)
+        fc = fc.loc[fc.index.intersection(pools[ctx.available])]
         if fc.empty:
             return np.zeros(len(ctx.pools))
-        current = pd.Series(ctx.current, index=ctx.pools).loc[fc.index]
-        meta = ctx.meta.loc[fc.index].reset_index()
+        current = pd.Series(np.asarray(ctx.current)[pools.get_indexer(fc.index)],
+                            index=fc.index)
+        meta = self._meta_rows(ctx.meta, fc.index)
         cfg = dataclasses.replace(self.config, capital_usd=max(float(ctx.equity), 1.0))
         alloc = self.allocate_fn(fc, current, meta, cfg)
         chain = list(getattr(alloc, "fallback_chain", []) or [])
         if chain:
             self.fallbacks.append((ctx.t, [str(c) for c in chain]))
-        w = pd.Series(alloc.weights, dtype=float).reindex(ctx.pools).fillna(0.0)
-        return np.clip(w.to_numpy(float), 0.0, None)
+        w = pd.Series(alloc.weights, dtype=float)
+        pos = pools.get_indexer(w.index)
+        out = np.zeros(len(ctx.pools))
+        hit = pos >= 0
+        out[pos[hit]] = np.nan_to_num(w.to_numpy(float)[hit], nan=0.0, posinf=np.inf,
+                                      neginf=-np.inf)
+        return np.clip(out, 0.0, None)
 
 
 def default_strategies(allocator_config: Any, top_k: int = 5, apr_mode: str = "top_k",
