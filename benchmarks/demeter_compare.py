@@ -31,11 +31,12 @@ Differences that remain, and why they are not removed:
    one minute (up to ~1 % on the most volatile minute); the daily NAVs (23:59, mostly quiet)
    and the final NAV agree. Kept: a NAV at a period's close is the causal convention of the
    panel (timestamp = period start, state = end of period).
-2. Fee valuation without per-token fees. A stored panel from `lpa data import` keeps
-   fees_usd only (the per-token columns are not part of the panel contract yet); the replay
-   then books each minute's fees in USDC when earned instead of holding the WETH part. The
-   row "fees in USDC" shows the effect: -0.05 % on the final NAV for ± 200, up to ~0.8 % on a
-   day when WETH is far above its price when the fees were earned.
+2. Fee valuation without per-token fees. `lpa data import --format demeter-minute` keeps the
+   per-token fees (fees_token0 / fees_token1) and the replay holds them in each token as
+   demeter does; a panel with fees_usd only (other exports) books each period's fees in the
+   quote token when earned. The row "fees in USDC" drops the per-token columns to show the
+   effect: -0.05 % on the final NAV for ± 200, up to ~0.8 % on a day when WETH is far above
+   its price when the fees were earned.
 3. Floating point against demeter's Decimal and integer tick math: tick prices through
    1.0001**tick instead of the TickMath table (relative 1e-12), liquidity not floored to an
    integer (relative 1e-15). Negligible.

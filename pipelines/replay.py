@@ -2,7 +2,8 @@
 
 Reads the work directory's panel, selects a pool by id or unique prefix and a date window,
 runs `models.economics.replay.replay_position` and writes ``nav.csv`` (the per-period path),
-``summary.json`` and ``replay.png`` to ``<workdir>/reports/replay-<pool8>-<start>-<end>/``
+``summary.json`` and ``replay.png`` to
+``<workdir>/reports/replay-<pool8>-<start>-<end>-<range>-c<capital>[-recenter][-fee]/``
 atomically (built in a temp folder, then renamed into place).
 """
 
@@ -79,11 +80,20 @@ def window(frame: pd.DataFrame, start: str | None, end: str | None, pool: str) -
     return rows
 
 
-def report_name(pool_id: str, path: pd.DataFrame) -> str:
-    """Folder name replay-<first 8 id characters>-<first day>-<last day>."""
+def report_name(pool_id: str, path: pd.DataFrame, position: str = "") -> str:
+    """Folder name replay-<first 8 id characters>-<first day>-<last day>[-<position>]."""
     short = re.sub(r"[^0-9A-Za-z]", "", pool_id.split(":")[-1].removeprefix("0x"))[:8]
     days = [pd.Timestamp(path[TIMESTAMP].iloc[i]).strftime("%Y-%m-%d") for i in (0, -1)]
-    return f"replay-{short or 'pool'}-{days[0]}-{days[1]}"
+    tail = re.sub(r"[^0-9A-Za-z.+_-]", "", position)
+    return f"replay-{short or 'pool'}-{days[0]}-{days[1]}" + (f"-{tail}" if tail else "")
+
+
+def position_tag(capital: float, width: float | None, lower: float | None,
+                 upper: float | None, recenter: bool, entry_swap_fee: bool) -> str:
+    """Short text naming a position's range, capital and options, e.g. ``w200-c10000-fee``."""
+    rng = f"w{width:g}" if width is not None else f"{lower:g}_{upper:g}"
+    parts = [rng, f"c{capital:g}"] + ["recenter"] * recenter + ["fee"] * entry_swap_fee
+    return "-".join(parts)
 
 
 def _thin(path: pd.DataFrame, points: int = 3000) -> pd.DataFrame:
@@ -180,6 +190,7 @@ def run_replay(
                              entry_swap_fee=entry_swap_fee, gas_usd=gas_usd)
     out = None
     if write:
-        out = Path(workdir) / "reports" / report_name(pid, result.path)
+        tag = position_tag(capital, width, lower, upper, recenter, entry_swap_fee)
+        out = Path(workdir) / "reports" / report_name(pid, result.path, tag)
         _write_report(result, out, plot, Path(workdir))
     return ReplayRun(result=result, report_dir=out)

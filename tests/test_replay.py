@@ -243,7 +243,12 @@ def test_job_selects_by_prefix_and_writes_its_report(tmp_path: Path) -> None:
         run_replay(tmp_path, "0xabcdef", capital=1e4, width=100, start="2030-01-01")
     run = run_replay(tmp_path, "0xABCDEF", capital=1e4, width=100, end="2024-01-01 04:59")
     assert run.result.rows == 300
-    assert run.report_dir == tmp_path / "reports" / "replay-abcdef01-2024-01-01-2024-01-01"
+    assert run.report_dir == (tmp_path / "reports"
+                              / "replay-abcdef01-2024-01-01-2024-01-01-w100-c10000")
+    other = run_replay(tmp_path, "0xABCDEF", capital=1e4, lower=900, upper=1100,
+                       end="2024-01-01 04:59", entry_swap_fee=True, plot=False)
+    assert other.report_dir is not None and other.report_dir.name.endswith("900_1100-c10000-fee")
+    assert run.report_dir.exists()  # another position's report does not overwrite it
     nav = pd.read_csv(run.report_dir / "nav.csv", parse_dates=["timestamp"])
     assert len(nav) == 300 and nav["nav"].iloc[-1] == pytest.approx(run.result.final_nav)
     assert (run.report_dir / "replay.png").stat().st_size > 10_000
