@@ -31,7 +31,7 @@ import pandas as pd
 
 from models.allocation.config import AllocatorConfig
 from models.allocation.fast import solve_fast
-from models.allocation.inputs import AllocationError, Prepared, check_inputs, token_incidence
+from models.allocation.inputs import AllocationError, Prepared, check_inputs
 from models.allocation.pricing import Coefficients, coefficients
 from models.allocation.problem import (
     ConvexAllocator,
@@ -39,11 +39,11 @@ from models.allocation.problem import (
     SolveResult,
     cached_allocator,
 )
-from models.allocation.reasons import explain
+from models.allocation.reasons import explain_columns
 
 _NOISE_USD = 0.01  # moves this small are solver round-off, not decisions
 
-__all__ = ["AllocatorConfig", "Allocation", "AllocationError", "allocate"]
+__all__ = ["AllocatorConfig", "Allocation", "AllocationError", "allocate", "allocate_prepared"]
 
 
 class Allocation:
@@ -63,19 +63,20 @@ class Allocation:
     def __init__(self, weights: pd.Series, reasons: dict[str, str] | None = None,
                  expected: pd.DataFrame | None = None,
                  fallback_chain: list[str] | None = None, solve_seconds: float = 0.0, *,
-                 explain: Callable[[], tuple[pd.DataFrame, dict[str, str]]] | None = None
-                 ) -> None:
+                 explain: Callable[[], tuple[dict[str, np.ndarray], dict[str, str]]] | None
+                 = None) -> None:
         self.weights = weights
         self.fallback_chain = list(fallback_chain or [])
         self.solve_seconds = solve_seconds
         self._explain = explain
         self._reasons = reasons if reasons is not None or explain else {}
         self._expected = expected if expected is not None or explain else pd.DataFrame()
+        self._columns: dict[str, np.ndarray] | None = None
 
     def _explained(self) -> None:
         """Price the expected P&L and the reasons once."""
         if self._explain is not None:
-            self._expected, self._reasons = self._explain()
+            self._columns, self._reasons = self._explain()
             self._explain = None
 
     @property
@@ -88,7 +89,18 @@ class Allocation:
     def expected(self) -> pd.DataFrame:
         """Expected USD components per pool over the horizon (see the class doc)."""
         self._explained()
+        if self._expected is None and self._columns is not None:
+            self._expected = pd.DataFrame(self._columns, index=self.weights.index)
         return self._expected if self._expected is not None else pd.DataFrame()
+
+    @property
+    def expected_columns(self) -> dict[str, np.ndarray]:
+        """The columns of ``expected`` as arrays in the order of ``weights`` (no frame built)."""
+        self._explained()
+        if self._columns is None:
+            exp = self.expected
+            self._columns = {str(c): exp[c].to_numpy() for c in exp.columns}
+        return self._columns
 
     def __getstate__(self) -> dict[str, object]:
         """Pickled with the reasons and expected P&L priced (the pricing closure is not)."""
@@ -231,16 +243,23 @@ def allocate(forecasts: pd.DataFrame, current_weights: pd.Series | None, meta: p
     AllocationError : malformed inputs (names the pool and field). Solver trouble never raises:
         it falls back and records the chain.
     """
+    return allocate_prepared(check_inputs(forecasts, current_weights, meta), config)
+
+
+def allocate_prepared(pp: Prepared, config: AllocatorConfig | None = None) -> Allocation:
+    """Target LP weights from inputs already validated by ``check_inputs`` / ``with_current``.
+
+    What depends only on the forecasts and metadata is priced once per prepared pool set
+    (``Prepared.memo``), so deciding again on the same pools costs only the solve.
+    """
     cfg = config or AllocatorConfig()
     t0 = time.perf_counter()
-    pp = check_inputs(forecasts, current_weights, meta)
     chain = [f"non-finite {f} for {p}: held at current weight" for p, f in pp.frozen.items()]
     if not pp.pools:
         return Allocation(pd.Series(dtype=float), {}, pd.DataFrame(), chain)
-    tokens = [c.to_numpy() for c in map(pp.meta_column, ("token0", "token1")) if c is not None]
-    names, per_pool, inc = token_incidence(tokens, len(pp.pools))
-    co = coefficients(pp, cfg, names, inc, per_pool)
-    pinned = np.array([p in pp.frozen for p in pp.pools])
+    co = coefficients(pp, cfg)
+    pinned = np.array([p in pp.frozen for p in pp.pools]) if pp.frozen else np.zeros(
+        len(pp.pools), bool)
     w, snapped, _ = _solve(co, pp, cfg, pinned, chain)
     fallback = None
     x = _inputs(co, pp, cfg, pinned)
@@ -253,7 +272,7 @@ def allocate(forecasts: pd.DataFrame, current_weights: pd.Series | None, meta: p
             chain.append(f"previous weights infeasible ({why or 'empty'})")
             w, fallback = _equal_weight(x, co.incidence, pinned), "capped equal weight"
             chain.append("capped equal weight")
-    weights = pd.Series(w, index=pd.Index(pp.pools, name="pool_id"), name="weight")
+    weights = pd.Series(w, index=pp.pool_index(), name="weight")
     final = w
     return Allocation(weights, fallback_chain=chain, solve_seconds=time.perf_counter() - t0,
-                      explain=lambda: explain(final, co, pp, cfg, x, snapped, fallback))
+                      explain=lambda: explain_columns(final, co, pp, cfg, x, snapped, fallback))

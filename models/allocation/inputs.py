@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Hashable
+from dataclasses import dataclass, field, replace
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 __all__ = ["AllocationError", "REQUIRED", "OPTIONAL", "Prepared", "check_inputs",
-           "effective_stress", "incidence", "token_incidence"]
+           "check_forecasts", "with_current", "effective_stress", "incidence", "token_incidence"]
 
 REQUIRED = ("fee_yield", "tvl_usd", "volatility", "p_stress")
 OPTIONAL = ("fee_yield_q10", "il", "in_range", "active_usd", "liq_per_value")
@@ -30,7 +32,8 @@ class Prepared:
     """Validated inputs aligned on the forecast index, as arrays over pools.
 
     ``values`` holds the numeric forecast columns (floats); ``fc`` and ``meta`` are the
-    forecasts and metadata rows as DataFrames on the same index, built on first use.
+    forecasts and metadata rows as DataFrames on the same index, built on first use. ``memo``
+    keeps what depends only on the forecasts and metadata (shared by ``with_current`` copies).
     """
 
     pools: tuple[str, ...]
@@ -41,6 +44,7 @@ class Prepared:
     forecasts: pd.DataFrame = field(repr=False)
     source_meta: pd.DataFrame = field(repr=False)
     rows: np.ndarray = field(repr=False)  # source_meta row of each pool
+    memo: dict[Hashable, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @cached_property
     def fc(self) -> pd.DataFrame:
@@ -66,6 +70,41 @@ class Prepared:
         if name not in self.source_meta.columns:
             return None
         return self.source_meta[name].take(self.rows).reset_index(drop=True)
+
+    def pool_index(self) -> pd.Index:
+        """The pool ids as an Index named ``pool_id`` (a view of one built once)."""
+        key = ("pool_index",)
+        if key not in self.memo:
+            self.memo[key] = pd.Index(self.pools, name="pool_id")
+        out: pd.Index = self.memo[key].view()
+        return out
+
+    def meta_values(self, name: str, kind: str) -> np.ndarray | None:
+        """A metadata column as a read-only array: ``kind`` "str" or "float" (NaN as 0)."""
+        key = ("meta", name, kind)
+        if key not in self.memo:
+            col = self.meta_column(name)
+            if col is None:
+                self.memo[key] = None
+            else:
+                v = (col.astype(str).to_numpy() if kind == "str"
+                     else np.nan_to_num(col.to_numpy(float)))
+                v.setflags(write=False)
+                self.memo[key] = v
+        out: np.ndarray | None = self.memo[key]
+        return out
+
+    def token_incidence(self) -> tuple[list[str], tuple[tuple[str, ...], ...], np.ndarray]:
+        """(token names, tokens per pool, tokens x pools 0/1 matrix) of the pools."""
+        key = ("tokens",)
+        if key not in self.memo:
+            cols = [c.to_numpy() for c in map(self.meta_column, ("token0", "token1"))
+                    if c is not None]
+            names, per_pool, inc = token_incidence(cols, len(self.pools))
+            inc.setflags(write=False)
+            self.memo[key] = (names, per_pool, inc)
+        out: tuple[list[str], tuple[tuple[str, ...], ...], np.ndarray] = self.memo[key]
+        return out
 
 
 def _numeric(s: pd.Series, name: str) -> np.ndarray:
@@ -94,10 +133,16 @@ def _meta_rows(meta: pd.DataFrame, index: pd.Index) -> np.ndarray:
     return np.asarray(rows[pos], np.int64)
 
 
-def _previous(current: pd.Series | None, index: pd.Index) -> np.ndarray:
-    """Current weights aligned on the pools (0 where missing)."""
+def _previous(current: pd.Series | np.ndarray | None, index: pd.Index) -> np.ndarray:
+    """Current weights aligned on the pools (0 where missing); an array is taken as aligned."""
     if current is None:
         return np.zeros(len(index))
+    if isinstance(current, np.ndarray):
+        if current.shape != (len(index),):
+            raise AllocationError(f"{current.shape} current weights for {len(index)} pools",
+                                  field="current_weights")
+        prev = current.astype(np.float64)
+        return np.where(np.isnan(prev), 0.0, prev)
     if (isinstance(current, pd.Series) and isinstance(current.dtype, np.dtype)
             and current.dtype.kind in "iuf" and current.index.equals(index)):
         prev = current.to_numpy(np.float64)
@@ -110,6 +155,14 @@ def _previous(current: pd.Series | None, index: pd.Index) -> np.ndarray:
 def check_inputs(forecasts: pd.DataFrame, current: pd.Series | None,
                  meta: pd.DataFrame) -> Prepared:
     """Validate forecasts / weights / metadata; raise AllocationError naming pool and field."""
+    return with_current(check_forecasts(forecasts, meta), current)
+
+
+def check_forecasts(forecasts: pd.DataFrame, meta: pd.DataFrame) -> Prepared:
+    """Validate forecasts and metadata (current weights all 0); AllocationError names the fault.
+
+    The result can be reused for any number of decisions on these pools via ``with_current``.
+    """
     if not isinstance(forecasts, pd.DataFrame):
         raise AllocationError(f"forecasts must be a DataFrame, got {type(forecasts).__name__}")
     for c in REQUIRED:
@@ -132,18 +185,24 @@ def check_inputs(forecasts: pd.DataFrame, current: pd.Series | None,
             i = int(np.argmax(bad))
             raise AllocationError(f"value {v[i]!r} outside [{lo}, {hi}]", pool=index[i],
                                   field=c)
+    for v in values.values():
+        v.setflags(write=False)
     pools = tuple(str(p) for p in index)
     frozen: dict[str, str] = {}
     for c in REQUIRED:
         for k in np.flatnonzero(~np.isfinite(values[c])).tolist():
             frozen.setdefault(pools[k], c)
-    prev = _previous(current, index)
+    return Prepared(pools, values, np.zeros(len(pools)), frozen, index, forecasts, meta, rows)
+
+
+def with_current(pp: Prepared, current: pd.Series | np.ndarray | None) -> Prepared:
+    """``pp`` with validated current weights (a Series by pool, or an array in pool order)."""
+    prev = _previous(current, pp.index)
     if (prev < -1e-9).any():
         i = int(np.argmax(prev < -1e-9))
-        raise AllocationError(f"negative current weight {prev[i]:.4g}", pool=index[i],
+        raise AllocationError(f"negative current weight {prev[i]:.4g}", pool=pp.index[i],
                               field="current_weights")
-    prev = np.clip(prev, 0.0, None)
-    return Prepared(pools, values, prev, frozen, index, forecasts, meta, rows)
+    return replace(pp, prev=np.clip(prev, 0.0, None), memo=pp.memo)
 
 
 def _tokens(columns: list[np.ndarray], n: int) -> list[tuple[str, ...]]:

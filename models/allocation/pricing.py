@@ -7,6 +7,7 @@ with the same functions the backtest books realised P&L with.
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -78,20 +79,49 @@ def _col(values: dict[str, np.ndarray], name: str, default: np.ndarray) -> np.nd
     return np.where(np.isfinite(v), v, default)
 
 
-def coefficients(pp: Prepared, cfg: AllocatorConfig, names: list[str], inc: np.ndarray,
-                 token_key: tuple[tuple[str, ...], ...] | None = None) -> Coefficients:
-    """Economics of each pool for this decision, from validated forecasts and metadata.
+@dataclass(frozen=True)
+class _Fixed:
+    """The part of the coefficients that does not depend on capital, risk or stress loss."""
 
-    ``token_key`` (each pool's tokens in ``names`` order, as ``incidence`` returns them) is
-    derived from ``inc`` when not given.
-    """
-    fc, E, H = pp.values, cfg.capital_usd, cfg.horizon_years
-    n = len(pp.pools)
-    protocol, tier, chain = (pp.meta_column(c) for c in ("protocol", "fee_tier", "chain"))
-    proto = (protocol.astype(str).to_numpy() if protocol is not None
-             else np.array(["uniswap_v2"] * n))
-    tiers = np.nan_to_num(tier.to_numpy(float)) if tier is not None else np.zeros(n)
-    chains = chain.astype(str).to_numpy() if chain is not None else np.array([""] * n)
+    proto: np.ndarray
+    tiers: np.ndarray
+    chains: np.ndarray
+    f: np.ndarray
+    tvl: np.ndarray
+    m: np.ndarray
+    pi: np.ndarray
+    active: np.ndarray
+    lvr: np.ndarray
+    il: np.ndarray
+    q10: np.ndarray
+    p_own: np.ndarray
+    p_eff: np.ndarray
+    via: np.ndarray
+    pool_fees: np.ndarray
+    share_lin: np.ndarray
+    depth: np.ndarray
+    gas: np.ndarray
+    source: np.ndarray
+
+
+def _gas_key(gas: float | Mapping[str, float] | None) -> Hashable:
+    """A hashable form of the gas setting."""
+    return tuple(sorted(gas.items())) if isinstance(gas, Mapping) else gas
+
+
+def _fixed(pp: Prepared, cfg: AllocatorConfig) -> _Fixed:
+    """Pool economics that depend on the forecasts, horizon, range width, contagion and gas."""
+    key = ("fixed", cfg.horizon_years, cfg.v3_width, cfg.contagion, _gas_key(cfg.gas_usd))
+    hit = pp.memo.get(key)
+    if isinstance(hit, _Fixed):
+        return hit
+    fc, H, n = pp.values, cfg.horizon_years, len(pp.pools)
+    names, _, inc = pp.token_incidence()
+    protocol, tier, chain = (pp.meta_values(c, k) for c, k in (
+        ("protocol", "str"), ("fee_tier", "float"), ("chain", "str")))
+    proto = protocol if protocol is not None else np.array(["uniswap_v2"] * n)
+    tiers = tier if tier is not None else np.zeros(n)
+    chains = chain if chain is not None else np.array([""] * n)
     conc = proto == CONCENTRATED
     f = np.clip(np.nan_to_num(fc["fee_yield"]), 0.0, None)
     tvl = np.clip(np.nan_to_num(fc["tvl_usd"]), 0.0, None)
@@ -102,42 +132,51 @@ def coefficients(pp: Prepared, cfg: AllocatorConfig, names: list[str], inc: np.n
     pi = _col(fc, "in_range", np.where(conc, expected_in_range(vol, H, cfg.v3_width), 1.0))
     active = _col(fc, "active_usd", tvl * pool_efficiency(proto, tiers))
     lvr = lvr_fraction(vol, H, m, pi)
-    il = _col(fc, "il", -lvr)
-    q10 = _col(fc, "fee_yield_q10", f)
     p_own = np.nan_to_num(fc["p_stress"])
     p_eff, via = effective_stress(p_own, inc, cfg.contagion, names)
-    pool_fees = f * tvl
     safe_a = np.where(active > 0, active, 1.0)
-    share_lin = np.where(active > 0, pi * m / safe_a, 0.0)  # fee per USD of the first dollar
-    spread = cfg.risk_aversion * np.clip(f - q10, 0.0, None) * tvl * share_lin
-    stress = p_eff * cfg.stress_loss
-    depth = swap_depth_usd(tvl, proto, active_liquidity_usd=active)
-    safe_d = np.where(depth > 0, depth, 1.0)
-    gas_table = GAS_USD if cfg.gas_usd is None else cfg.gas_usd
     source = _col(fc, "active_usd", np.full(n, np.nan))
-    token_key = _token_key(names, inc, n) if token_key is None else token_key
+    gas_table = GAS_USD if cfg.gas_usd is None else cfg.gas_usd
+    fixed = _Fixed(
+        proto=proto, tiers=tiers, chains=chains, f=f, tvl=tvl, m=m, pi=pi, active=active,
+        lvr=lvr, il=_col(fc, "il", -lvr), q10=_col(fc, "fee_yield_q10", f), p_own=p_own,
+        p_eff=p_eff, via=np.array(via, dtype=object), pool_fees=f * tvl,
+        share_lin=np.where(active > 0, pi * m / safe_a, 0.0),  # fee per USD, first dollar
+        depth=swap_depth_usd(tvl, proto, active_liquidity_usd=active),
+        gas=np.asarray(gas_usd(chains, gas_table), float),
+        source=np.where(np.isfinite(source), "forecast", FEE_SHARE_FROM_TVL))
+    for v in vars(fixed).values():
+        v.setflags(write=False)
+    if len(pp.memo) > 64:  # a few horizons / settings per pool set; never grows unbounded
+        pp.memo.clear()
+    pp.memo[key] = fixed
+    return fixed
+
+
+def coefficients(pp: Prepared, cfg: AllocatorConfig) -> Coefficients:
+    """Economics of each pool for this decision, from validated forecasts and metadata.
+
+    What does not depend on the capital, risk aversion or stress loss is computed once per
+    prepared pool set and setting (kept in ``pp.memo``).
+    """
+    E = cfg.capital_usd
+    names, token_key, inc = pp.token_incidence()
+    x = _fixed(pp, cfg)
+    active, depth = x.active, x.depth
+    safe_a = np.where(active > 0, active, 1.0)
+    spread = cfg.risk_aversion * np.clip(x.f - x.q10, 0.0, None) * x.tvl * x.share_lin
+    stress = x.p_eff * cfg.stress_loss
+    safe_d = np.where(depth > 0, depth, 1.0)
     return Coefficients(
-        pool_fees=pool_fees, tvl=tvl, active=active, m=m, in_range=pi, il_rate=il,
-        lvr_rate=lvr, stress_rate=stress, spread_rate=spread, depth=depth, fee_tier=tiers,
-        gas=np.asarray(gas_usd(chains, gas_table), float), chains=chains, p_own=p_own,
-        p_eff=p_eff, via=np.array(via, dtype=object), incidence=inc,
-        tokens=np.array(names, dtype=object), token_key=token_key,
-        source=np.where(np.isfinite(source), "forecast", FEE_SHARE_FROM_TVL),
-        fee_lin=pool_fees * share_lin, fee_conc=np.where(active > 0, pool_fees * pi / E, 0.0),
-        k=np.where(active > 0, m * E / safe_a, 0.0),
-        lin=-il + stress + spread,
-        cost_lin=0.5 * tiers, cost_quad=np.where(depth > 0, E / (4.0 * safe_d), 0.0))
-
-
-def _token_key(names: list[str], inc: np.ndarray, n: int) -> tuple[tuple[str, ...], ...]:
-    """Tokens of each pool, in the order of ``names``."""
-    if not inc.size:
-        return tuple(() for _ in range(n))
-    held: list[list[str]] = [[] for _ in range(n)]
-    tok, pool = np.nonzero(inc > 0)  # token-major: each pool's tokens in names order
-    for i, j in zip(tok.tolist(), pool.tolist(), strict=True):
-        held[j].append(str(names[i]))
-    return tuple(tuple(h) for h in held)
+        pool_fees=x.pool_fees, tvl=x.tvl, active=active, m=x.m, in_range=x.pi, il_rate=x.il,
+        lvr_rate=x.lvr, stress_rate=stress, spread_rate=spread, depth=depth,
+        fee_tier=x.tiers, gas=x.gas, chains=x.chains, p_own=x.p_own, p_eff=x.p_eff,
+        via=x.via, incidence=inc, tokens=np.array(names, dtype=object), token_key=token_key,
+        source=x.source, fee_lin=x.pool_fees * x.share_lin,
+        fee_conc=np.where(active > 0, x.pool_fees * x.pi / E, 0.0),
+        k=np.where(active > 0, x.m * E / safe_a, 0.0),
+        lin=-x.il + stress + spread,
+        cost_lin=0.5 * x.tiers, cost_quad=np.where(depth > 0, E / (4.0 * safe_d), 0.0))
 
 
 def pool_pnl(w: np.ndarray, co: Coefficients, prev: np.ndarray, cfg: AllocatorConfig,

@@ -10,7 +10,7 @@ from models.allocation.inputs import Prepared
 from models.allocation.pricing import Coefficients, pool_pnl
 from models.allocation.problem import ProblemInputs
 
-__all__ = ["explain", "reason_text"]
+__all__ = ["explain", "explain_columns", "reason_text"]
 
 _TOL = 1e-4
 
@@ -60,13 +60,20 @@ def explain(w: np.ndarray, co: Coefficients, pp: Prepared, cfg: AllocatorConfig,
             x: ProblemInputs, snapped: np.ndarray,
             fallback: str | None) -> tuple[pd.DataFrame, dict[str, str]]:
     """Expected USD components per pool (economics core) and the reason strings."""
+    cols, reasons = explain_columns(w, co, pp, cfg, x, snapped, fallback)
+    return pd.DataFrame(cols, index=pp.pool_index()), reasons
+
+
+def explain_columns(w: np.ndarray, co: Coefficients, pp: Prepared, cfg: AllocatorConfig,
+                    x: ProblemInputs, snapped: np.ndarray,
+                    fallback: str | None) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """``explain`` with the expected USD components as arrays in pool order (no frame)."""
     pnl = pool_pnl(w, co, pp.prev, cfg)
     pos = w * cfg.capital_usd
     yrs = cfg.horizon_years
     per_usd = np.divide(pnl["fee"], pos, out=co.fee_lin.copy(), where=pos > 0)
-    exp = pd.DataFrame({"weight": w, **pnl, "p_eff": co.p_eff, "fee_yield": per_usd,
-                        "apr": per_usd / yrs, "fee_share_source": co.source},
-                       index=pd.Index(pp.pools, name="pool_id"))
+    exp = {"weight": w, **pnl, "p_eff": co.p_eff, "fee_yield": per_usd, "apr": per_usd / yrs,
+           "fee_share_source": co.source}
     first = co.fee_lin - co.lin - co.cost_lin / cfg.cost_horizons
     a = co.incidence
     tok_load = a @ w if a.size else np.zeros(0)
@@ -78,14 +85,16 @@ def explain(w: np.ndarray, co: Coefficients, pp: Prepared, cfg: AllocatorConfig,
         first_hit = hits.argmax(axis=0)
         for j in np.flatnonzero(hits.any(axis=0)).tolist():
             bounds[j] = str(co.tokens[first_hit[j]])
+    cols = zip(pp.pools, w.tolist(), pp.prev.tolist(), x.hi.tolist(), (per_usd / yrs).tolist(),
+               (-co.il_rate / yrs).tolist(), (co.stress_rate / yrs).tolist(),
+               (-pnl["cost"]).tolist(), co.p_eff.tolist(), co.via.tolist(),
+               np.asarray(snapped, bool).tolist(), bounds, first.tolist(), strict=True)
     reasons = {}
-    for j, pool in enumerate(pp.pools):
+    for pool, wj, pj, hj, apr, il_apr, stress_apr, cost, p_eff, via, snap, bound, fd in cols:
         reasons[pool] = reason_text(
-            w=float(w[j]), prev=float(pp.prev[j]), hi=float(x.hi[j]), cap=cfg.max_weight,
-            apr=float(per_usd[j] / yrs), il_apr=float(-co.il_rate[j] / yrs),
-            stress_apr=float(co.stress_rate[j] / yrs), cost_usd=float(-pnl["cost"][j]),
-            p_eff=float(co.p_eff[j]), via=str(co.via[j]), frozen=pp.frozen.get(pool),
-            snapped=bool(snapped[j]), min_trade=cfg.min_trade_usd, token_bound=bounds[j],
-            turnover_bound=turnover_bound, budget_bound=budget_bound, fallback=fallback,
-            first_dollar=float(first[j]))
+            w=wj, prev=pj, hi=hj, cap=cfg.max_weight, apr=apr, il_apr=il_apr,
+            stress_apr=stress_apr, cost_usd=cost, p_eff=p_eff, via=str(via),
+            frozen=pp.frozen.get(pool), snapped=snap, min_trade=cfg.min_trade_usd,
+            token_bound=bound, turnover_bound=turnover_bound, budget_bound=budget_bound,
+            fallback=fallback, first_dollar=fd)
     return exp, reasons

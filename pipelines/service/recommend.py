@@ -11,14 +11,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from models.allocation import AllocatorConfig, allocate
+from models.allocation import AllocatorConfig
+from models.allocation.allocate import allocate_prepared
+from models.allocation.inputs import with_current
 from models.routing import routed_zap_costs
-from pipelines.service.schemas import (
-    PoolRecommendation,
-    RecommendationRequest,
-    RecommendationResponse,
-)
-from pipelines.service.state import ServiceState, load_state
+from pipelines.service.schemas import RecommendationRequest, RecommendationResponse
+from pipelines.service.state import PoolSlice, ServiceState, load_state
 
 __all__ = ["UnknownPoolsError", "recommend", "recommend_from_workdir", "parse_pool_ids",
            "recommendation_title", "horizon_text"]
@@ -41,11 +39,6 @@ def _allocator_config(req: RecommendationRequest, horizon_years: float) -> Alloc
         risk_aversion=req.risk_aversion, max_weight=k.max_weight,
         max_token_weight=k.max_token_weight, max_turnover=k.max_turnover,
         min_trade_usd=k.min_trade_usd)
-
-
-def _column(exp: pd.DataFrame, name: str) -> np.ndarray:
-    """A column of the allocator's expected frame, non-finite as 0."""
-    return np.nan_to_num(exp[name].to_numpy(float), nan=0.0, posinf=0.0, neginf=0.0)
 
 
 def _usd(x: float) -> str:
@@ -103,47 +96,49 @@ def recommend(req: RecommendationRequest, state: ServiceState,
     cw = req.current_weights or {}
     c = np.array([cw.get(p, 0.0) for p in pools], dtype=float)
     years = state.horizon / pd.Timedelta(days=365)
-    # the compiled convex problem is cached per thread, so concurrent requests need no lock
     cfg = _allocator_config(req, years)
-    alloc = allocate(cut.forecasts, pd.Series(c, index=cut.forecasts.index), cut.meta, cfg)
-    exp, weights = alloc.expected, alloc.weights
-    if not exp.index.equals(cut.forecasts.index):
-        exp = exp.reindex(cut.forecasts.index)
-    if not weights.index.equals(cut.forecasts.index):
-        weights = weights.reindex(cut.forecasts.index)
-    econ = {k: _column(exp, k) for k in _ECONOMICS}
-    w = np.nan_to_num(weights.to_numpy(float))
+    # the slice's prepared inputs are cut from its forecasts: their pools are `pools`, in order
+    alloc = allocate_prepared(with_current(cut.prepared, c), cfg)
+    cols = alloc.expected_columns
+    econ = {k: np.nan_to_num(np.asarray(cols[k], float), nan=0.0, posinf=0.0, neginf=0.0)
+            for k in _ECONOMICS}
+    w = np.nan_to_num(alloc.weights.to_numpy(float))
     move = (w - c) * req.capital_usd
     single = -econ["swap_cost"]
-    source = _route_swaps(state, cut.meta, pools, move, econ, cfg.cost_horizons)
+    source = _route_swaps(state, cut, pools, move, econ, cfg.cost_horizons)
     horizon = horizon_text(state.horizon)
-    out = []
-    for i, p in enumerate(pools):
-        e = {k: float(v[i]) for k, v in econ.items()}
-        why = str(alloc.reasons.get(p, ""))
+    reasons = alloc.reasons
+    e = {k: v.tolist() for k, v in econ.items()}
+    shown = ((w > 0) | (move != 0)).tolist()
+    out: list[dict[str, object]] = []
+    for i, (p, wi, ci, mi, si, ps, asof) in enumerate(zip(
+            pools, w.tolist(), c.tolist(), move.tolist(), single.tolist(),
+            np.asarray(cut.p_stress, float).tolist(), cut.data_as_of, strict=True)):
+        why = str(reasons.get(p, ""))
         # a pool neither held nor traded has no USD to show: its reason's rates say why
-        text = _economics_text(e, horizon) if w[i] > 0 or move[i] != 0 else ""
-        out.append(PoolRecommendation(
-            pool_id=p, weight=float(w[i]), current_weight=float(c[i]), move_usd=float(move[i]),
-            expected_fee_yield=e["fee_yield"], expected_fee_usd=e["fee"],
-            expected_il_usd=e["il"], expected_lvr_usd=e["lvr"],
-            expected_stress_usd=e["stress_loss"], expected_cost_usd=e["cost"],
-            expected_net_usd=e["net"], p_stress=float(cut.p_stress[i]), gas_usd=-e["gas"],
-            slippage_usd=-e["swap_cost"], slippage_single_pool_usd=float(single[i]),
-            data_as_of=cut.data_as_of[i],
-            reason="; ".join(t for t in (why, text) if t)))
+        text = _economics_text({k: v[i] for k, v in e.items()}, horizon) if shown[i] else ""
+        out.append({
+            "pool_id": p, "weight": wi, "current_weight": ci, "move_usd": mi,
+            "expected_fee_yield": e["fee_yield"][i], "expected_fee_usd": e["fee"][i],
+            "expected_il_usd": e["il"][i], "expected_lvr_usd": e["lvr"][i],
+            "expected_stress_usd": e["stress_loss"][i], "expected_cost_usd": e["cost"][i],
+            "expected_net_usd": e["net"][i], "p_stress": ps, "gas_usd": -e["gas"][i],
+            "slippage_usd": -e["swap_cost"][i], "slippage_single_pool_usd": si,
+            "data_as_of": asof, "reason": "; ".join(t for t in (why, text) if t)})
     age = state.age_hours()
-    return RecommendationResponse(
-        as_of=str(state.as_of), stale=age > max_age_hours, feature_age_hours=round(age, 2),
-        horizon=horizon, model_versions=state.model_versions, capital_usd=req.capital_usd,
-        cash_weight=float(max(0.0, 1.0 - w.sum())),
-        total_gas_usd=float(-econ["gas"].sum()), total_slippage_usd=float(-econ["swap_cost"].sum()),
-        total_slippage_single_pool_usd=float(single.sum()), swap_cost_source=source,
-        expected_net_usd=float(econ["net"].sum()),
-        fallback_chain=[str(x) for x in alloc.fallback_chain], pools=out)
+    # validated from plain values in one pass (much cheaper than a model per pool)
+    return RecommendationResponse.model_validate({
+        "as_of": str(state.as_of), "stale": age > max_age_hours,
+        "feature_age_hours": round(age, 2), "horizon": horizon,
+        "model_versions": state.model_versions, "capital_usd": req.capital_usd,
+        "cash_weight": float(max(0.0, 1.0 - w.sum())), "total_gas_usd": float(-econ["gas"].sum()),
+        "total_slippage_usd": float(-econ["swap_cost"].sum()),
+        "total_slippage_single_pool_usd": float(single.sum()), "swap_cost_source": source,
+        "expected_net_usd": float(econ["net"].sum()),
+        "fallback_chain": [str(x) for x in alloc.fallback_chain], "pools": out})
 
 
-def _route_swaps(state: ServiceState, meta: pd.DataFrame, pools: tuple[str, ...],
+def _route_swaps(state: ServiceState, cut: PoolSlice, pools: tuple[str, ...],
                  move: np.ndarray, econ: dict[str, np.ndarray], cost_horizons: float) -> str:
     """Charge each move's swap at its routed cost (in place in `econ`); return the source.
 
@@ -154,9 +149,8 @@ def _route_swaps(state: ServiceState, meta: pd.DataFrame, pools: tuple[str, ...]
     single = -econ["swap_cost"]
     if state.pool_states is None or not np.any((move != 0) & (single > 0)):
         return "single_pool" if state.pool_states is None else "routed"
-    routed = routed_zap_costs(state.pool_states, pools, meta["token0"].astype(str).tolist(),
-                              meta["token1"].astype(str).tolist(),
-                              meta["chain"].astype(str).tolist(), move, single)
+    routed = routed_zap_costs(state.pool_states, pools, cut.token0, cut.token1, cut.chains,
+                              move, single)
     saved = np.clip(single - routed, 0.0, None)
     econ["swap_cost"] = econ["swap_cost"] + saved
     econ["cost"] = econ["cost"] + saved / cost_horizons

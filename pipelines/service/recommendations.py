@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, Depends, HTTPException, Response
 from starlette.concurrency import run_in_threadpool
 
 from pipelines.service.deps import SettingsDep, StateDep, require_api_key
@@ -16,6 +16,7 @@ from pipelines.service.schemas import (
     RecommendationRequest,
     RecommendationResponse,
 )
+from pipelines.service.state import ServiceState
 
 __all__ = ["router"]
 
@@ -33,12 +34,18 @@ _REQUEST_FIELDS = frozenset(RecommendationRequest.model_fields) | frozenset(
     Constraints.model_fields)
 
 
+def _answer(req: RecommendationRequest, state: ServiceState, max_age_hours: float) -> bytes:
+    """The recommendation as JSON bytes (the response model serialised once, not re-checked)."""
+    return recommend(req, state, max_age_hours).model_dump_json().encode()
+
+
 @router.post("", response_model=RecommendationResponse)
 async def post_recommendation(req: RecommendationRequest, state: StateDep,
-                              settings: SettingsDep) -> RecommendationResponse:
+                              settings: SettingsDep) -> Response:
     """Target weights, moves, costs and expected economics for the requested pools."""
     try:
-        return await run_in_threadpool(recommend, req, state, settings.max_feature_age_hours)
+        body = await run_in_threadpool(_answer, req, state, settings.max_feature_age_hours)
+        return Response(body, media_type="application/json")
     except UnknownPoolsError as exc:
         raise HTTPException(404, detail={"unknown_pools": exc.pools[:50],
                                          "message": "these pools are not served"}) from exc

@@ -18,6 +18,7 @@ import pandas as pd
 
 from features.build import FeatureSet, read_features
 from features.schema import POOL_ID, TIMESTAMP, DataValidationError
+from models.allocation.inputs import Prepared, check_forecasts
 from models.forecasts import TARGETS, ForecastBundle, model_matrix
 from models.registry import champion_versions, load_champion
 from models.routing import PoolStates
@@ -34,12 +35,27 @@ _SLICES_KEPT = 64  # pool sets whose inputs are kept ready (clients mostly repea
 
 @dataclass(frozen=True)
 class PoolSlice:
-    """A state's allocator inputs for one ordered pool set, cut once and reused."""
+    """A state's allocator inputs for one ordered pool set, cut once and reused.
+
+    ``prepared`` is the allocator's validated view of the pools; what it prices from the
+    forecasts alone is kept on it, so a request pays only for its own capital and weights.
+    """
 
     forecasts: pd.DataFrame
     meta: pd.DataFrame
     p_stress: Any  # numpy array, own stress probability per pool
     data_as_of: list[str]
+    prepared: Prepared
+    token0: list[str]
+    token1: list[str]
+    chains: list[str]
+
+
+def _strings(meta: pd.DataFrame, column: str) -> list[str]:
+    """A metadata column as strings ("" for every pool when the column is absent)."""
+    if column not in meta.columns:
+        return [""] * len(meta)
+    return [str(v) for v in meta[column].astype(str).tolist()]
 
 
 def _targets() -> tuple[str, ...]:
@@ -76,9 +92,12 @@ class ServiceState:
         if hit is not None:
             return hit
         fc = self.forecasts.loc[list(pools)]
-        cut = PoolSlice(forecasts=fc, meta=self.meta.loc[list(pools)],
+        meta = self.meta.loc[list(pools)]
+        cut = PoolSlice(forecasts=fc, meta=meta,
                         p_stress=np.nan_to_num(fc["p_stress"].to_numpy(float)),
-                        data_as_of=[self.pool_as_of.get(p, str(self.as_of)) for p in pools])
+                        data_as_of=[self.pool_as_of.get(p, str(self.as_of)) for p in pools],
+                        prepared=check_forecasts(fc, meta), token0=_strings(meta, "token0"),
+                        token1=_strings(meta, "token1"), chains=_strings(meta, "chain"))
         with self._lock:
             if len(self._slices) >= _SLICES_KEPT:
                 self._slices.pop(next(iter(self._slices)))
