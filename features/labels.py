@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from features import _kernels as kern
+from features import _label_kernels as kern
 from features._wide import rolling_count, rolling_max, rolling_sum
 from features.amm import cp_value_ratio
 

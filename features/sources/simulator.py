@@ -8,7 +8,8 @@ predictable but not trivially so. Trade demand per pair rises with volatility; a
 split it (`features.amm.routed_flow_shares`, the flow model of `models.routing`), the rest
 follows a depth-and-fee preference (direct traders). LPs chase trailing fee yield with a lag
 and flee stressed pools (liquidity crunch). Events spread to every pool that holds the token
-(contagion) and raise the volatility of tokens that share a pool with it. Ground truth stays out of the panel.
+(contagion) and raise the volatility of tokens that share a pool with it. Ground truth stays
+out of the panel.
 """
 
 from __future__ import annotations
