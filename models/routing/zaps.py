@@ -4,18 +4,41 @@ A move of d USD into (out of) a two-token pool swaps |d| / 2 from token0 to toke
 token0) before depositing (after withdrawing). Routed one hop over every pool of the pair on
 the pool's chain, the swap costs its fees plus price impact against the fee-free mid price;
 the executor takes the cheaper of that and the pool's own single-pool quote.
+
+Speed: one hop over a pair's pools is a trade across parallel pools. When none of them is
+weighted, `route` splits it in closed form (`fast.parallel_split`), so every zap of one call
+is priced at once (`_batch`: the same steps as `route`, row by row in arrays); zaps touching a
+weighted pool, or with non-finite pool data, go through `swap_cost_usd` one by one.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
+from models.economics.invariants import WEIGHTED
+from models.routing.fast import parallel_split_many
 from models.routing.graph import PoolStates, RoutingError
+from models.routing.network import Network
 from models.routing.swap_cost import swap_cost_usd
 
 __all__ = ["routed_zap_costs"]
+
+_SPOT = 1e-10  # as `router._SPOT`: a chain within this of the zero-size bound is optimal
+_DUST = 1e-6  # as `_flows._DUST`: planned inputs below this share are solver residue
+
+
+@dataclass(frozen=True)
+class _Zaps:
+    """The zaps priced together: per zap, its pair's pools as padded edge rows."""
+
+    rows: np.ndarray  # positions of the zaps in the caller's arrays
+    amount: np.ndarray  # token_in sold, token units
+    usd_out: np.ndarray  # token_out's USD price
+    net: Network  # edge arrays (zaps x widest pair), padded edges inert (cap 0)
+    valid: np.ndarray  # (zaps x widest pair) real edges
 
 
 def routed_zap_costs(states: PoolStates, pool_ids: Sequence[str], token0: Sequence[str],
@@ -40,18 +63,195 @@ def routed_zap_costs(states: PoolStates, pool_ids: Sequence[str], token0: Sequen
     if out.shape != delta.shape or len(pool_ids) != len(delta):
         raise ValueError(f"routed_zap_costs: {len(pool_ids)} pools, {delta.shape} moves and "
                          f"{out.shape} single-pool costs must align")
-    held = set(states.pool_id.tolist())
-    for j in np.flatnonzero((delta != 0) & (out > 0)).tolist():
-        if str(pool_ids[j]) not in held:
-            continue
-        t0, t1 = str(token0[j]), str(token1[j])
-        sell, buy = (t0, t1) if delta[j] > 0 else (t1, t0)
-        try:
-            sc = swap_cost_usd(states, sell, buy, 0.5 * abs(float(delta[j])), max_hops=1,
-                               chain=str(chains[j]))
-        except RoutingError:
-            continue
-        res = sc.route
-        if res.amount_in_used >= res.amount_in * (1 - 1e-9) and np.isfinite(sc.routed_usd):
-            out[j] = min(out[j], max(sc.routed_usd, 0.0))
+    held = _Pairs.of(states).held
+    todo = [j for j in np.flatnonzero((delta != 0) & (out > 0)).tolist()
+            if str(pool_ids[j]) in held]
+    if not todo:
+        return out
+    zaps, slow = _prepare(states, todo, token0, token1, chains, delta)
+    if zaps is not None:
+        routed, ok, unsure = _batch(zaps)
+        slow += zaps.rows[unsure].tolist()
+        take = ok & ~unsure
+        j = zaps.rows[take]
+        out[j] = np.minimum(out[j], np.maximum(routed[take], 0.0))
+    for j in sorted(slow):
+        out[j] = _one(states, str(token0[j]), str(token1[j]), str(chains[j]), float(delta[j]),
+                      float(out[j]))
     return out
+
+
+def _one(states: PoolStates, t0: str, t1: str, chain: str, delta: float,
+         single: float) -> float:
+    """One zap's cost through the general router (`swap_cost_usd`), capped at `single`."""
+    sell, buy = (t0, t1) if delta > 0 else (t1, t0)
+    try:
+        sc = swap_cost_usd(states, sell, buy, 0.5 * abs(delta), max_hops=1, chain=chain)
+    except RoutingError:
+        return single
+    res = sc.route
+    if res.amount_in_used >= res.amount_in * (1 - 1e-9) and np.isfinite(sc.routed_usd):
+        return min(single, max(sc.routed_usd, 0.0))
+    return single
+
+
+@dataclass(frozen=True)
+class _Pairs:
+    """The pairs of one set of pool states: each (chain, token, token) with its usable pools.
+
+    groups : key -> row of `idx`; idx / valid : (pairs x most pools) pool positions, padded;
+    low0 : the pool's token0 is the pair's first token (by name); fast : the pair's pools are
+    constant-product-like with finite reserves; stuck : pairs whose pools all lack reserves.
+    """
+
+    states: PoolStates
+    usd: dict[str, float]
+    held: frozenset[str]
+    groups: dict[tuple[str, str, str], int]
+    idx: np.ndarray
+    valid: np.ndarray
+    low0: np.ndarray
+    fast: np.ndarray
+    stuck: frozenset[tuple[str, str, str]]
+
+    @classmethod
+    def of(cls, states: PoolStates) -> _Pairs:
+        """The pairs of `states`, built once and kept for the last few states."""
+        for kept in _KEPT:
+            if kept.states is states:
+                return kept
+        r0, r1 = states.reserves()
+        ok = (states.token0 != states.token1) & (r0 > 0) & (r1 > 0)
+        members: dict[tuple[str, str, str], list[int]] = {}
+        stuck = set()
+        for i, (c, a, b, good) in enumerate(zip(states.chain.tolist(), states.token0.tolist(),
+                                                states.token1.tolist(), ok.tolist(),
+                                                strict=True)):
+            key = (str(c), min(str(a), str(b)), max(str(a), str(b)))
+            if good:
+                members.setdefault(key, []).append(i)
+            elif a != b:
+                stuck.add(key)
+        idx = np.zeros((len(members), max((len(v) for v in members.values()), default=0)), int)
+        valid = np.zeros(idx.shape, bool)
+        for g, pools in enumerate(members.values()):
+            idx[g, : len(pools)], valid[g, : len(pools)] = pools, True
+        low = np.array([k[1] for k in members], object)
+        finite = (np.isfinite(r0) & np.isfinite(r1) & (states.fee_tier >= 0)
+                  & (states.fee_tier < 1) & (states.protocol != WEIGHTED))
+        out = cls(states=states, usd=states.token_usd(), held=frozenset(states.pool_id.tolist()),
+                  groups={k: g for g, k in enumerate(members)}, idx=idx, valid=valid,
+                  low0=states.token0[idx] == low[:, None] if len(low) else valid,
+                  fast=(finite[idx] | ~valid).all(axis=1), stuck=frozenset(stuck - set(members)))
+        _KEPT.insert(0, out)
+        del _KEPT[4:]
+        return out
+
+
+_KEPT: list[_Pairs] = []  # the pairs of the last states seen (the books of one bar share them)
+
+
+def _prepare(states: PoolStates, todo: list[int], token0: Sequence[str],
+             token1: Sequence[str], chains: Sequence[str], delta: np.ndarray
+             ) -> tuple[_Zaps | None, list[int]]:
+    """The zaps that can be priced in arrays, and the positions left to the general router.
+
+    A zap whose tokens are not named exactly as in `states`, or whose pair has a weighted pool
+    or non-finite reserves, goes to the router; a pair without pools on the chain, or a sale
+    that is not a finite positive amount, cannot be routed (the single-pool cost stands).
+    """
+    pairs = _Pairs.of(states)
+    usd = pairs.usd
+    rows, gids, low_sells, amounts, outs, slow = [], [], [], [], [], []
+    for j in todo:
+        t0, t1, ch = str(token0[j]), str(token1[j]), str(chains[j])
+        if t0 not in usd or t1 not in usd or t0 == t1:
+            slow.append(j)  # the router resolves (or rejects) the names
+            continue
+        sell, buy = (t0, t1) if delta[j] > 0 else (t1, t0)
+        amount = 0.5 * abs(float(delta[j]))
+        if not np.isfinite(amount) or amount <= 0:
+            continue  # the router rejects it: the single-pool cost stands
+        key = (ch, min(t0, t1), max(t0, t1))
+        g = pairs.groups.get(key)
+        if g is None or not pairs.fast[g]:
+            if g is not None or key in pairs.stuck:
+                slow.append(j)  # the router prices it (or finds no pool with reserves)
+            continue  # no pool joins the tokens on that chain: no route
+        rows.append(j)
+        gids.append(g)
+        low_sells.append(sell == key[1])
+        amounts.append(amount / usd[sell])
+        outs.append(usd[buy])
+    if not rows:
+        return None, slow
+    return _Zaps(np.asarray(rows, int), np.asarray(amounts, float), np.asarray(outs, float),
+                 *_edges(pairs, np.asarray(gids, int), np.asarray(low_sells, bool))), slow
+
+
+def _edges(pairs: _Pairs, gids: np.ndarray, low_sells: np.ndarray
+           ) -> tuple[Network, np.ndarray]:
+    """Each zap's pair as a row of directed edges (`network._chain_network`, one hop), padded
+    with inert edges (no capacity); and which edges are real."""
+    states = pairs.states
+    r0, r1 = states.reserves()
+    c0, c1 = states.caps()
+    idx, valid = pairs.idx[gids], pairs.valid[gids]
+    fwd = pairs.low0[gids] == low_sells[:, None]  # the pool sells token0 for token1
+    pad = ~valid
+    net = Network(
+        states=states, tokens=[], token_in=0, token_out=1, chain="", order=np.arange(2),
+        pool=idx, a=np.zeros_like(idx), b=np.ones_like(idx),
+        ra=np.where(pad, 1.0, np.where(fwd, r0[idx], r1[idx])),
+        rb=np.where(pad, 1.0, np.where(fwd, r1[idx], r0[idx])),
+        gamma=np.where(pad, 1.0, 1.0 - states.fee_tier[idx]),
+        cap=np.where(pad, 0.0, np.where(fwd, c1[idx], c0[idx])),
+        wa=np.where(fwd, states.weight0[idx], 1.0 - states.weight0[idx]),
+        weighted=np.zeros(idx.shape, bool))
+    return net, valid
+
+
+def _batch(z: _Zaps) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Routed cost (USD) per zap, whether the pools absorb it, and where to ask the router.
+
+    Row by row the steps of `route` for parallel constant-product pools without gas: the best
+    single pool; the spot shortcut when it already earns the zero-size bound; else the closed
+    form split settled on the pool curves, replaced by the single pool when it gets less.
+    """
+    net, a, valid = z.net, z.amount, z.valid
+    n = len(a)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        got = np.where(valid, net.out(np.broadcast_to(a[:, None], valid.shape)), -np.inf)
+        best = np.argmax(got, axis=1)
+        single_out = np.maximum(got[np.arange(n), best], 0.0)
+        spot = np.where(valid, net.marginal(np.zeros(valid.shape)), 0.0)  # `Network.spot`
+        bound = np.maximum(spot.max(axis=1), 0.0)
+        mid = np.maximum((spot / net.gamma).max(axis=1), 0.0)  # best fee-free spot rate
+        cap_in = net.cap_input()
+        on_best = np.arange(valid.shape[1])[None, :] == best[:, None]
+        one = _settle(net, np.where(on_best, a[:, None], 0.0), a, cap_in)
+        split = _settle(net, parallel_split_many(net.ra, net.rb, net.gamma, cap_in, a, valid),
+                        a, cap_in)
+        at_spot = single_out >= a * bound * (1 - _SPOT)
+        worse = ~np.isfinite(split[1]) | (split[1] < single_out)
+        use_one = at_spot | worse
+        used = np.where(use_one, one[0], split[0])
+        amount_out = np.where(use_one, one[1], split[1])
+        used = np.where(np.abs(used - a) <= 1e-12 * a, a, used)
+        routed = (used * mid - amount_out) * z.usd_out
+    unsure = ~((np.isfinite(got) | ~valid).all(axis=1) & np.isfinite(spot).all(axis=1)
+               & np.isfinite(mid) & np.isfinite(amount_out) & np.isfinite(used))
+    return routed, (used >= a * (1 - 1e-9)) & np.isfinite(routed), unsure
+
+
+def _settle(net: Network, plan: np.ndarray, amount: np.ndarray,
+            cap_in: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(input spent, output received) per row of planned inputs, as `_flows.settle` gives for
+    parallel pools: the plan rescaled to spend the amount, each input capped."""
+    p = np.maximum(plan, 0.0)
+    p = np.where(p > _DUST * p.sum(axis=1, keepdims=True), p, 0.0)
+    want = p.sum(axis=1)
+    d = np.minimum(p * (amount / want)[:, None], cap_in)
+    d = np.where((want > 0)[:, None], d, 0.0)
+    got = np.cumsum(net.out(d), axis=1)[:, -1]  # in edge order, as `np.add.at` adds them
+    return d.sum(axis=1), got

@@ -103,9 +103,9 @@ class StrategyBook:
     def routed_swap_costs(self, e: int, delta: np.ndarray, single: np.ndarray) -> np.ndarray:
         """Swap fee + impact per pool, USD, of each zap routed over all pools at bar e
         (`routing.routed_zap_costs`; never above the pool's own cost `single`)."""
-        meta = self.m.meta
-        return routed_zap_costs(self.m.pool_states(e), self.m.pools, meta["token0"].tolist(),
-                                meta["token1"].tolist(), meta["chain"].tolist(), delta, single)
+        m = self.m
+        return routed_zap_costs(m.pool_states(e), m.pools, m.names("token0"),
+                                m.names("token1"), m.names("chain"), delta, single)
 
     def execute(self, e: int, target: np.ndarray | None) -> None:
         """Trade to target weights at the start of bar e; charge gas and slippage there."""
