@@ -26,6 +26,8 @@ from models.routing.swap_cost import swap_cost_usd
 
 __all__ = ["routed_zap_costs"]
 
+Names = Sequence[str] | np.ndarray  # one name per moved pool
+
 _SPOT = 1e-10  # as `router._SPOT`: a chain within this of the zero-size bound is optimal
 _DUST = 1e-6  # as `_flows._DUST`: planned inputs below this share are solver residue
 
@@ -41,9 +43,8 @@ class _Zaps:
     valid: np.ndarray  # (zaps x widest pair) real edges
 
 
-def routed_zap_costs(states: PoolStates, pool_ids: Sequence[str], token0: Sequence[str],
-                     token1: Sequence[str], chains: Sequence[str], delta_usd: np.ndarray,
-                     single_usd: np.ndarray) -> np.ndarray:
+def routed_zap_costs(states: PoolStates, pool_ids: Names, token0: Names, token1: Names,
+                     chains: Names, delta_usd: np.ndarray, single_usd: np.ndarray) -> np.ndarray:
     """Swap fee + impact per pool, USD, of each zap routed over the pools in `states`.
 
     Parameters
@@ -151,9 +152,8 @@ class _Pairs:
 _KEPT: list[_Pairs] = []  # the pairs of the last states seen (the books of one bar share them)
 
 
-def _prepare(states: PoolStates, todo: list[int], token0: Sequence[str],
-             token1: Sequence[str], chains: Sequence[str], delta: np.ndarray
-             ) -> tuple[_Zaps | None, list[int]]:
+def _prepare(states: PoolStates, todo: list[int], token0: Names, token1: Names,
+             chains: Names, delta: np.ndarray) -> tuple[_Zaps | None, list[int]]:
     """The zaps that can be priced in arrays, and the positions left to the general router.
 
     A zap whose tokens are not named exactly as in `states`, or whose pair has a weighted pool
