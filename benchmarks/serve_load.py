@@ -2,15 +2,22 @@
 
 Starts the service on a free 127.0.0.1 port for a prepared work directory (or targets --url,
 which must be a loopback address), then sends POST /v1/recommendations with --pools pools at
---rate requests/s for --seconds, with up to --concurrency requests in flight. Prints p50/p95/p99
-latency, achieved throughput, errors and, for a server it started, the server's CPU time per
-request (all its processes, from /proc; Linux only).
+--rate requests/s for --seconds (open loop: each request has a scheduled send time), over up
+to --concurrency keep-alive connections. Requests vary like real clients': capital, current
+positions and risk aversion are drawn per request (seeded), on the same pool set.
+
+Prints p50/p95/p99 latency from each request's scheduled send time (queueing in the client
+included) and from its write, achieved throughput, errors, the load generator's own CPU per
+request and, for a server it started, the server's CPU time per request (all its processes,
+from /proc; Linux only). --routing also stores the simulated panel so the service charges
+each move's swap routed over the pair's pools.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import socket
 import statistics
@@ -28,14 +35,37 @@ from pathlib import Path as _Path
 _sys.path = [p for p in _sys.path if _Path(p or ".").resolve() != _Path(__file__).resolve().parent]
 
 import httpx  # noqa: E402
+import numpy as np  # noqa: E402
 
 
-def _prepare(workdir: Path, pools: int) -> None:
+def _prepare(workdir: Path, pools: int, routing: bool) -> None:
+    """Simulate a market and store its features (and its panel when routing)."""
     from features.build import build_features, write_features
     from features.sources.simulator import simulate_market
 
-    panel, _ = simulate_market(n_pools=pools, days=60, seed=0)
+    panel, truth = simulate_market(n_pools=pools, days=60, seed=0)
+    if routing:
+        from features.sources.store import write_panel
+
+        write_panel(panel, workdir, truth=truth)
     write_features(build_features(panel), workdir)
+
+
+def _bodies(pools: list[str], n: int, seed: int) -> list[bytes]:
+    """n request bodies: capital log-uniform in $100k-$30M; 2 in 3 hold 1-12 positions."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        body: dict = {"capital_usd": round(float(10 ** rng.uniform(5.0, 7.5)), 2),
+                      "pools": pools, "risk_aversion": float(rng.choice([0.0, 0.0, 0.5]))}
+        if rng.uniform() < 2 / 3:
+            k = int(rng.integers(1, min(12, len(pools)) + 1))
+            held = rng.choice(len(pools), k, replace=False)
+            w = rng.dirichlet(np.ones(k)) * rng.uniform(0.2, 0.95)
+            body["current_weights"] = {pools[j]: round(float(x), 6)
+                                       for j, x in zip(held, w, strict=True)}
+        out.append(json.dumps(body).encode())
+    return out
 
 
 def _server_cpu_seconds(pid: int) -> float | None:
@@ -65,35 +95,72 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def _drive(url: str, body: dict, rate: float, seconds: float, conc: int) -> tuple:
+async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
+    """Read one HTTP/1.1 response; (status, whether the server keeps the connection)."""
+    head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").lower().split("\r\n")
+    status = int(head[0].split()[1])
+    fields = dict(h.split(":", 1) for h in head[1:] if ":" in h)
+    if "content-length" not in fields:
+        raise ValueError("response without content-length")
+    await reader.readexactly(int(fields["content-length"]))
+    return status, fields.get("connection", "").strip() != "close"
+
+
+async def _drive(url: str, bodies: list[bytes], rate: float, seconds: float,
+                 conc: int) -> tuple[list[float], list[float], int, float]:
+    """Send requests on schedule over `conc` keep-alive connections (raw HTTP/1.1, cheap)."""
+    u = urlparse(url)
+    host, port = u.hostname or "127.0.0.1", u.port or 80
+    wire = [(f"POST /v1/recommendations HTTP/1.1\r\nHost: {host}:{port}\r\n"
+             f"Content-Type: application/json\r\nContent-Length: {len(b)}\r\n\r\n"
+             ).encode() + b for b in bodies]
     lat: list[float] = []
+    svc: list[float] = []
     errors = 0
-    sem = asyncio.Semaphore(conc)
-    async with httpx.AsyncClient(timeout=10, limits=httpx.Limits(max_connections=conc)) as c:
+    queue: asyncio.Queue[tuple[float, int] | None] = asyncio.Queue()
 
-        async def one() -> None:
-            nonlocal errors
-            async with sem:
-                t0 = time.perf_counter()
-                try:
-                    r = await c.post(f"{url}/v1/recommendations", json=body)
-                    if r.status_code != 200:
-                        errors += 1
-                except httpx.HTTPError:
-                    errors += 1
-                lat.append(time.perf_counter() - t0)
+    async def connection() -> None:
+        nonlocal errors
+        conn: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+        while (job := await queue.get()) is not None:
+            due, i = job
+            sent = time.perf_counter()
+            try:
+                if conn is None:
+                    conn = await asyncio.open_connection(host, port)
+                conn[1].write(wire[i])
+                status, keep = await asyncio.wait_for(_read_response(conn[0]), 10)
+                errors += status != 200
+            except (TimeoutError, OSError, ValueError, IndexError, asyncio.IncompleteReadError,
+                    asyncio.LimitOverrunError):
+                errors, keep = errors + 1, False
+            done = time.perf_counter()
+            lat.append(done - due)
+            svc.append(done - sent)
+            if not keep and conn is not None:
+                conn[1].close()
+                conn = None
+        if conn is not None:
+            conn[1].close()
 
-        tasks = []
-        start = time.perf_counter()
-        n = int(rate * seconds)
-        for i in range(n):
-            delay = start + i / rate - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one()))
-        await asyncio.gather(*tasks)
-        wall = time.perf_counter() - start
-    return lat, errors, wall
+    workers = [asyncio.create_task(connection()) for _ in range(conc)]
+    start = time.perf_counter()
+    for i in range(int(rate * seconds)):
+        due = start + i / rate
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        queue.put_nowait((due, i % len(wire)))
+    for _ in workers:
+        queue.put_nowait(None)
+    await asyncio.gather(*workers)
+    return lat, svc, errors, time.perf_counter() - start
+
+
+def _percentiles(xs: list[float]) -> str:
+    """p50 / p95 / p99 / max of seconds, in ms."""
+    q = statistics.quantiles([x * 1000 for x in xs], n=100)
+    return f"p50={q[49]:.1f} p95={q[94]:.1f} p99={q[98]:.1f} max={max(xs) * 1000:.1f}"
 
 
 def main() -> None:
@@ -105,6 +172,10 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--workers", type=int, default=2, help="uvicorn worker processes")
+    ap.add_argument("--variants", type=int, default=512, help="distinct request bodies")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--routing", action="store_true",
+                    help="store the panel too, so the service routes each move's swap")
     args = ap.parse_args()
     proc = None
     url = args.url
@@ -114,7 +185,7 @@ def main() -> None:
             sys.exit(f"refusing non-loopback target {host}")
     else:
         tmp = Path(tempfile.mkdtemp(prefix="lpa-load-"))
-        _prepare(tmp, args.pools)
+        _prepare(tmp, args.pools, args.routing)
         port = _free_port()
         env = {**os.environ, "LPA_HOME": str(tmp), "LPA_USE_REGISTRY": "false"}
         proc = subprocess.Popen([sys.executable, "-m", "uvicorn",
@@ -133,20 +204,23 @@ def main() -> None:
     try:
         pools = [p["pool_id"] for p in httpx.get(f"{url}/v1/pools").json()["pools"]]
         chosen = pools[: args.pools]
-        body = {"capital_usd": 5_000_000, "pools": chosen}
-        for _ in range(5 * args.workers):  # warm-up (each worker compiles the problem once)
-            httpx.post(f"{url}/v1/recommendations", json=body, timeout=30)
+        bodies = _bodies(chosen, args.variants, args.seed)
+        for b in bodies[: 5 * args.workers]:  # warm-up (each worker compiles its solver once)
+            httpx.post(f"{url}/v1/recommendations", content=b, timeout=30,
+                       headers={"content-type": "application/json"})
         cpu0 = _server_cpu_seconds(proc.pid) if proc is not None else None
-        lat, errors, wall = asyncio.run(_drive(url, body, args.rate, args.seconds,
-                                               args.concurrency))
+        me0 = time.process_time()
+        lat, svc, errors, wall = asyncio.run(_drive(url, bodies, args.rate, args.seconds,
+                                                    args.concurrency))
+        me = time.process_time() - me0
         cpu1 = _server_cpu_seconds(proc.pid) if proc is not None else None
-        q = statistics.quantiles([x * 1000 for x in lat], n=100)
         print(f"pools/request={len(chosen)} target rate={args.rate}/s "
-              f"workers={args.workers} "
-              f"concurrency={args.concurrency} duration={args.seconds}s")
+              f"workers={args.workers} concurrency={args.concurrency} "
+              f"duration={args.seconds}s variants={len(bodies)} routing={args.routing}")
         print(f"requests={len(lat)} errors={errors} throughput={len(lat) / wall:.1f} req/s")
-        print(f"latency ms: p50={q[49]:.1f} p95={q[94]:.1f} p99={q[98]:.1f} "
-              f"max={max(lat) * 1000:.1f}")
+        print(f"latency ms from schedule: {_percentiles(lat)}")
+        print(f"latency ms from send:     {_percentiles(svc)}")
+        print(f"load generator CPU ms/request={me / max(len(lat), 1) * 1000:.2f}")
         if cpu0 is not None and cpu1 is not None:
             print(f"server CPU ms/request={(cpu1 - cpu0) / max(len(lat), 1) * 1000:.1f} "
                   f"(server CPU {cpu1 - cpu0:.1f} s over {wall:.1f} s wall)")

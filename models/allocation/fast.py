@@ -74,8 +74,9 @@ def solve_fast(x: ProblemInputs, incidence: np.ndarray, tol: float = 1e-9,
     vals = {"fee_lin": x.fee_lin, "fee_conc": x.fee_conc, "k": x.k, "lin": x.lin,
             "cost_lin": x.cost_lin, "cost_quad": x.cost_quad, "prev": x.prev, "lo": x.lo,
             "hi": x.hi, "token_cap": x.token_cap}
-    bad = [name for name, v in vals.items() if not np.isfinite(np.asarray(v, float)).all()]
-    if bad:
+    arrays = [np.asarray(v, float) for v in vals.values()]
+    if not np.isfinite(np.concatenate(arrays)).all():  # one check; name them only on failure
+        bad = [name for name, v in zip(vals, arrays, strict=True) if not np.isfinite(v).all()]
         return SolveResult(None, f"non-finite coefficients: {', '.join(bad)}", 0.0)
     if (x.lo < 0).any() or (x.hi < x.lo - _FIXED).any():
         return SolveResult(None, "fast solver: bounds need 0 <= lo <= hi", 0.0)

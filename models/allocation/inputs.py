@@ -80,14 +80,14 @@ class Prepared:
         return out
 
     def meta_values(self, name: str, kind: str) -> np.ndarray | None:
-        """A metadata column as a read-only array: ``kind`` "str" or "float" (NaN as 0)."""
+        """A metadata column as a read-only array: ``kind`` "str" (unicode) or "float" (NaN 0)."""
         key = ("meta", name, kind)
         if key not in self.memo:
             col = self.meta_column(name)
             if col is None:
                 self.memo[key] = None
             else:
-                v = (col.astype(str).to_numpy() if kind == "str"
+                v = (np.asarray(col.astype(str).to_numpy(), dtype=str) if kind == "str"
                      else np.nan_to_num(col.to_numpy(float)))
                 v.setflags(write=False)
                 self.memo[key] = v

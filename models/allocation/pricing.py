@@ -109,14 +109,21 @@ def _gas_key(gas: float | Mapping[str, float] | None) -> Hashable:
     return tuple(sorted(gas.items())) if isinstance(gas, Mapping) else gas
 
 
-def _fixed(pp: Prepared, cfg: AllocatorConfig) -> _Fixed:
-    """Pool economics that depend on the forecasts, horizon, range width, contagion and gas."""
+def _fixed(pp: Prepared, cfg: AllocatorConfig,
+           tokens: tuple[list[str], np.ndarray] | None = None) -> _Fixed:
+    """Pool economics that depend on the forecasts, horizon, range width, contagion and gas.
+
+    Kept in ``pp.memo`` unless ``tokens`` (names, incidence) replaces the pools' own.
+    """
     key = ("fixed", cfg.horizon_years, cfg.v3_width, cfg.contagion, _gas_key(cfg.gas_usd))
-    hit = pp.memo.get(key)
+    hit = pp.memo.get(key) if tokens is None else None
     if isinstance(hit, _Fixed):
         return hit
     fc, H, n = pp.values, cfg.horizon_years, len(pp.pools)
-    names, _, inc = pp.token_incidence()
+    if tokens is None:
+        names, _, inc = pp.token_incidence()
+    else:
+        names, inc = tokens
     protocol, tier, chain = (pp.meta_values(c, k) for c, k in (
         ("protocol", "str"), ("fee_tier", "float"), ("chain", "str")))
     proto = protocol if protocol is not None else np.array(["uniswap_v2"] * n)
@@ -147,21 +154,30 @@ def _fixed(pp: Prepared, cfg: AllocatorConfig) -> _Fixed:
         source=np.where(np.isfinite(source), "forecast", FEE_SHARE_FROM_TVL))
     for v in vars(fixed).values():
         v.setflags(write=False)
-    if len(pp.memo) > 64:  # a few horizons / settings per pool set; never grows unbounded
-        pp.memo.clear()
-    pp.memo[key] = fixed
+    if tokens is None:
+        if len(pp.memo) > 64:  # a few horizons / settings per pool set: bounded all the same
+            pp.memo.clear()
+        pp.memo[key] = fixed
     return fixed
 
 
-def coefficients(pp: Prepared, cfg: AllocatorConfig) -> Coefficients:
+def coefficients(pp: Prepared, cfg: AllocatorConfig, names: list[str] | None = None,
+                 inc: np.ndarray | None = None,
+                 token_key: tuple[tuple[str, ...], ...] | None = None) -> Coefficients:
     """Economics of each pool for this decision, from validated forecasts and metadata.
 
-    What does not depend on the capital, risk aversion or stress loss is computed once per
-    prepared pool set and setting (kept in ``pp.memo``).
+    Tokens (``names``, the tokens x pools ``inc``, each pool's ``token_key``) default to the
+    pools' own metadata; what does not depend on the capital, risk aversion or stress loss is
+    then computed once per prepared pool set and setting (kept in ``pp.memo``).
     """
     E = cfg.capital_usd
-    names, token_key, inc = pp.token_incidence()
-    x = _fixed(pp, cfg)
+    if names is None or inc is None:
+        names, own_key, inc = pp.token_incidence()
+        x = _fixed(pp, cfg)
+        token_key = own_key if token_key is None else token_key
+    else:
+        x = _fixed(pp, cfg, (names, inc))
+        token_key = _token_key(names, inc, len(pp.pools)) if token_key is None else token_key
     active, depth = x.active, x.depth
     safe_a = np.where(active > 0, active, 1.0)
     spread = cfg.risk_aversion * np.clip(x.f - x.q10, 0.0, None) * x.tvl * x.share_lin
@@ -177,6 +193,17 @@ def coefficients(pp: Prepared, cfg: AllocatorConfig) -> Coefficients:
         k=np.where(active > 0, x.m * E / safe_a, 0.0),
         lin=-x.il + stress + spread,
         cost_lin=0.5 * x.tiers, cost_quad=np.where(depth > 0, E / (4.0 * safe_d), 0.0))
+
+
+def _token_key(names: list[str], inc: np.ndarray, n: int) -> tuple[tuple[str, ...], ...]:
+    """Tokens of each pool, in the order of ``names``."""
+    if not inc.size:
+        return tuple(() for _ in range(n))
+    held: list[list[str]] = [[] for _ in range(n)]
+    tok, pool = np.nonzero(inc > 0)  # token-major: each pool's tokens in names order
+    for i, j in zip(tok.tolist(), pool.tolist(), strict=True):
+        held[j].append(str(names[i]))
+    return tuple(tuple(h) for h in held)
 
 
 def pool_pnl(w: np.ndarray, co: Coefficients, prev: np.ndarray, cfg: AllocatorConfig,

@@ -25,13 +25,23 @@ def reason_text(*, w: float, prev: float, hi: float, cap: float, apr: float, il_
     first_dollar : expected net of the first USD moved in per horizon (fees - IL/LVR - stress
         - swap fee spread over the cost horizons), per USD.
     """
-    econ = (f"fees {apr:.1%} APR after dilution, IL/LVR {il_apr:.1%}, "
-            f"stress {stress_apr:.1%} (p={p_eff:.2f}{' via ' + via if via else ''}), "
-            f"move cost ${cost_usd:,.0f}")
+    return _reason(w, prev, hi, cap, apr, il_apr, stress_apr, cost_usd, p_eff, via, frozen,
+                   snapped, min_trade, token_bound, turnover_bound, budget_bound, fallback,
+                   first_dollar)
+
+
+def _reason(w: float, prev: float, hi: float, cap: float, apr: float, il_apr: float,
+            stress_apr: float, cost_usd: float, p_eff: float, via: str, frozen: str | None,
+            snapped: bool, min_trade: float, token_bound: str, turnover_bound: bool,
+            budget_bound: bool, fallback: str | None, first_dollar: float) -> str:
+    """``reason_text`` with positional arguments (called once per pool per decision)."""
     if fallback:
         return f"{fallback} -> {w:.2f}"
     if frozen:
         return f"non-finite {frozen} forecast -> held at {w:.2f}"
+    econ = (f"fees {apr:.1%} APR after dilution, IL/LVR {il_apr:.1%}, "
+            f"stress {stress_apr:.1%} (p={p_eff:.2f}{' via ' + via if via else ''}), "
+            f"move cost ${cost_usd:,.0f}")
     if snapped:
         return (f"move below min trade ${min_trade:,.0f} or not paying its gas -> kept at "
                 f"{w:.2f}; {econ}")
@@ -89,12 +99,10 @@ def explain_columns(w: np.ndarray, co: Coefficients, pp: Prepared, cfg: Allocato
                (-co.il_rate / yrs).tolist(), (co.stress_rate / yrs).tolist(),
                (-pnl["cost"]).tolist(), co.p_eff.tolist(), co.via.tolist(),
                np.asarray(snapped, bool).tolist(), bounds, first.tolist(), strict=True)
-    reasons = {}
-    for pool, wj, pj, hj, apr, il_apr, stress_apr, cost, p_eff, via, snap, bound, fd in cols:
-        reasons[pool] = reason_text(
-            w=wj, prev=pj, hi=hj, cap=cfg.max_weight, apr=apr, il_apr=il_apr,
-            stress_apr=stress_apr, cost_usd=cost, p_eff=p_eff, via=str(via),
-            frozen=pp.frozen.get(pool), snapped=snap, min_trade=cfg.min_trade_usd,
-            token_bound=bound, turnover_bound=turnover_bound, budget_bound=budget_bound,
-            fallback=fallback, first_dollar=fd)
+    cap, trade, frozen = cfg.max_weight, cfg.min_trade_usd, pp.frozen
+    reasons = {pool: _reason(wj, pj, hj, cap, apr, il_apr, stress_apr, cost, p_eff, str(via),
+                             frozen.get(pool), snap, trade, bound, turnover_bound, budget_bound,
+                             fallback, fd)
+               for pool, wj, pj, hj, apr, il_apr, stress_apr, cost, p_eff, via, snap, bound, fd
+               in cols}
     return exp, reasons
