@@ -122,17 +122,14 @@ class _Pairs:
             if kept.states is states:
                 return kept
         r0, r1 = states.reserves()
-        ok = (states.token0 != states.token1) & (r0 > 0) & (r1 > 0)
+        t0, t1 = states.token0.astype(str), states.token1.astype(str)
+        lo, hi = np.where(t0 < t1, t0, t1), np.where(t0 < t1, t1, t0)
+        keys = list(zip(states.chain.astype(str).tolist(), lo.tolist(), hi.tolist(), strict=True))
+        ok = (t0 != t1) & (r0 > 0) & (r1 > 0)
         members: dict[tuple[str, str, str], list[int]] = {}
-        stuck = set()
-        for i, (c, a, b, good) in enumerate(zip(states.chain.tolist(), states.token0.tolist(),
-                                                states.token1.tolist(), ok.tolist(),
-                                                strict=True)):
-            key = (str(c), min(str(a), str(b)), max(str(a), str(b)))
-            if good:
-                members.setdefault(key, []).append(i)
-            elif a != b:
-                stuck.add(key)
+        for i in np.flatnonzero(ok).tolist():
+            members.setdefault(keys[i], []).append(i)
+        stuck = {keys[i] for i in np.flatnonzero(~ok & (t0 != t1)).tolist()}
         idx = np.zeros((len(members), max((len(v) for v in members.values()), default=0)), int)
         valid = np.zeros(idx.shape, bool)
         for g, pools in enumerate(members.values()):
@@ -161,32 +158,27 @@ def _prepare(states: PoolStates, todo: list[int], token0: Names, token1: Names,
     that is not a finite positive amount, cannot be routed (the single-pool cost stands).
     """
     pairs = _Pairs.of(states)
-    usd = pairs.usd
-    rows, gids, low_sells, amounts, outs, slow = [], [], [], [], [], []
-    for j in todo:
-        t0, t1, ch = str(token0[j]), str(token1[j]), str(chains[j])
-        if t0 not in usd or t1 not in usd or t0 == t1:
-            slow.append(j)  # the router resolves (or rejects) the names
-            continue
-        sell, buy = (t0, t1) if delta[j] > 0 else (t1, t0)
-        amount = 0.5 * abs(float(delta[j]))
-        if not np.isfinite(amount) or amount <= 0:
-            continue  # the router rejects it: the single-pool cost stands
-        key = (ch, min(t0, t1), max(t0, t1))
-        g = pairs.groups.get(key)
-        if g is None or not pairs.fast[g]:
-            if g is not None or key in pairs.stuck:
-                slow.append(j)  # the router prices it (or finds no pool with reserves)
-            continue  # no pool joins the tokens on that chain: no route
-        rows.append(j)
-        gids.append(g)
-        low_sells.append(sell == key[1])
-        amounts.append(amount / usd[sell])
-        outs.append(usd[buy])
-    if not rows:
+    known = np.array(sorted(pairs.usd), str)
+    price = np.array([pairs.usd[t] for t in known.tolist()], float)
+    at = np.asarray(todo, int)
+    t0, t1, ch = (np.asarray(x)[at].astype(str) for x in (token0, token1, chains))
+    named = np.isin(t0, known) & np.isin(t1, known) & (t0 != t1)  # else the router resolves
+    amount = 0.5 * np.abs(delta[at])
+    lo, hi = np.where(t0 < t1, t0, t1), np.where(t0 < t1, t1, t0)
+    keys = list(zip(ch.tolist(), lo.tolist(), hi.tolist(), strict=True))
+    gid = np.array([pairs.groups.get(k, -1) for k in keys], int)
+    stuck = np.array([k in pairs.stuck for k in keys], bool)
+    priced = named & np.isfinite(amount) & (amount > 0)  # else no route: single cost stands
+    fast = priced & (gid >= 0) & pairs.fast[np.maximum(gid, 0)]
+    slow = at[~named | (priced & ~fast & ((gid >= 0) | stuck))].tolist()
+    if not fast.any():
         return None, slow
-    return _Zaps(np.asarray(rows, int), np.asarray(amounts, float), np.asarray(outs, float),
-                 *_edges(pairs, np.asarray(gids, int), np.asarray(low_sells, bool))), slow
+    sell = np.where(delta[at] > 0, t0, t1)[fast]
+    buy = np.where(delta[at] > 0, t1, t0)[fast]
+    rows = at[fast]
+    net, valid = _edges(pairs, gid[fast], sell == lo[fast])
+    return _Zaps(rows, amount[fast] / price[np.searchsorted(known, sell)],
+                 price[np.searchsorted(known, buy)], net, valid), slow
 
 
 def _edges(pairs: _Pairs, gids: np.ndarray, low_sells: np.ndarray
@@ -229,14 +221,16 @@ def _batch(z: _Zaps) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         mid = np.maximum((spot / net.gamma).max(axis=1), 0.0)  # best fee-free spot rate
         cap_in = net.cap_input()
         on_best = np.arange(valid.shape[1])[None, :] == best[:, None]
-        one = _settle(net, np.where(on_best, a[:, None], 0.0), a, cap_in)
-        split = _settle(net, parallel_split_many(net.ra, net.rb, net.gamma, cap_in, a, valid),
-                        a, cap_in)
+        # the whole amount through the best pool (settled: its input capped), and the split
+        d = np.stack([np.where(on_best, np.minimum(a[:, None], cap_in), 0.0),
+                      _settle(parallel_split_many(net.ra, net.rb, net.gamma, cap_in, a, valid),
+                              a, cap_in)])
+        spent, got_out = d.sum(axis=2), np.cumsum(net.out(d), axis=2)[:, :, -1]
         at_spot = single_out >= a * bound * (1 - _SPOT)
-        worse = ~np.isfinite(split[1]) | (split[1] < single_out)
+        worse = ~np.isfinite(got_out[1]) | (got_out[1] < single_out)
         use_one = at_spot | worse
-        used = np.where(use_one, one[0], split[0])
-        amount_out = np.where(use_one, one[1], split[1])
+        used = np.where(use_one, spent[0], spent[1])
+        amount_out = np.where(use_one, got_out[0], got_out[1])
         used = np.where(np.abs(used - a) <= 1e-12 * a, a, used)
         routed = (used * mid - amount_out) * z.usd_out
     unsure = ~((np.isfinite(got) | ~valid).all(axis=1) & np.isfinite(spot).all(axis=1)
@@ -244,14 +238,12 @@ def _batch(z: _Zaps) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return routed, (used >= a * (1 - 1e-9)) & np.isfinite(routed), unsure
 
 
-def _settle(net: Network, plan: np.ndarray, amount: np.ndarray,
-            cap_in: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(input spent, output received) per row of planned inputs, as `_flows.settle` gives for
-    parallel pools: the plan rescaled to spend the amount, each input capped."""
+def _settle(plan: np.ndarray, amount: np.ndarray, cap_in: np.ndarray) -> np.ndarray:
+    """Inputs per row of planned inputs, as `_flows.settle` spends them over parallel pools:
+    the plan (less solver dust) rescaled to spend the amount, each input capped. The output is
+    the pools' (`Network.out`), summed in edge order as `settle` adds it."""
     p = np.maximum(plan, 0.0)
     p = np.where(p > _DUST * p.sum(axis=1, keepdims=True), p, 0.0)
     want = p.sum(axis=1)
     d = np.minimum(p * (amount / want)[:, None], cap_in)
-    d = np.where((want > 0)[:, None], d, 0.0)
-    got = np.cumsum(net.out(d), axis=1)[:, -1]  # in edge order, as `np.add.at` adds them
-    return d.sum(axis=1), got
+    return np.where((want > 0)[:, None], d, 0.0)

@@ -207,6 +207,17 @@ class MarketData:
                                                   active_liquidity_usd=self.active_prev[e])
         return hit
 
+    def _static_states(self) -> dict[str, np.ndarray]:
+        """The per-pool fields of `pool_states` that do not change from bar to bar."""
+        if "state_pool_id" not in self._names:
+            m = self.meta
+            for c in ("protocol", "chain", "token0", "token1"):
+                self._names[f"state_{c}"] = m[c].astype(str).to_numpy(object)
+            self._names["state_weight0"] = _weight0(m)
+            self._names["state_pool_id"] = np.asarray(self.pools, object)
+        return {k.removeprefix("state_"): v for k, v in self._names.items()
+                if k.startswith("state_")}
+
     def pool_states(self, e: int) -> PoolStates:
         """Tradable state of every pool at the start of bar e (the previous bar's close, TVL
         and active liquidity), for routing; built once per bar and shared by the strategies.
@@ -223,17 +234,14 @@ class MarketData:
         ok = np.ones(len(self.pools), bool)
         for v in (price, u0, u1, tvl, active):
             ok &= np.isfinite(v) & (v > 0)
-        m = self.meta
+        st = self._static_states()
         n = int(ok.sum())
         states = PoolStates(
-            pool_id=np.asarray(self.pools, object)[ok],
-            protocol=m["protocol"].astype(str).to_numpy(object)[ok],
-            chain=m["chain"].astype(str).to_numpy(object)[ok],
-            token0=m["token0"].astype(str).to_numpy(object)[ok],
-            token1=m["token1"].astype(str).to_numpy(object)[ok],
+            pool_id=st["pool_id"][ok], protocol=st["protocol"][ok], chain=st["chain"][ok],
+            token0=st["token0"][ok], token1=st["token1"][ok],
             fee_tier=self.fee_tier[ok], price=price[ok], tvl_usd=tvl[ok], token0_usd=u0[ok],
             token1_usd=u1[ok], active_usd=active[ok], liquidity=np.full(n, np.nan),
-            weight0=_weight0(m)[ok],
+            weight0=st["weight0"][ok],
             depth_source=np.full(n, "backtest", object),
             timestamp=np.full(n, self.times[e].to_datetime64()),
             skipped={p: "no positive TVL, price or USD prices at this bar"
