@@ -194,15 +194,16 @@ def main() -> None:
                                  "--workers", str(args.workers), "--log-level", "error"],
                                 env=env)
         url = f"http://127.0.0.1:{port}"
-        for _ in range(200):
+        deadline = time.monotonic() + 120  # a busy machine starts the workers slowly
+        while time.monotonic() < deadline:
             try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
                     break
             except httpx.TransportError:
                 pass
-            time.sleep(0.2)
+            time.sleep(0.5)
     try:
-        pools = [p["pool_id"] for p in httpx.get(f"{url}/v1/pools").json()["pools"]]
+        pools = [p["pool_id"] for p in httpx.get(f"{url}/v1/pools", timeout=30).json()["pools"]]
         chosen = pools[: args.pools]
         bodies = _bodies(chosen, args.variants, args.seed)
         for b in bodies[: 5 * args.workers]:  # warm-up (each worker compiles its solver once)
@@ -227,7 +228,11 @@ def main() -> None:
     finally:
         if proc is not None:
             proc.terminate()
-            proc.wait(timeout=20)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
 
 if __name__ == "__main__":
