@@ -174,11 +174,13 @@ def window_returns(periods: pd.DataFrame, capital_usd: float, stress: np.ndarray
 def stress_bars_from_truth(truth: pd.DataFrame, times: pd.DatetimeIndex,
                            pools: list[str]) -> np.ndarray:
     """Realised pool-level stress (bool, periods x pools) from the simulator's ground truth."""
-    col = pd.Index(pools).get_indexer(pd.Index(truth["pool_id"]))
+    codes, names = pd.factorize(truth["pool_id"])
+    col = np.where(codes >= 0, pd.Index(pools).get_indexer(pd.Index(names))[codes], -1)
     row = pd.DatetimeIndex(times).get_indexer(pd.DatetimeIndex(truth["timestamp"]))
     keep = (col >= 0) & (row >= 0)
     cell = row[keep] * len(pools) + col[keep]
-    if truth["stress"].dtype == bool and keep.any() and not pd.Index(cell).has_duplicates:
+    once = np.bincount(cell, minlength=len(times) * len(pools)).max(initial=0) <= 1
+    if truth["stress"].dtype == bool and keep.any() and once:
         out = np.zeros(len(times) * len(pools), bool)  # one row per cell: max is the value
         out[cell] = truth["stress"].to_numpy(bool)[keep]
         return out.reshape(len(times), len(pools))

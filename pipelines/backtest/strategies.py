@@ -225,8 +225,8 @@ class AllocatorStrategy:
         fc = fc.loc[fc.index.intersection(pools[ctx.available])]
         if fc.empty:
             return np.zeros(len(ctx.pools))
-        current = pd.Series(np.asarray(ctx.current)[pools.get_indexer(fc.index)],
-                            index=fc.index)
+        pos = pools.get_indexer(fc.index)
+        current = pd.Series(np.asarray(ctx.current)[pos], index=pools[pos])
         meta = self._meta_rows(ctx.meta, fc.index)
         cfg = dataclasses.replace(self.config, capital_usd=max(float(ctx.equity), 1.0))
         alloc = self.allocate_fn(fc, current, meta, cfg)
