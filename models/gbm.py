@@ -29,6 +29,7 @@ from models.baselines import ColumnForecaster, HARForecaster
 from models.conformal import interval_offsets, smearing_factor
 from models.cv import inner_splits
 from models.garch import GARCHVolatility
+from models.lgb_grid import final_rounds, grid_fold, lgb_dataset
 from models.names import MEAN_COLUMN
 from models.quantile import QuantileForecaster
 from models.threads import n_threads
@@ -156,13 +157,14 @@ class LightGBMQuantile(QuantileForecaster):
         fill = np.where(np.isfinite(fill), fill, self.level_)
         return np.where(np.isfinite(a), a, fill)
 
-    def _booster(self, X: pd.DataFrame, z: np.ndarray, point: dict[str, Any]) -> lgb.Booster:
-        keep = stride_mask(X[TIMESTAMP], self.row_stride) & np.isfinite(z)
-        M = lgb_matrix(X.loc[keep], self.columns_, self.categories_)
-        params = lgb_params(self.seed, **{"objective": "l2", **self.params, **point})
-        ds = lgb.Dataset(M, z[keep], categorical_feature=list(self.categories_),
-                         free_raw_data=True)
-        return lgb.train(params, ds, num_boost_round=self.n_estimators)
+    def _booster(self, M: pd.DataFrame, ts: pd.Series, z: np.ndarray, point: dict[str, Any],
+                 rounds: int) -> lgb.Booster:
+        keep = stride_mask(ts, self.row_stride) & np.isfinite(z)
+        ds = lgb_dataset(M.loc[keep], z[keep], list(self.categories_))
+        return lgb.train(self._point_params(point), ds, num_boost_round=rounds)
+
+    def _point_params(self, point: dict[str, Any]) -> dict[str, Any]:
+        return lgb_params(self.seed, **{"objective": "l2", **self.params, **point})
 
     def _core(self, booster: lgb.Booster, X: pd.DataFrame) -> np.ndarray:
         M = lgb_matrix(X, self.columns_, self.categories_)
@@ -192,25 +194,33 @@ class LightGBMQuantile(QuantileForecaster):
             return
         folds = inner_splits(X_all[TIMESTAMP], self.inner_folds, self.horizon_periods) \
             if self.inner_folds > 0 else []
+        M_all, ts = lgb_matrix(X_all, self.columns_, self.categories_), X_all[TIMESTAMP]
+        z_rel = z_all - anchor
         core = np.full((len(self.grid), len(X_all)), np.nan)
         base = np.full((len(self.baselines), len(X_all)), np.nan)
+        best: list[list[int]] = [[] for _ in self.grid]
         for tr, va in folds:
-            Xtr, Xva = X_all.loc[tr], X_all.loc[va]
             if np.isfinite(z_all[tr]).sum() < MIN_OOS_ROWS:
                 continue
-            for g, point in enumerate(self.grid):
-                core[g, va] = self._core(self._booster(Xtr, z_all[tr] - anchor[tr], point), Xva)
+            keep = tr & stride_mask(ts, self.row_stride) & np.isfinite(z_rel)
+            runs = grid_fold(M_all.loc[keep], z_rel[keep], M_all.loc[va], z_rel[va],
+                             list(self.categories_), [self._point_params(p) for p in self.grid],
+                             self.n_estimators, "l1")
+            for g, (pred, rounds) in enumerate(runs):
+                core[g, va] = pred + anchor[va]
+                best[g].append(rounds)
             for j, spec in enumerate(self.baselines):
                 try:
-                    comp = _make_component(spec).fit(Xtr, y_all.loc[tr])
+                    comp = _make_component(spec).fit(X_all.loc[tr], y_all.loc[tr])
                 except ValueError:
                     continue  # a baseline that cannot fit this fold is not a candidate there
-                base[j, va] = self._base_log(comp, Xva)
+                base[j, va] = self._base_log(comp, X_all.loc[va])
         oos = np.isfinite(z_all) & np.isfinite(core).all(axis=0)
         self.oos_rows_ = int(oos.sum())
         self.choice_ = self._choose(z_all, core, base, oos)
-        point = self.grid[self.choice_["grid"]]
-        self.booster_ = self._booster(X_all, z_all - anchor, point)
+        self.choice_["rounds"] = final_rounds(best[self.choice_["grid"]], self.n_estimators)
+        self.booster_ = self._booster(M_all, ts, z_rel, self.grid[self.choice_["grid"]],
+                                      self.choice_["rounds"])
         j = self.choice_["baseline"]
         self.component_ = (_make_component(self.baselines[j]).fit(X_all, y_all)
                            if j is not None else None)
@@ -237,7 +247,9 @@ class LightGBMQuantile(QuantileForecaster):
         self.oos_rows_, self.calibrated_ = prev.oos_rows_, prev.calibrated_
         self.median_, self.down_, self.up_ = prev.median_, prev.down_, prev.up_
         self.smear_ = prev.smear_
-        self.booster_ = self._booster(X_all, z, self.grid[self.choice_["grid"]])
+        self.booster_ = self._booster(lgb_matrix(X_all, self.columns_, self.categories_),
+                                      X_all[TIMESTAMP], z, self.grid[self.choice_["grid"]],
+                                      int(self.choice_.get("rounds", self.n_estimators)))
         j = self.choice_["baseline"]
         self.component_ = (_make_component(self.baselines[j]).fit(X_all, y_all)
                            if j is not None else None)

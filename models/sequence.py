@@ -23,6 +23,7 @@ from models.base import PROB_COLUMN, QUANTILE_COLUMNS, QUANTILES, ForecastError
 from models.gbm import CATEGORICALS, NON_FEATURES
 from models.quantile import QuantileForecaster
 from models.splits import purged_tail_split
+from models.threads import n_threads
 
 __all__ = ["GRUForecaster", "GRUStress"]
 
@@ -44,6 +45,20 @@ def _pinball(pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     q = torch.tensor(QUANTILES, dtype=pred.dtype)
     d = y[:, None] - pred
     return torch.maximum(q * d, (q - 1) * d).mean()
+
+
+class _Windows:
+    """(rows, lookback, features) windows as a feature table and row indices into it."""
+
+    def __init__(self, F: np.ndarray, idx: np.ndarray) -> None:
+        self.F, self.idx = F, idx
+
+    def __len__(self) -> int:
+        return len(self.idx)
+
+    def take(self, rows: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """The windows of the given rows as a float32 tensor."""
+        return torch.from_numpy(self.F[self.idx[np.asarray(rows)]])
 
 
 class GRUForecaster(QuantileForecaster):
@@ -72,8 +87,8 @@ class GRUForecaster(QuantileForecaster):
         self.valid_frac, self.horizon_periods = valid_frac, horizon_periods
 
     # -- data -----------------------------------------------------------------------------
-    def _sequences(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(rows, lookback, features) array in X's row order, pool codes, time codes."""
+    def _sequences(self, X: pd.DataFrame) -> tuple[_Windows, np.ndarray, np.ndarray]:
+        """Each row's lookback window (gathered lazily), pool codes, time codes; X's order."""
         order = np.lexsort((pd.DatetimeIndex(X[TIMESTAMP]).asi8, X[POOL_ID].to_numpy()))
         Xs = X.iloc[order]
         F = Xs[self.columns_].to_numpy(np.float32)
@@ -88,13 +103,12 @@ class GRUForecaster(QuantileForecaster):
         idx = np.where(idx >= first[:, None], idx, len(pool))
         inv = np.empty_like(order)
         inv[order] = np.arange(len(order))
-        seq = F[idx][inv]
         codes = np.array([self.pools_.get(str(p), 0) for p in X[POOL_ID]], dtype=np.int64)
-        return seq, codes, pd.factorize(X[TIMESTAMP], sort=True)[0]
+        return _Windows(F, idx[inv]), codes, pd.factorize(X[TIMESTAMP], sort=True)[0]
 
     def _fit(self, X: pd.DataFrame, y: pd.Series, X_all: pd.DataFrame) -> None:
         torch.manual_seed(self.seed)
-        torch.set_num_threads(2)
+        torch.set_num_threads(n_threads())
         rng = np.random.default_rng(self.seed)
         self.columns_ = [c for c in X.columns
                          if c not in NON_FEATURES and c not in CATEGORICALS
@@ -109,9 +123,9 @@ class GRUForecaster(QuantileForecaster):
         yv = y.to_numpy(float)
         self.y_mean_, self.y_std_ = float(np.mean(yv)), float(np.std(yv) or 1.0)
         # sequences need the history rows too: build them on the full X, then pick fit rows
-        seq_all, codes_all, tcode_all = self._sequences(X_all)
+        win, codes_all, tcode_all = self._sequences(X_all)
         pos = X_all.index.get_indexer(X.index)
-        seq, codes, tcode = seq_all[pos], codes_all[pos], tcode_all[pos]
+        seq, codes, tcode = _Windows(win.F, win.idx[pos]), codes_all[pos], tcode_all[pos]
         target = (yv - self.y_mean_) / self.y_std_ if self.task == "quantile" else yv
         head, tail = purged_tail_split(tcode, self.valid_frac, self.horizon_periods)
         tr, va = np.flatnonzero(head), np.flatnonzero(tail)
@@ -127,8 +141,7 @@ class GRUForecaster(QuantileForecaster):
         n_out = 3 if self.task == "quantile" else 1
         net = _Net(len(self.columns_), len(self.pools_), self.hidden, n_out)
         opt = torch.optim.Adam(net.parameters(), lr=self.lr)
-        xs, ps, ys = torch.from_numpy(seq), torch.from_numpy(codes), torch.tensor(target,
-                                                                                   dtype=torch.float32)
+        ps, ys = torch.from_numpy(codes), torch.tensor(target, dtype=torch.float32)
         best, best_state, bad = np.inf, None, 0
         gen = torch.Generator().manual_seed(self.seed)
         self.history_: list[float] = []
@@ -138,13 +151,13 @@ class GRUForecaster(QuantileForecaster):
             for b in range(0, len(perm), self.batch_size):
                 i = perm[b:b + self.batch_size]
                 opt.zero_grad()
-                loss = self._loss(net(xs[i], ps[i]), ys[i])
+                loss = self._loss(net(seq.take(i), ps[i]), ys[i])
                 loss.backward()
                 opt.step()
             net.eval()
             with torch.no_grad():
                 vi = torch.from_numpy(va if len(va) else tr[-256:])
-                v = float(self._loss(net(xs[vi], ps[vi]), ys[vi]))
+                v = float(self._loss(net(seq.take(vi), ps[vi]), ys[vi]))
             self.history_.append(v)
             if v < best - 1e-6:
                 best, bad = v, 0
@@ -165,8 +178,8 @@ class GRUForecaster(QuantileForecaster):
         outs = []
         with torch.no_grad():
             for b in range(0, len(seq), 4096):
-                outs.append(self.net_(torch.from_numpy(seq[b:b + 4096]),
-                                      torch.from_numpy(codes[b:b + 4096])).numpy())
+                rows = np.arange(b, min(b + 4096, len(seq)))
+                outs.append(self.net_(seq.take(rows), torch.from_numpy(codes[rows])).numpy())
         return np.vstack(outs) if outs else np.zeros((0, 3))
 
     def _predict(self, X: pd.DataFrame) -> pd.DataFrame:

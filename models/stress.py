@@ -26,6 +26,7 @@ from features.schema import TIMESTAMP
 from models.base import PROB_COLUMN, BaseForecaster
 from models.cv import inner_splits
 from models.gbm import feature_columns, lgb_matrix, lgb_params, stride_mask
+from models.lgb_grid import final_rounds, grid_fold, lgb_dataset
 
 __all__ = ["LightGBMStress", "STRESS_GRID", "platt"]
 
@@ -96,12 +97,15 @@ class LightGBMStress(BaseForecaster):
         # a fitted model whose chosen candidate and calibration the next fit keeps
         self.selection_from: Any = None
 
-    def _train(self, X: pd.DataFrame, y: np.ndarray, point: dict[str, Any]) -> lgb.Booster:
+    def _train(self, X: pd.DataFrame, y: np.ndarray, point: dict[str, Any],
+               rounds: int) -> lgb.Booster:
         keep = stride_mask(X[TIMESTAMP], self.row_stride) & np.isfinite(y)
-        params = lgb_params(self.seed, objective="binary", **{**self.params, **point})
-        ds = lgb.Dataset(lgb_matrix(X.loc[keep], self.columns_, self.categories_), y[keep],
-                         categorical_feature=list(self.categories_), free_raw_data=True)
-        return lgb.train(params, ds, num_boost_round=self.n_estimators)
+        ds = lgb_dataset(lgb_matrix(X.loc[keep], self.columns_, self.categories_), y[keep],
+                         list(self.categories_))
+        return lgb.train(self._point_params(point), ds, num_boost_round=rounds)
+
+    def _point_params(self, point: dict[str, Any]) -> dict[str, Any]:
+        return lgb_params(self.seed, objective="binary", **{**self.params, **point})
 
     def _raw(self, booster: lgb.Booster, X: pd.DataFrame) -> np.ndarray:
         return np.asarray(booster.predict(lgb_matrix(X, self.columns_, self.categories_)))
@@ -137,7 +141,20 @@ class LightGBMStress(BaseForecaster):
     def _fit_candidate(self, g: int, X: pd.DataFrame, y: np.ndarray) -> Any:
         if g == len(self.grid):
             return self._linear(X, y)
-        return self._train(X, y, self.grid[g])
+        return self._train(X, y, self.grid[g], self.rounds_)
+
+    def _fold(self, M: pd.DataFrame, X: pd.DataFrame, yv: np.ndarray, tr: np.ndarray,
+              va: np.ndarray, raw: np.ndarray, best: list[list[int]]) -> None:
+        """Out-of-sample scores of every candidate on one inner fold (boosters share a
+        Dataset and stop early on the fold's validation rows)."""
+        keep = tr & stride_mask(X[TIMESTAMP], self.row_stride) & np.isfinite(yv)
+        runs = grid_fold(M.loc[keep], yv[keep], M.loc[va], yv[va], list(self.categories_),
+                         [self._point_params(p) for p in self.grid], self.n_estimators,
+                         "binary_logloss")
+        for g, (pred, rounds) in enumerate(runs):
+            raw[g, va] = pred
+            best[g].append(rounds)
+        raw[len(self.grid), va] = self._linear_raw(self._linear(X.loc[tr], yv[tr]), X.loc[va])
 
     def _fit(self, X: pd.DataFrame, y: pd.Series, X_all: pd.DataFrame) -> None:
         self.columns_, self.categories_ = feature_columns(X)
@@ -152,16 +169,17 @@ class LightGBMStress(BaseForecaster):
             if self.inner_folds > 0 else []
         n = len(self.grid) + 1  # the boosters of the grid, then the logistic regression
         raw = np.full((n, len(X)), np.nan)
+        best: list[list[int]] = [[] for _ in self.grid]
+        M = lgb_matrix(X, self.columns_, self.categories_) if folds else None
         for tr, va in folds:
-            if len(np.unique(yv[tr])) < 2:
-                continue
-            for g in range(n):
-                raw[g, va] = self._candidate_raw(self._fit_candidate(g, X.loc[tr], yv[tr]),
-                                                 X.loc[va])
+            if M is not None and len(np.unique(yv[tr])) >= 2:
+                self._fold(M, X, yv, tr, va, raw, best)
         oos = np.isfinite(raw).all(axis=0)
         self.oos_rows_ = int(oos.sum())
         losses = [_log_loss(yv[oos], raw[g, oos]) if oos.any() else math.inf for g in range(n)]
         self.grid_choice_ = int(np.argmin(losses)) if oos.any() else 0
+        self.rounds_ = final_rounds(best[self.grid_choice_] if self.grid_choice_ < len(best)
+                                    else [], self.n_estimators)
         ab = platt(raw[self.grid_choice_, oos], yv[oos]) if oos.any() else None
         self.calibrator_: dict[str, float] | None = None if ab is None else {"a": ab[0],
                                                                               "b": ab[1]}
@@ -172,6 +190,7 @@ class LightGBMStress(BaseForecaster):
     def _refit_selected(self, prev: LightGBMStress, X: pd.DataFrame, yv: np.ndarray) -> None:
         """Refit the candidate `prev` chose, keeping its Platt calibration (no inner folds)."""
         self.oos_rows_, self.grid_choice_ = prev.oos_rows_, prev.grid_choice_
+        self.rounds_ = getattr(prev, "rounds_", self.n_estimators)
         self.calibrator_ = prev.calibrator_
         final = self._fit_candidate(self.grid_choice_, X, yv)
         self.linear_ = final if isinstance(final, dict) else None
@@ -201,6 +220,7 @@ class LightGBMStress(BaseForecaster):
         return {"columns": self.columns_, "categories": self.categories_,
                 "calibrator": json.loads(json.dumps(self.calibrator_)),
                 "grid_choice": self.grid_choice_, "oos_rows": self.oos_rows_,
+                "rounds": self.rounds_,
                 "linear": self.linear_}
 
     def _save_native(self, path: Path) -> None:
@@ -211,6 +231,7 @@ class LightGBMStress(BaseForecaster):
         self.columns_, self.categories_ = state["columns"], state["categories"]
         self.calibrator_ = state["calibrator"]
         self.grid_choice_, self.oos_rows_ = state["grid_choice"], state["oos_rows"]
+        self.rounds_ = int(state.get("rounds", self.n_estimators))
         self.linear_ = state.get("linear")
         self.booster_ = None if self.linear_ else lgb.Booster(
             model_file=str(path / "lightgbm_stress.txt"))
