@@ -129,6 +129,30 @@ def test_swaps_are_charged_routed_and_never_above_the_single_pool_quote(
     assert any(p["slippage_usd"] < p["slippage_single_pool_usd"] - 1e-6 for p in shared)
 
 
+def test_flow_response_scales_fees_by_the_flow_deposits_attract(
+        sim_workdir: Callable[..., Path], client: TestClient) -> None:
+    wd = sim_workdir("svc-flow", n_pools=24, days=20, seed=5, panel=True)
+    app = create_app(ServiceSettings(workdir=wd, use_registry=False, reload_interval_s=3600))
+    ask = {"capital_usd": 5e7, "constraints": {"max_weight": 0.1}}
+    with TestClient(app) as c:
+        pools = [p["pool_id"] for p in c.get("/v1/pools").json()["pools"]]
+        plain = c.post("/v1/recommendations", json={**ask, "pools": pools}).json()
+        flow = c.post("/v1/recommendations",
+                      json={**ask, "pools": pools, "flow_response": True}).json()
+    assert not plain["flow_response"] and flow["flow_response"]
+    assert all(p["flow_multiplier"] == 1.0 for p in plain["pools"])
+    mult = {p["pool_id"]: p["flow_multiplier"] for p in flow["pools"]}
+    held = [p for p in flow["pools"] if p["weight"] > 0]
+    assert any(mult[p["pool_id"]] > 1.0 for p in held)  # a deposit wins its pair's flow
+    assert all(m > 0 for m in mult.values())
+    # without a stored panel the option cannot apply, and the answer says so
+    pools0 = [p["pool_id"] for p in client.get("/v1/pools").json()["pools"]]
+    none = client.post("/v1/recommendations",
+                       json={"capital_usd": 1e6, "pools": pools0, "flow_response": True}).json()
+    assert not none["flow_response"]
+    assert any("flow_response" in x for x in none["fallback_chain"])
+
+
 def test_stale_features_are_flagged_in_the_table_title(held: dict[str, Any]) -> None:
     resp = RecommendationResponse.model_validate(held["body"])
     assert resp.stale  # simulated data from 2024 is old for "now"

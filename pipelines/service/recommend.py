@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 
 from models.allocation import AllocatorConfig
-from models.allocation.allocate import allocate_prepared
+from models.allocation.allocate import Allocation, allocate_prepared
+from models.allocation.flow_response import allocate_with_flow
 from models.allocation.inputs import with_current
 from models.routing import routed_zap_costs
 from pipelines.service.schemas import RecommendationRequest, RecommendationResponse
@@ -97,8 +98,7 @@ def recommend(req: RecommendationRequest, state: ServiceState,
     c = np.array([cw.get(p, 0.0) for p in pools], dtype=float)
     years = state.horizon / pd.Timedelta(days=365)
     cfg = _allocator_config(req, years)
-    # the slice's prepared inputs are cut from its forecasts: their pools are `pools`, in order
-    alloc = allocate_prepared(with_current(cut.prepared, c), cfg)
+    alloc, flow, notes = _solve(req, state, cut, c, cfg)
     cols = alloc.expected_columns
     econ = {k: np.nan_to_num(np.asarray(cols[k], float), nan=0.0, posinf=0.0, neginf=0.0)
             for k in _ECONOMICS}
@@ -124,6 +124,7 @@ def recommend(req: RecommendationRequest, state: ServiceState,
             "expected_stress_usd": e["stress_loss"][i], "expected_cost_usd": e["cost"][i],
             "expected_net_usd": e["net"][i], "p_stress": ps, "gas_usd": -e["gas"][i],
             "slippage_usd": -e["swap_cost"][i], "slippage_single_pool_usd": si,
+            "flow_multiplier": flow[i],
             "data_as_of": asof, "reason": "; ".join(t for t in (why, text) if t)})
     age = state.age_hours()
     # validated from plain values in one pass (much cheaper than a model per pool)
@@ -135,7 +136,26 @@ def recommend(req: RecommendationRequest, state: ServiceState,
         "total_slippage_usd": float(-econ["swap_cost"].sum()),
         "total_slippage_single_pool_usd": float(single.sum()), "swap_cost_source": source,
         "expected_net_usd": float(econ["net"].sum()),
-        "fallback_chain": [str(x) for x in alloc.fallback_chain], "pools": out})
+        "flow_response": bool(req.flow_response and not notes),
+        "fallback_chain": [str(x) for x in alloc.fallback_chain] + notes, "pools": out})
+
+
+def _solve(req: RecommendationRequest, state: ServiceState, cut: PoolSlice, c: np.ndarray,
+           cfg: AllocatorConfig) -> tuple[Allocation, list[float], list[str]]:
+    """The allocation, each pool's flow multiplier and notes on what could not be applied.
+
+    With ``flow_response`` and the state's pool states, fees are scaled by the flow the
+    deposits attract (`allocate_with_flow`); otherwise the slice's prepared inputs are solved
+    (their pools are the request's, in order).
+    """
+    if req.flow_response and state.pool_states is not None:
+        current = pd.Series(c, index=cut.forecasts.index)
+        alloc, mult = allocate_with_flow(cut.forecasts, current, cut.meta, cfg,
+                                         state.pool_states)
+        return alloc, mult.reindex(cut.forecasts.index).fillna(1.0).tolist(), []
+    notes = (["flow_response: no pool states loaded (no stored panel); fees not scaled"]
+             if req.flow_response else [])
+    return allocate_prepared(with_current(cut.prepared, c), cfg), [1.0] * len(c), notes
 
 
 def _route_swaps(state: ServiceState, cut: PoolSlice, pools: tuple[str, ...],

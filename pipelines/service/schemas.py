@@ -61,6 +61,10 @@ class RecommendationRequest(BaseModel):
     constraints: Constraints = Field(default_factory=Constraints)
     risk_aversion: float = Field(default=_DEFAULT.risk_aversion, ge=0, le=100,
                                  description="weight of the fee-forecast downside spread")
+    flow_response: bool = Field(
+        default=False, description="scale each pool's fee forecast by the share of its pair's "
+        "volume our deposit attracts under optimal routing (needs the stored panel's pool "
+        "states; slower: the allocation is re-solved to a fixed point)")
 
     @field_validator("pools")
     @classmethod
@@ -118,6 +122,9 @@ class PoolRecommendation(BaseModel):
                     "when the service holds pool states (see swap_cost_source)")
     slippage_single_pool_usd: float = Field(
         description="the same swap through this pool alone, USD (what the allocator priced)")
+    flow_multiplier: float = Field(
+        default=1.0, description="the pool's fee forecast scale for the flow our deposits "
+        "attract (1 without flow_response)")
     data_as_of: str
     reason: str
 
@@ -136,6 +143,8 @@ class RecommendationResponse(BaseModel):
     total_slippage_usd: float
     total_slippage_single_pool_usd: float = Field(
         description="the moves' swap cost, each through its own pool alone, USD")
+    flow_response: bool = Field(
+        default=False, description="fees were scaled by the flow our deposits attract")
     swap_cost_source: str = Field(
         description="'routed': swaps charged routed over each pair's pools at the latest pool "
                     "states; 'single_pool': no pool states are loaded, each through its pool")
