@@ -6,6 +6,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
@@ -72,7 +73,8 @@ def test_backtest_runs_with_the_cluster_client_active(
 
     def fake_backtest(*args: Any, **kwargs: Any) -> SimpleNamespace:
         seen.append(active_client())
-        return SimpleNamespace(metrics={}, warnings=[], report_dir=tmp_path)
+        return SimpleNamespace(metrics={}, warnings=[], report_dir=tmp_path,
+                               routing_savings=pd.DataFrame)
 
     monkeypatch.setattr(features.sources.store, "read_panel", lambda wd: "panel")
     monkeypatch.setattr(features.sources.store, "read_truth", lambda wd: None)
