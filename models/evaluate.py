@@ -26,8 +26,8 @@ from models.metrics import coverage, mase, mase_scale, pinball_loss, stress_scor
 from models.names import MEAN_COLUMN, Target
 from models.threads import use_threads
 
-__all__ = ["Evaluation", "evaluate", "score_predictions", "CUTOFF", "FOLD", "ACTUAL",
-           "MASE_SCALE", "ONSET"]
+__all__ = ["Evaluation", "evaluate", "score_predictions", "keep_selection", "CUTOFF", "FOLD",
+           "ACTUAL", "MASE_SCALE", "ONSET"]
 
 CUTOFF, FOLD, ACTUAL, ONSET = "cutoff", "fold", "y", "onset"
 MASE_SCALE = "mase_scale"  # in-sample seasonal-naive MAE of the row's pool, fold's training rows
@@ -102,7 +102,7 @@ def evaluate(
     make_model: Callable[[], BaseForecaster], X: pd.DataFrame, y: pd.Series, folds: list[Fold],
     *, target: str, freq: str, horizon_periods: int, alarm_threshold: float = 0.5,
     on_fold: Callable[[int, dict[str, float]], None] | None = None,
-    onset: pd.Series | None = None,
+    onset: pd.Series | None = None, reselect_every: int = 1,
 ) -> Evaluation:
     """Fit a fresh model per fold on aligned X and y, forecast each test block and score it.
 
@@ -120,6 +120,11 @@ def evaluate(
     onset : for stress, the periods from each row to its first crossing
         (``fwd_stress_onset``) on X's index; without it, onsets are placed one horizon after
         the first stressed row of an event
+    reselect_every : fold i selects on inner folds when i % reselect_every == 0; the folds
+        between refit, on their own training rows, the choice and out-of-sample calibration
+        of the latest selecting fold before them (made on rows before its cutoff, so before
+        theirs) for models that can keep one (``selection_from``); 1: every fold selects.
+        Folds on a cluster always select.
 
     Inside ``models.gbm_dask.use_dask(client)`` the folds run as tasks on the cluster, one per
     fold, each fitting in its worker with the worker's threads (not data-parallel); results
@@ -143,9 +148,14 @@ def evaluate(
     last = len(folds) - 1
     client = active_client()
     if client is None:
-        out = []
+        out, source = [], None
         for i, f in enumerate(folds):
-            out.append(_run_fold((i, f, i == last), make_model, **task))
+            out.append(_run_fold((i, f, True), _keeping(make_model, None if
+                                 i % max(1, reselect_every) == 0 else source), **task))
+            if i % max(1, reselect_every) == 0:
+                source = out[-1][2]
+            if i != last:
+                out[-1] = (out[-1][0], out[-1][1], None)
             if on_fold is not None:
                 on_fold(i, out[-1][1])
     else:
@@ -169,6 +179,19 @@ def evaluate(
 
 
 FoldResult = tuple[pd.DataFrame, dict[str, float], BaseForecaster | None]
+
+
+def keep_selection(model: BaseForecaster, source: BaseForecaster | None) -> BaseForecaster:
+    """Have an unfitted model keep the choice of a fitted one of the same kind and settings."""
+    if (source is not None and hasattr(model, "selection_from") and type(source) is type(model)
+            and source.get_params() == model.get_params()):
+        model.selection_from = source  # type: ignore[attr-defined]
+    return model
+
+
+def _keeping(make_model: Callable[[], BaseForecaster],
+             source: BaseForecaster | None) -> Callable[[], BaseForecaster]:
+    return lambda: keep_selection(make_model(), source)
 
 
 def _run_fold(item: tuple[int, Fold, bool], make_model: Callable[[], BaseForecaster],

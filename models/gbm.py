@@ -23,13 +23,23 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from features.schema import MISSING, POOL_ID, TIMESTAMP
+from features.schema import POOL_ID, TIMESTAMP
 from models.base import FORECASTERS, BaseForecaster, ForecastError
 from models.baselines import ColumnForecaster, HARForecaster
 from models.conformal import interval_offsets, smearing_factor
 from models.cv import inner_splits
 from models.garch import GARCHVolatility
-from models.lgb_grid import final_rounds, grid_fold, lgb_dataset
+from models.lgb_grid import (
+    CATEGORICALS,
+    NON_FEATURES,
+    feature_columns,
+    final_rounds,
+    grid_fold,
+    lgb_dataset,
+    lgb_matrix,
+    lgb_params,
+    stride_mask,
+)
 from models.names import MEAN_COLUMN
 from models.quantile import QuantileForecaster
 from models.threads import n_threads
@@ -37,8 +47,6 @@ from models.threads import n_threads
 __all__ = ["LightGBMQuantile", "CATEGORICALS", "NON_FEATURES", "lgb_matrix", "lgb_params",
            "DEFAULT_GRID", "feature_columns", "stride_mask", "load_component"]
 
-CATEGORICALS = (POOL_ID, "protocol", "chain", "pair")
-NON_FEATURES = {TIMESTAMP, MISSING}
 DEFAULT_GRID: tuple[dict[str, Any], ...] = (
     {"num_leaves": 15, "min_child_samples": 50},
     {"num_leaves": 7, "min_child_samples": 100, "lambda_l2": 10.0},
@@ -47,45 +55,6 @@ DEFAULT_GRID: tuple[dict[str, Any], ...] = (
 WEIGHTS = np.round(np.linspace(0.0, 1.0, 11), 2)
 MIN_OOS_ROWS = 30  # fewer out-of-sample rows: no combination, in-sample residual bands
 COMBINABLE = (ColumnForecaster, HARForecaster, GARCHVolatility)  # baselines it may combine with
-
-
-def lgb_params(seed: int, **overrides: Any) -> dict[str, Any]:
-    """Deterministic LightGBM parameters; threads from the job, LPA_THREADS or the machine."""
-    p = {"learning_rate": 0.05, "num_leaves": 31, "min_child_samples": 50,
-         "feature_fraction": 0.8, "bagging_fraction": 0.8, "bagging_freq": 1,
-         "lambda_l2": 1.0, "seed": seed, "deterministic": True, "force_row_wise": True,
-         "num_threads": n_threads(), "verbose": -1}
-    p.update(overrides)
-    return p
-
-
-def lgb_matrix(X: pd.DataFrame, columns: list[str], cats: dict[str, list[str]]) -> pd.DataFrame:
-    """Model input frame with fixed column order and categoricals on known categories."""
-    data: dict[str, Any] = {}
-    columns = list(dict.fromkeys(columns))  # a repeated name is one column
-    for c in columns:
-        if c in cats:
-            data[c] = pd.Categorical(X[c].astype(str), categories=cats[c])
-        elif c in X.columns:
-            data[c] = pd.to_numeric(X[c], errors="coerce").to_numpy(dtype=float,
-                                                                   na_value=np.nan)
-        else:
-            data[c] = np.full(len(X), np.nan)
-    return pd.DataFrame(data, index=X.index, columns=columns)
-
-
-def feature_columns(X: pd.DataFrame) -> tuple[list[str], dict[str, list[str]]]:
-    """Input columns of a LightGBM model and the categories of its categorical ones."""
-    cols = [c for c in X.columns if c not in NON_FEATURES]
-    cats = {c: sorted(X[c].astype(str).unique().tolist()) for c in CATEGORICALS if c in cols}
-    return cols, cats
-
-
-def stride_mask(timestamps: pd.Series, stride: int) -> np.ndarray:
-    """Rows on every ``stride``-th timestamp (labels over a horizon overlap heavily)."""
-    if stride <= 1:
-        return np.ones(len(timestamps), bool)
-    return pd.factorize(timestamps, sort=True)[0] % stride == 0
 
 
 def load_component(path: Path) -> BaseForecaster:
@@ -157,11 +126,23 @@ class LightGBMQuantile(QuantileForecaster):
         fill = np.where(np.isfinite(fill), fill, self.level_)
         return np.where(np.isfinite(a), a, fill)
 
-    def _booster(self, M: pd.DataFrame, ts: pd.Series, z: np.ndarray, point: dict[str, Any],
-                 rounds: int) -> lgb.Booster:
-        keep = stride_mask(ts, self.row_stride) & np.isfinite(z)
-        ds = lgb_dataset(M.loc[keep], z[keep], list(self.categories_))
-        return lgb.train(self._point_params(point), ds, num_boost_round=rounds)
+    def _booster(self, X: pd.DataFrame, z: np.ndarray, point: dict[str, Any]) -> lgb.Booster:
+        """A booster of ``self.rounds_`` rounds on the rows of X with a finite target."""
+        keep = stride_mask(X[TIMESTAMP], self.row_stride) & np.isfinite(z)
+        ds = lgb_dataset(lgb_matrix(X.loc[keep], self.columns_, self.categories_), z[keep],
+                         list(self.categories_))
+        return lgb.train(self._point_params(point), ds, num_boost_round=self.rounds_)
+
+    def _inner_runs(self, M: pd.DataFrame, X: pd.DataFrame, z: np.ndarray, tr: np.ndarray,
+                    va: np.ndarray) -> list[tuple[np.ndarray, int]]:
+        """Per grid point: raw predictions on the validation rows and its best rounds."""
+        if type(self)._booster is not LightGBMQuantile._booster:  # boosters trained elsewhere
+            self.rounds_ = self.n_estimators  # (a cluster): every point boosts every round
+            return [(np.asarray(self._booster(X.loc[tr], z[tr], p).predict(M.loc[va])),
+                     self.n_estimators) for p in self.grid]
+        keep = tr & stride_mask(X[TIMESTAMP], self.row_stride) & np.isfinite(z)
+        return grid_fold(M.loc[keep], z[keep], M.loc[va], z[va], list(self.categories_),
+                         [self._point_params(p) for p in self.grid], self.n_estimators, "l1")
 
     def _point_params(self, point: dict[str, Any]) -> dict[str, Any]:
         return lgb_params(self.seed, **{"objective": "l2", **self.params, **point})
@@ -194,19 +175,14 @@ class LightGBMQuantile(QuantileForecaster):
             return
         folds = inner_splits(X_all[TIMESTAMP], self.inner_folds, self.horizon_periods) \
             if self.inner_folds > 0 else []
-        M_all, ts = lgb_matrix(X_all, self.columns_, self.categories_), X_all[TIMESTAMP]
-        z_rel = z_all - anchor
+        M_all, z_rel = lgb_matrix(X_all, self.columns_, self.categories_), z_all - anchor
         core = np.full((len(self.grid), len(X_all)), np.nan)
         base = np.full((len(self.baselines), len(X_all)), np.nan)
         best: list[list[int]] = [[] for _ in self.grid]
         for tr, va in folds:
             if np.isfinite(z_all[tr]).sum() < MIN_OOS_ROWS:
                 continue
-            keep = tr & stride_mask(ts, self.row_stride) & np.isfinite(z_rel)
-            runs = grid_fold(M_all.loc[keep], z_rel[keep], M_all.loc[va], z_rel[va],
-                             list(self.categories_), [self._point_params(p) for p in self.grid],
-                             self.n_estimators, "l1")
-            for g, (pred, rounds) in enumerate(runs):
+            for g, (pred, rounds) in enumerate(self._inner_runs(M_all, X_all, z_rel, tr, va)):
                 core[g, va] = pred + anchor[va]
                 best[g].append(rounds)
             for j, spec in enumerate(self.baselines):
@@ -219,8 +195,8 @@ class LightGBMQuantile(QuantileForecaster):
         self.oos_rows_ = int(oos.sum())
         self.choice_ = self._choose(z_all, core, base, oos)
         self.choice_["rounds"] = final_rounds(best[self.choice_["grid"]], self.n_estimators)
-        self.booster_ = self._booster(M_all, ts, z_rel, self.grid[self.choice_["grid"]],
-                                      self.choice_["rounds"])
+        self.rounds_ = self.choice_["rounds"]
+        self.booster_ = self._booster(X_all, z_rel, self.grid[self.choice_["grid"]])
         j = self.choice_["baseline"]
         self.component_ = (_make_component(self.baselines[j]).fit(X_all, y_all)
                            if j is not None else None)
@@ -247,9 +223,8 @@ class LightGBMQuantile(QuantileForecaster):
         self.oos_rows_, self.calibrated_ = prev.oos_rows_, prev.calibrated_
         self.median_, self.down_, self.up_ = prev.median_, prev.down_, prev.up_
         self.smear_ = prev.smear_
-        self.booster_ = self._booster(lgb_matrix(X_all, self.columns_, self.categories_),
-                                      X_all[TIMESTAMP], z, self.grid[self.choice_["grid"]],
-                                      int(self.choice_.get("rounds", self.n_estimators)))
+        self.rounds_ = int(self.choice_.get("rounds", self.n_estimators))
+        self.booster_ = self._booster(X_all, z, self.grid[self.choice_["grid"]])
         j = self.choice_["baseline"]
         self.component_ = (_make_component(self.baselines[j]).fit(X_all, y_all)
                            if j is not None else None)

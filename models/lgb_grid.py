@@ -16,12 +16,56 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
+from features.schema import MISSING, POOL_ID, TIMESTAMP
 from models.threads import n_threads
 
-__all__ = ["EARLY_STOP", "MIN_ROUNDS", "lgb_dataset", "grid_fold", "final_rounds"]
+__all__ = ["EARLY_STOP", "MIN_ROUNDS", "lgb_dataset", "grid_fold", "final_rounds", "lgb_params",
+           "lgb_matrix", "feature_columns", "stride_mask", "CATEGORICALS", "NON_FEATURES"]
+
+CATEGORICALS = (POOL_ID, "protocol", "chain", "pair")
+NON_FEATURES = {TIMESTAMP, MISSING}
 
 EARLY_STOP = 20  # rounds without a better validation metric before a grid point stops
 MIN_ROUNDS = 10  # fewest rounds a refit boosts for
+
+
+def lgb_params(seed: int, **overrides: Any) -> dict[str, Any]:
+    """Deterministic LightGBM parameters; threads from the job, LPA_THREADS or the machine."""
+    p = {"learning_rate": 0.05, "num_leaves": 31, "min_child_samples": 50,
+         "feature_fraction": 0.8, "bagging_fraction": 0.8, "bagging_freq": 1,
+         "lambda_l2": 1.0, "seed": seed, "deterministic": True, "force_row_wise": True,
+         "num_threads": n_threads(), "verbose": -1}
+    p.update(overrides)
+    return p
+
+
+def lgb_matrix(X: pd.DataFrame, columns: list[str], cats: dict[str, list[str]]) -> pd.DataFrame:
+    """Model input frame with fixed column order and categoricals on known categories."""
+    data: dict[str, Any] = {}
+    columns = list(dict.fromkeys(columns))  # a repeated name is one column
+    for c in columns:
+        if c in cats:
+            data[c] = pd.Categorical(X[c].astype(str), categories=cats[c])
+        elif c in X.columns:
+            data[c] = pd.to_numeric(X[c], errors="coerce").to_numpy(dtype=float,
+                                                                   na_value=np.nan)
+        else:
+            data[c] = np.full(len(X), np.nan)
+    return pd.DataFrame(data, index=X.index, columns=columns)
+
+
+def feature_columns(X: pd.DataFrame) -> tuple[list[str], dict[str, list[str]]]:
+    """Input columns of a LightGBM model and the categories of its categorical ones."""
+    cols = [c for c in X.columns if c not in NON_FEATURES]
+    cats = {c: sorted(X[c].astype(str).unique().tolist()) for c in CATEGORICALS if c in cols}
+    return cols, cats
+
+
+def stride_mask(timestamps: pd.Series, stride: int) -> np.ndarray:
+    """Rows on every ``stride``-th timestamp (labels over a horizon overlap heavily)."""
+    if stride <= 1:
+        return np.ones(len(timestamps), bool)
+    return pd.factorize(timestamps, sort=True)[0] % stride == 0
 
 
 def lgb_dataset(M: pd.DataFrame, y: np.ndarray, categorical: list[str],
@@ -54,8 +98,8 @@ def grid_fold(M_train: pd.DataFrame, y_train: np.ndarray, M_valid: pd.DataFrame,
         if ok.any() else None
     out = []
     for p in params:
-        stop: list[Callable[..., Any]] = [lgb.early_stopping(EARLY_STOP, first_metric_only=True, verbose=False)] \
-            if valid is not None else []
+        stop: list[Callable[..., Any]] = [] if valid is None else [
+            lgb.early_stopping(EARLY_STOP, first_metric_only=True, verbose=False)]
         booster = lgb.train({**p, "metric": metric}, train, num_boost_round=rounds,
                             valid_sets=[valid] if valid is not None else None, callbacks=stop)
         best = int(booster.best_iteration) or booster.current_iteration()

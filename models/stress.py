@@ -97,12 +97,11 @@ class LightGBMStress(BaseForecaster):
         # a fitted model whose chosen candidate and calibration the next fit keeps
         self.selection_from: Any = None
 
-    def _train(self, X: pd.DataFrame, y: np.ndarray, point: dict[str, Any],
-               rounds: int) -> lgb.Booster:
+    def _train(self, X: pd.DataFrame, y: np.ndarray, point: dict[str, Any]) -> lgb.Booster:
         keep = stride_mask(X[TIMESTAMP], self.row_stride) & np.isfinite(y)
         ds = lgb_dataset(lgb_matrix(X.loc[keep], self.columns_, self.categories_), y[keep],
                          list(self.categories_))
-        return lgb.train(self._point_params(point), ds, num_boost_round=rounds)
+        return lgb.train(self._point_params(point), ds, num_boost_round=self.rounds_)
 
     def _point_params(self, point: dict[str, Any]) -> dict[str, Any]:
         return lgb_params(self.seed, objective="binary", **{**self.params, **point})
@@ -141,16 +140,21 @@ class LightGBMStress(BaseForecaster):
     def _fit_candidate(self, g: int, X: pd.DataFrame, y: np.ndarray) -> Any:
         if g == len(self.grid):
             return self._linear(X, y)
-        return self._train(X, y, self.grid[g], self.rounds_)
+        return self._train(X, y, self.grid[g])
 
     def _fold(self, M: pd.DataFrame, X: pd.DataFrame, yv: np.ndarray, tr: np.ndarray,
               va: np.ndarray, raw: np.ndarray, best: list[list[int]]) -> None:
         """Out-of-sample scores of every candidate on one inner fold (boosters share a
         Dataset and stop early on the fold's validation rows)."""
-        keep = tr & stride_mask(X[TIMESTAMP], self.row_stride) & np.isfinite(yv)
-        runs = grid_fold(M.loc[keep], yv[keep], M.loc[va], yv[va], list(self.categories_),
-                         [self._point_params(p) for p in self.grid], self.n_estimators,
-                         "binary_logloss")
+        if type(self)._train is not LightGBMStress._train:  # boosters trained elsewhere
+            self.rounds_ = self.n_estimators  # (a cluster): every point boosts every round
+            runs = [(self._raw(self._train(X.loc[tr], yv[tr], p), X.loc[va]), self.n_estimators)
+                    for p in self.grid]
+        else:
+            keep = tr & stride_mask(X[TIMESTAMP], self.row_stride) & np.isfinite(yv)
+            runs = grid_fold(M.loc[keep], yv[keep], M.loc[va], yv[va], list(self.categories_),
+                             [self._point_params(p) for p in self.grid], self.n_estimators,
+                             "binary_logloss")
         for g, (pred, rounds) in enumerate(runs):
             raw[g, va] = pred
             best[g].append(rounds)

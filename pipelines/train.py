@@ -74,6 +74,11 @@ class TrainConfig(BaseModel):
         "relative score improvement a candidate needs over the champion"))
     threads: int | None = Field(default=None, ge=1, description=(
         "threads per fit; None: env LPA_THREADS, else the CPUs available"))
+    reselect_every: int = Field(default=2, ge=1, description=(
+        "outer folds between model selections on inner folds: the folds between refit the "
+        "choice and calibration of the latest selecting fold before them (made on earlier "
+        "rows only), as the backtest's reselect_every; 1: every fold selects. The registered "
+        "refit on every row always selects"))
 
     def params(self, kind: str) -> dict[str, Any]:
         """Keyword arguments of a model kind."""
@@ -231,7 +236,8 @@ def _evaluate(kind: str, target: str, fs: FeatureSet, X: pd.DataFrame, y: pd.Ser
     ev = evaluate(lambda: make_forecaster(kind, target, fs.freq, fs.horizon_periods,
                                           seed=cfg.seed, **cfg.params(kind)),
                   X, y, folds, target=target, freq=fs.freq, horizon_periods=fs.horizon_periods,
-                  alarm_threshold=cfg.alarm_threshold, on_fold=on_fold, onset=onset)
+                  alarm_threshold=cfg.alarm_threshold, on_fold=on_fold, onset=onset,
+                  reselect_every=cfg.reselect_every)
     mlflow.log_metrics({f"{target}.{k}": v for k, v in ev.metrics.items() if math.isfinite(v)})
     return ev
 
@@ -248,7 +254,8 @@ def _register_target(client: Any, target: str, scores: dict[str, float], cfg: Tr
     name = registered_name(target)
     for kind in kinds:
         model = make_forecaster(kind, target, fs.freq, fs.horizon_periods, seed=cfg.seed,
-                                **cfg.params(kind)).fit(X, y)
+                                **cfg.params(kind))
+        model.fit(X, y)
         tags = {"kind": str(kind), "score": repr(scores[kind]), "folds": digest,
                 "features": fs.digest, "params": params[kind], "target": str(target),
                 "feature_set": fs.version, "horizon": str(fs.horizon), "freq": fs.freq}
