@@ -132,6 +132,12 @@ class BundleProvider:
     _n: int = 0  # refits so far
     _selection: Any = None  # the bundle of the latest successful scheduled full fit
 
+    def __post_init__(self) -> None:
+        """Idle OpenMP threads of the fits sleep (effective unless LightGBM or torch loaded)."""
+        from models.threads import prefer_passive_waiting
+
+        prefer_passive_waiting()
+
     def _matrix(self, fs: Any) -> pd.DataFrame:
         """Model inputs for every feature row (computed once per run)."""
         if self._x is None:
