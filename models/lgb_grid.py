@@ -70,9 +70,13 @@ def stride_mask(timestamps: pd.Series, stride: int) -> np.ndarray:
 
 def lgb_dataset(M: pd.DataFrame, y: np.ndarray, categorical: list[str],
                 reference: lgb.Dataset | None = None) -> lgb.Dataset:
-    """A binned Dataset that every grid point can train on (no pre-filtering by leaf size)."""
+    """A binned Dataset that every grid point can train on (no pre-filtering by leaf size).
+
+    The raw frame stays referenced (no copy: the caller holds it anyway), so the rows a
+    booster trained on can be inspected (`Dataset.data`), as the purging tests do.
+    """
     return lgb.Dataset(M, y, categorical_feature=categorical, reference=reference,
-                       free_raw_data=True,
+                       free_raw_data=False,
                        params={"feature_pre_filter": False, "verbose": -1,
                                "num_threads": n_threads()}).construct()
 

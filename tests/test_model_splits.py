@@ -71,6 +71,9 @@ class _Recorder:
         self.seen.append(M["period"].to_numpy())
         return np.asarray(self.booster.predict(M, *a, **k))
 
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.booster, name)  # best_iteration, feature_name, ...
+
 
 @pytest.mark.parametrize("h", [6, 24])
 @pytest.mark.parametrize("which", ["stress", "quantile"])
