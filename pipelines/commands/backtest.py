@@ -32,7 +32,9 @@ def backtest_cmd(
         from pipelines.backtest.engine import BacktestConfig, run_backtest
         from pipelines.cluster import dask_client
         from pipelines.config import config_from
+        from pipelines.runtime import prefer_passive_waiting
 
+        prefer_passive_waiting()  # before LightGBM and torch load
         wd = resolve_workdir(workdir)
         cfg = config_from(BacktestConfig, config, "backtest", model=model, capital_usd=capital)
         with dask_client(cluster, scheduler) as client, use_dask(client):
