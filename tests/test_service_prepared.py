@@ -10,24 +10,12 @@ import pytest
 from models.allocation import AllocationError, AllocatorConfig, allocate
 from models.allocation.allocate import allocate_prepared
 from models.allocation.inputs import check_forecasts, with_current
-
-TOKENS = ["WETH", "USDC", "USDT", "WBTC", "LINK"]
+from tests.test_allocator_inputs import _market as random_market
 
 
 def _market(n: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Forecasts and metadata of n random pools."""
-    rng = np.random.default_rng(seed)
-    pools = [f"pool-{i:02d}" for i in range(n)]
-    pairs = [rng.choice(len(TOKENS), 2, replace=False) for _ in pools]
-    meta = pd.DataFrame({
-        "pool_id": pools, "protocol": rng.choice(["uniswap_v2", "uniswap_v3", "stableswap"], n),
-        "chain": rng.choice(["ethereum", "arbitrum"], n),
-        "token0": [TOKENS[a] for a, _ in pairs], "token1": [TOKENS[b] for _, b in pairs],
-        "fee_tier": rng.choice([0.0005, 0.003, 0.01], n)})
-    fee = rng.uniform(1e-4, 2e-3, n)
-    fc = pd.DataFrame({"fee_yield": fee, "fee_yield_q10": 0.6 * fee,
-                       "tvl_usd": rng.uniform(1e6, 1e8, n), "volatility": rng.uniform(0, 1, n),
-                       "p_stress": rng.uniform(0, 0.3, n)}, index=pd.Index(pools, name="pool_id"))
+    """Forecasts and metadata of n random pools (the allocator-input tests' market)."""
+    fc, _, meta = random_market(n, seed)
     return fc, meta
 
 
@@ -62,17 +50,17 @@ def test_reused_arrays_are_read_only_and_the_callers_frame_is_not() -> None:
     names, _, inc = prepared.token_incidence()
     with pytest.raises(ValueError):
         inc[0, 0] = 5.0
-    fc.loc["pool-00", "fee_yield"] = 0.5  # the caller's forecasts stay theirs to change
-    assert fc.loc["pool-00", "fee_yield"] == 0.5 and names == sorted(names)
+    fc.loc["pool-000", "fee_yield"] = 0.5  # the caller's forecasts stay theirs to change
+    assert fc.loc["pool-000", "fee_yield"] == 0.5 and names == sorted(names)
 
 
 def test_current_weights_are_checked_per_request() -> None:
     fc, meta = _market(5, 2)
     prepared = check_forecasts(fc, meta)
-    with pytest.raises(AllocationError, match="pool-01.*current_weights"):
+    with pytest.raises(AllocationError, match="pool-001.*current_weights"):
         with_current(prepared, np.array([0.0, -0.2, 0.0, 0.0, 0.0]))
     with pytest.raises(AllocationError, match="current_weights"):
         with_current(prepared, np.zeros(4))
-    a = with_current(prepared, pd.Series({"pool-03": 0.4}))
+    a = with_current(prepared, pd.Series({"pool-003": 0.4}))
     np.testing.assert_array_equal(a.prev, [0.0, 0.0, 0.0, 0.4, 0.0])
     assert a.memo is prepared.memo and not prepared.prev.any()
