@@ -106,3 +106,23 @@ def test_allocation_pickles_with_its_reasons() -> None:
     pd.testing.assert_series_equal(b.weights, a.weights)
     assert b.reasons == a.reasons and b.expected.equals(a.expected)
     assert b.fallback_chain == a.fallback_chain
+
+
+def test_metadata_work_shared_across_decisions_leaves_the_decisions_unchanged() -> None:
+    from models.allocation.allocate import allocate_prepared
+    from models.allocation.inputs import check_forecasts, share_metadata, with_current
+
+    fc, cur, meta = _market(40, 11)
+    cfg = AllocatorConfig(capital_usd=5e6, horizon_years=1 / 365, max_weight=0.2)
+    earlier = check_forecasts(fc, meta)
+    allocate_prepared(with_current(earlier, cur), cfg)  # fills its metadata memo
+    rng = np.random.default_rng(12)
+    later_fc = fc.assign(fee_yield=fc["fee_yield"] * rng.uniform(0.5, 1.5, len(fc)),
+                         p_stress=rng.uniform(0, 0.3, len(fc)))
+    shared = share_metadata(check_forecasts(later_fc, meta), earlier)
+    assert ("tokens",) in shared.memo and not any(k[0] == "fixed" for k in shared.memo)
+    got = allocate_prepared(with_current(shared, cur), cfg).weights
+    want = allocate(later_fc, cur, meta, cfg).weights
+    pd.testing.assert_series_equal(got, want, check_exact=True)
+    other = share_metadata(check_forecasts(later_fc, meta.copy()), earlier)
+    assert ("tokens",) not in other.memo  # another metadata frame: nothing is reused

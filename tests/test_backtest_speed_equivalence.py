@@ -134,3 +134,21 @@ def test_allocator_strategy_hands_the_allocator_the_pandas_inputs() -> None:
         pd.testing.assert_frame_equal(f, want_f)
         pd.testing.assert_series_equal(cur, pd.Series(ctx.current, index=pools).loc[f.index])
         pd.testing.assert_frame_equal(m, meta.loc[f.index].reset_index())
+
+
+def test_reused_metadata_work_leaves_the_allocators_backtest_unchanged() -> None:
+    from features.build import build_features
+    from features.sources.simulator import simulate_market
+    from models.allocation import allocate
+    from pipelines.backtest.engine import BacktestConfig, allocator_config, run_backtest
+
+    panel, _ = simulate_market(n_pools=12, days=40, seed=4)
+    fs = build_features(panel)
+    cfg = BacktestConfig(min_train="14d")
+    acfg = allocator_config(cfg, fs.horizon)
+    fast = run_backtest(panel, fs, cfg, strategies=[AllocatorStrategy(acfg)])
+    plain = run_backtest(panel, fs, cfg, strategies=[AllocatorStrategy(
+        acfg, allocate_fn=lambda *a: allocate(*a))])  # not the default: no reuse
+    assert len(fast.weights) > 10
+    pd.testing.assert_frame_equal(fast.periods, plain.periods, check_exact=True)
+    pd.testing.assert_frame_equal(fast.weights, plain.weights, check_exact=True)

@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["AllocationError", "REQUIRED", "OPTIONAL", "Prepared", "check_inputs",
-           "check_forecasts", "with_current", "effective_stress", "incidence", "token_incidence"]
+           "check_forecasts", "with_current", "share_metadata", "effective_stress", "incidence",
+           "token_incidence"]
 
 REQUIRED = ("fee_yield", "tvl_usd", "volatility", "p_stress")
 OPTIONAL = ("fee_yield_q10", "il", "in_range", "active_usd", "liq_per_value")
@@ -203,6 +204,25 @@ def with_current(pp: Prepared, current: pd.Series | np.ndarray | None) -> Prepar
         raise AllocationError(f"negative current weight {prev[i]:.4g}", pool=pp.index[i],
                               field="current_weights")
     return replace(pp, prev=np.clip(prev, 0.0, None), memo=pp.memo)
+
+
+_META_KEYS = ("meta", "tokens", "pool_index")  # memo entries that depend on metadata alone
+
+
+def share_metadata(pp: Prepared, earlier: Prepared | None) -> Prepared:
+    """``pp`` reusing what ``earlier`` derived from the metadata alone (names, token incidence).
+
+    Only when both were checked against the same metadata frame object, on the same pools in
+    the same order; the frame must not have been changed in place in between. New forecasts
+    (the usual case: a backtest deciding again on the same pools) are priced afresh.
+    """
+    if (earlier is None or earlier.source_meta is not pp.source_meta
+            or earlier.pools != pp.pools or not np.array_equal(earlier.rows, pp.rows)):
+        return pp
+    for k, v in earlier.memo.items():
+        if isinstance(k, tuple) and k and k[0] in _META_KEYS:
+            pp.memo.setdefault(k, v)
+    return pp
 
 
 def _tokens(columns: list[np.ndarray], n: int) -> list[tuple[str, ...]]:

@@ -195,6 +195,8 @@ class AllocatorStrategy:
     _meta: dict[tuple[str, ...], tuple[pd.DataFrame, pd.DataFrame]] = field(
         default_factory=dict, repr=False, compare=False)
     _index: tuple[list[str], pd.Index] | None = field(default=None, repr=False, compare=False)
+    _prepared: dict[tuple[str, ...], Any] = field(default_factory=dict, repr=False,
+                                                   compare=False)
 
     def _pool_index(self, pools: list[str]) -> pd.Index:
         """`pools` as an Index, built once per pool list."""
@@ -210,7 +212,23 @@ class AllocatorStrategy:
             if len(self._meta) > 64:
                 self._meta.clear()
             hit = self._meta[key] = (meta, meta.loc[index].reset_index())
-        return hit[1].copy(deep=False)
+        return hit[1]  # the same frame each time: the allocator reuses its metadata work
+
+    def _allocate(self, fc: pd.DataFrame, current: pd.Series, meta: pd.DataFrame,
+                  cfg: Any) -> Any:
+        """The allocation; the default allocator reuses the pool set's metadata work."""
+        from models.allocation import allocate
+        from models.allocation.allocate import allocate_prepared
+        from models.allocation.inputs import check_forecasts, share_metadata, with_current
+
+        if self.allocate_fn is not allocate:
+            return self.allocate_fn(fc, current, meta, cfg)
+        key = tuple(fc.index.tolist())
+        pp = share_metadata(check_forecasts(fc, meta), self._prepared.get(key))
+        if len(self._prepared) > 64:
+            self._prepared.clear()
+        self._prepared[key] = pp
+        return allocate_prepared(with_current(pp, current), cfg)
 
     def decide(self, ctx: DecisionContext) -> np.ndarray | None:
         """Weights from models.allocation.allocate; None when no forecasts exist yet."""
@@ -229,7 +247,7 @@ class AllocatorStrategy:
         current = pd.Series(np.asarray(ctx.current)[pos], index=pools[pos])
         meta = self._meta_rows(ctx.meta, fc.index)
         cfg = dataclasses.replace(self.config, capital_usd=max(float(ctx.equity), 1.0))
-        alloc = self.allocate_fn(fc, current, meta, cfg)
+        alloc = self._allocate(fc, current, meta, cfg)
         chain = list(getattr(alloc, "fallback_chain", []) or [])
         if chain:
             self.fallbacks.append((ctx.t, [str(c) for c in chain]))
