@@ -63,10 +63,13 @@ class FlowSplit:
                  fractions: tuple[float, ...] = TRADE_FRACTIONS) -> None:
         grp = np.asarray(group, dtype=np.int64)
         self.n_groups = int(grp.max()) + 1 if grp.size else 0
-        self.inv_root = 1.0 / np.sqrt(1.0 - np.asarray(fee_tier, float))
+        fee = np.asarray(fee_tier, float)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            inv = 1.0 / np.sqrt(1.0 - fee)
+        self.inv_root = np.where((fee >= 0) & (fee < 1), inv, np.inf)  # inf: takes no flow
         self.order = np.lexsort((self.inv_root, grp))
         self.g = grp[self.order]
-        self.c = self.inv_root[self.order]
+        self.c = np.where(np.isfinite(self.inv_root), self.inv_root, 0.0)[self.order]
         first = np.r_[True, self.g[1:] != self.g[:-1]] if len(self.g) else np.zeros(0, bool)
         self.head = np.flatnonzero(first)
         self.size = np.diff(np.r_[self.head, len(self.g)])
@@ -75,7 +78,8 @@ class FlowSplit:
     def __call__(self, depth_usd: np.ndarray) -> np.ndarray:
         """Shares of each pool's group volume at these depths (USD per side, per pool)."""
         d_usd = np.asarray(depth_usd, float)
-        depth = np.where(np.isfinite(d_usd) & (d_usd > 0), d_usd, 0.0)[self.order]
+        ok = np.isfinite(d_usd) & (d_usd > 0) & np.isfinite(self.inv_root)
+        depth = np.where(ok, d_usd, 0.0)[self.order]  # no depth, or a fee outside [0, 1)
         out = np.zeros(len(depth))
         _split_shares(depth, self.c, self.head, self.size, self.fractions, out)
         share = np.empty_like(out)

@@ -19,8 +19,9 @@ import pandas as pd
 from features.schema import MISSING, POOL_ID, TIMESTAMP
 from models.threads import n_threads
 
-__all__ = ["EARLY_STOP", "MIN_ROUNDS", "lgb_dataset", "grid_fold", "final_rounds", "lgb_params",
-           "lgb_matrix", "feature_columns", "stride_mask", "CATEGORICALS", "NON_FEATURES"]
+__all__ = ["SELECTION_PROTOCOL", "EARLY_STOP", "MIN_ROUNDS", "lgb_dataset", "grid_fold",
+           "final_rounds", "lgb_params", "lgb_matrix", "feature_columns", "stride_mask",
+           "CATEGORICALS", "NON_FEATURES"]
 
 CATEGORICALS = (POOL_ID, "protocol", "chain", "pair")
 NON_FEATURES = {TIMESTAMP, MISSING}
@@ -28,6 +29,10 @@ NON_FEATURES = {TIMESTAMP, MISSING}
 EARLY_STOP = 20  # rounds without a better validation metric before a grid point stops
 MIN_ROUNDS = 10  # fewest rounds a refit boosts for
 
+
+# version of the inner-fold selection protocol (shared binning, early stopping on the inner
+# validation rows, mean best rounds for the refit); part of the training scores' provenance
+SELECTION_PROTOCOL = "selection-v2"
 
 def lgb_params(seed: int, **overrides: Any) -> dict[str, Any]:
     """Deterministic LightGBM parameters; threads from the job, LPA_THREADS or the machine."""

@@ -29,6 +29,7 @@ from models.cv import Fold, folds_digest, walk_forward_splits
 from models.evaluate import Evaluation, evaluate
 from models.forecasts import TARGETS, align_labels, model_matrix, stress_onsets
 from models.gbm_dask import make_forecaster  # the plain factory unless a Dask client is active
+from models.lgb_grid import SELECTION_PROTOCOL
 from models.names import (
     BASELINE_KINDS,
     DEFAULT_KINDS,
@@ -159,7 +160,9 @@ def train(workdir: Path, config: TrainConfig | None = None, progress: bool = Tru
     X = model_matrix(fs)
     gap = parse_duration(cfg.gap) if cfg.gap else fs.horizon
     folds = walk_forward_splits(X[TIMESTAMP], cfg.n_folds, gap, fs.horizon)
-    digest = folds_digest(folds)
+    # the scores depend on the folds and on how models are selected on them: a champion
+    # scored under another selection protocol is not compared by its recorded score
+    digest = f"{folds_digest(folds)}-reselect{cfg.reselect_every}-{SELECTION_PROTOCOL}"
     res = TrainResult(folds_digest=digest)
     labels = {t: align_labels(X, fs.labels, TARGETS[t]) for t in cfg.targets}
     onset = stress_onsets(X, fs.labels)

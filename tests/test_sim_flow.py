@@ -48,3 +48,11 @@ def test_deeper_pools_attract_flow_and_dearer_ones_lose_it() -> None:
     assert base[0] > base[1] > 0 and deeper[1] > base[1]
     np.testing.assert_allclose(routed_flow_shares(np.array([1e6, 0.0]), fee, group),
                                [1.0, 0.0], atol=1e-12)
+
+
+def test_a_pool_with_an_invalid_fee_takes_no_flow_and_the_pair_still_sums_to_one() -> None:
+    depth, group = np.array([1e6, 2e6, 3e6]), np.zeros(3, int)
+    got = routed_flow_shares(depth, np.array([5e-4, np.nan, 3e-3]), group)
+    assert got[1] == 0.0 and got.sum() == pytest.approx(1.0)
+    np.testing.assert_allclose(got[[0, 2]], routed_flow_shares(
+        depth[[0, 2]], np.array([5e-4, 3e-3]), np.zeros(2, int)), rtol=1e-12)

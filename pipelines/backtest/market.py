@@ -94,9 +94,13 @@ class MarketData:
     close_prev: np.ndarray | None = None  # previous bar's close (token1 per token0), ffilled
     usd0_prev: np.ndarray | None = None  # previous bar's token0 / token1 USD prices, ffilled
     usd1_prev: np.ndarray | None = None
-    _states: dict[int, PoolStates] = field(default_factory=dict, repr=False, compare=False)
-    _depth: dict[int, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
-    _names: dict[str, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
+    # caches: not init fields, so a `dataclasses.replace` copy starts with empty ones
+    _states: dict[int, PoolStates] = field(default_factory=dict, init=False, repr=False,
+                                           compare=False)
+    _depth: dict[int, np.ndarray] = field(default_factory=dict, init=False, repr=False,
+                                          compare=False)
+    _names: dict[str, np.ndarray] = field(default_factory=dict, init=False, repr=False,
+                                          compare=False)
 
     @property
     def step(self) -> pd.Timedelta:

@@ -26,15 +26,16 @@ def backtest_cmd(
     """Walk-forward backtest of the allocator against baselines and the hindsight oracle."""
 
     def body() -> None:
+        from pipelines.runtime import prefer_passive_waiting
+
+        prefer_passive_waiting()  # before anything imports LightGBM or torch
         from features.build import read_features
         from features.sources.store import read_panel, read_truth
         from models.gbm_dask import use_dask
         from pipelines.backtest.engine import BacktestConfig, run_backtest
         from pipelines.cluster import dask_client
         from pipelines.config import config_from
-        from pipelines.runtime import prefer_passive_waiting
 
-        prefer_passive_waiting()  # before LightGBM and torch load
         wd = resolve_workdir(workdir)
         cfg = config_from(BacktestConfig, config, "backtest", model=model, capital_usd=capital)
         with dask_client(cluster, scheduler) as client, use_dask(client):
