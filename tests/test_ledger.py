@@ -89,14 +89,24 @@ def test_oracle_beats_every_strategy_on_the_simulator(sim: tuple[Any, Any, pd.Da
     assert "oracle" in nets and "allocator_perfect" in nets
     assert all(nets["oracle"] >= v for v in nets.values())
     assert nets["oracle"] > nets["equal_weight"]
+    # each plan's optimum bounds its own metric for every strategy and its executed self
+    for bound, metric in (("oracle", "net_return"), ("oracle_lp_alpha", "lp_alpha")):
+        top = res.metrics[bound]["plan_bound"]
+        assert np.isfinite(top)
+        assert all(m[metric] <= top + 1e-9 for m in res.metrics.values()), bound
+        assert res.metrics[bound][metric] > 0.5 * top  # and the ledger executes it closely
     for name, m in res.metrics.items():  # net = market + LP alpha (fees + IL - costs)
         assert m["net_return"] == pytest.approx(m["market"] + m["lp_alpha"], abs=1e-9), name
 
 
 def test_check_oracle_fails_loudly() -> None:
-    """A strategy above the oracle raises, naming it."""
-    with pytest.raises(OracleBeatenError, match="allocator"):
-        check_oracle({"oracle": {"net_return": 0.1}, "allocator": {"net_return": 0.2}})
-    assert check_oracle({"oracle": {"net_return": 0.3}, "allocator": {"net_return": 0.2}}) == []
-    soft = check_oracle({"oracle_lp_alpha": {"lp_alpha": 0.1}, "allocator": {"lp_alpha": 0.2}})
-    assert len(soft) == 1 and "allocator" in soft[0]
+    """A strategy above a plan's bound raises, naming it; above the executed plan it warns."""
+    for bound, metric in (("oracle", "net_return"), ("oracle_lp_alpha", "lp_alpha")):
+        with pytest.raises(OracleBeatenError, match="allocator"):
+            check_oracle({bound: {metric: 0.1, "plan_bound": 0.15},
+                          "allocator": {metric: 0.2}})
+        assert check_oracle({bound: {metric: 0.3, "plan_bound": 0.35},
+                             "allocator": {metric: 0.2}}) == []
+        soft = check_oracle({bound: {metric: 0.1, "plan_bound": 0.3},
+                             "allocator": {metric: 0.2}})
+        assert len(soft) == 1 and "allocator" in soft[0] and "executed" in soft[0]

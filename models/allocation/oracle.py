@@ -1,14 +1,24 @@
 """Hindsight oracle: one convex plan over every decision, fed the realised outcomes.
 
 The plan chooses USD positions X[k, j] for each decision k and pool j, knowing what each
-position will actually earn until the next decision: its value growth (token prices and IL
-together, re-centring included), the pool's fees shared by liquidity at our size, and the cost
-of every move (swap fee on half the move, impact bounded by s^2 / R) from the position as it
-drifted. It respects the allocator's caps (per pool, per token, deployment, turnover) at the
-equity the plan itself reaches (two passes: plan at the starting capital, then at the plan's
-own equity path). Gas, a fixed cost per pool touched, is left to the executing ledger, which
-also books every cost exactly; the oracle's weights are executed by the same backtest ledger
-as every strategy, so what bounds the strategies is scored like them.
+position actually earned until the next decision, and is a relaxation of what any strategy
+executed by the backtest ledger can book:
+- value: the position's realised growth (token prices and IL together, re-centring included),
+  split into the market move and IL exactly as the ledger splits it bar by bar;
+- fees: the pool's realised fees shared by liquidity at our size, z / (1 + z) with z our
+  liquidity over the pool's; the ledger shares them bar by bar as the position drifts, and
+  the plan uses the fee-weighted mean of those per-bar ratios, which (z / (1 + z) being
+  concave) can only overstate the fees;
+- costs: every move from the position as it drifted pays at least the zap floor
+  (`routing.bounds.zap_cost_floor`: under both the single-pool and the routed charge);
+  gas, a fixed cost per pool touched, is left out (it only lowers the ledger's figure);
+- caps: the allocator's caps (per pool, per token, deployment, turnover) hold as fractions of
+  the plan's own equity at each decision, market moves included (the ledger sizes every
+  strategy on its equity, so a strategy whose tokens rallied holds bigger positions); that
+  equity is concave in the positions, so the caps stay convex.
+The plan's optimum is therefore an upper bound (`Plan.bound`) on the objective of any
+strategy that respects the caps, and its weights are executed by the same ledger as every
+strategy.
 """
 
 from __future__ import annotations
@@ -19,7 +29,7 @@ from dataclasses import dataclass
 import cvxpy as cp
 import numpy as np
 
-__all__ = ["OracleInputs", "hindsight_plan"]
+__all__ = ["OracleInputs", "Plan", "hindsight_plan"]
 
 
 @dataclass
@@ -27,77 +37,65 @@ class OracleInputs:
     """Realised per-decision outcomes, (decisions x pools) arrays unless stated.
 
     growth : value growth of one USD of position over the holding period (market + IL).
-    hodl : growth of the tokens that USD held at the start (the market component).
+    il : the ledger's IL of one USD of position over the period (value minus HODL, bar by bar).
     pool_fees : the pool's fees over the holding period x share of it in range, USD.
-    active : pool active liquidity at the start of the period, full-range USD.
-    m : our liquidity per USD of position (full-range units).
-    depth : swap depth at the start of the period, USD; fee_tier : per pool.
+    kz : our liquidity over the pool's per USD of position, fee-weighted over the period.
+    cost_lin, cost_quad, cost_depth : the zap floor per pool at the decision
+        (floor(s) = lin s + quad s^2 / (depth + s), s = half the move, USD).
     tradable : pools with a usable row at the decision.
     incidence : tokens x pools 0/1 matrix.
     """
 
     growth: np.ndarray
-    hodl: np.ndarray
+    il: np.ndarray
     pool_fees: np.ndarray
-    active: np.ndarray
-    m: np.ndarray
-    depth: np.ndarray
-    fee_tier: np.ndarray
+    kz: np.ndarray
+    cost_lin: np.ndarray
+    cost_quad: np.ndarray
+    cost_depth: np.ndarray
     tradable: np.ndarray
     incidence: np.ndarray
 
 
-def _solve(o: OracleInputs, capital: np.ndarray, max_weight: float, max_token_weight: float,
-           max_deploy: float, max_turnover: float,
-           market: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Planned positions (USD) and the plan's P&L per decision at a given capital path."""
-    k, n = o.growth.shape
-    scale = float(capital.max())
-    cap = capital[:, None] / scale
-    x = cp.Variable((k, n), nonneg=True)
-    t = cp.Variable((k, n), nonneg=True)
-    u = cp.Variable((k, n), nonneg=True)
-    safe_a = np.where(o.active > 0, o.active, 1.0)
-    kz = np.where(o.active > 0, o.m * scale / safe_a, 0.0)
-    z = cp.multiply(kz, x)
-    drift = cp.vstack([np.zeros((1, n)), cp.multiply(o.growth[:-1], x[:-1])]) if k > 1 \
-        else np.zeros((1, n))
-    d = x - drift
-    fees_n = o.pool_fees / scale
-    depth = np.where(o.depth > 0, o.depth, np.inf) / scale
-    value_term = o.growth - 1.0 if market else o.growth - o.hodl
-    gain = (cp.sum(cp.multiply(value_term, x)) + cp.sum(cp.multiply(fees_n, z - t))
-            - cp.sum(cp.multiply(0.5 * o.fee_tier[None, :], u))
-            - cp.sum(cp.multiply(1.0 / (4.0 * depth), cp.square(d))))
-    zf, tf = cp.vec(z, order="C"), cp.vec(t, order="C")
-    cons = [u >= d, u >= -d,
-            x <= cp.multiply(np.where(o.tradable, max_weight, 0.0), np.repeat(cap, n, 1)),
-            cp.sum(x, axis=1) <= max_deploy * cap[:, 0],
-            cp.sum(u, axis=1) <= max_turnover * cap[:, 0],
-            cp.SOC(tf + 1 + zf, cp.vstack([2 * zf, tf - 1 - zf]), axis=0)]
-    if o.incidence.size:
-        cons.append(x @ o.incidence.T <= max_token_weight * np.repeat(
-            cap, o.incidence.shape[0], 1))
-    prob = cp.Problem(cp.Maximize(gain), cons)
-    with warnings.catch_warnings():  # a reduced-accuracy plan is still checked by the ledger
-        warnings.simplefilter("ignore", UserWarning)
-        prob.solve(solver="CLARABEL")
-    if x.value is None:
-        raise RuntimeError(f"hindsight plan failed: {prob.status}")
-    xs = np.clip(np.asarray(x.value), 0.0, None) * scale
-    prev = np.vstack([np.zeros((1, n)), xs[:-1] * o.growth[:-1]])
-    zz = xs * kz / scale
-    pnl = (value_term * xs + o.pool_fees * zz / (1.0 + zz)
-           - 0.5 * o.fee_tier * np.abs(xs - prev)
-           - (0.5 * np.abs(xs - prev)) ** 2 / (0.5 * np.abs(xs - prev) + o.depth)).sum(1)
-    return xs, pnl
+@dataclass
+class Plan:
+    """The plan's target weights (decisions x pools) and its objective, a fraction of capital.
+
+    bound : the optimum of the relaxation (net return or LP alpha, as planned): no strategy
+        within the caps books more. equity : the plan's equity at each decision, USD.
+    """
+
+    weights: np.ndarray
+    bound: float
+    equity: np.ndarray
+    status: str
+
+
+def _cones(a: cp.Expression, b: cp.Expression, r: np.ndarray | float = 1.0) -> cp.Constraint:
+    """b >= a^2 / (r + a) elementwise (a, b >= 0, r > 0), as second-order cones."""
+    af, bf = cp.vec(a, order="C"), cp.vec(b, order="C")
+    rf = np.ravel(np.broadcast_to(r, a.shape), order="C") if np.ndim(r) else r
+    return cp.SOC(bf + rf + af, cp.vstack([2 * af, bf - rf - af]), axis=0)
+
+
+_TANGENTS = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0)  # points, multiples of the depth
+
+
+def _tangents(u: cp.Variable, q: cp.Variable, depth: np.ndarray) -> list[cp.Constraint]:
+    """q >= the tangents of s^2 / (R + s) at a few swap sizes (s = u / 2, R = depth): a
+    polyhedral floor under the convex impact, exact at the tangent points."""
+    cons = []
+    for f in _TANGENTS:
+        s0 = f * depth
+        c0, slope = s0 * s0 / (depth + s0), s0 * (2 * depth + s0) / (depth + s0) ** 2
+        cons.append(q >= cp.multiply(0.5 * slope, u) + (c0 - slope * s0))
+    return cons
 
 
 def hindsight_plan(o: OracleInputs, capital_usd: float, *, max_weight: float = 0.25,
                    max_token_weight: float = 0.5, max_deploy: float = 1.0,
-                   max_turnover: float = 2.0, passes: int = 2,
-                   objective: str = "net") -> np.ndarray:
-    """Target weights per decision (decisions x pools) of the hindsight-optimal plan.
+                   max_turnover: float = 2.0, objective: str = "net") -> Plan:
+    """The hindsight-optimal plan over every decision, and the bound it proves.
 
     Parameters
     ----------
@@ -105,18 +103,65 @@ def hindsight_plan(o: OracleInputs, capital_usd: float, *, max_weight: float = 0
     capital_usd : starting capital, USD.
     max_weight, max_token_weight, max_deploy, max_turnover : the allocator's caps, fractions
         of equity.
-    passes : plan solves; each after the first uses the previous plan's equity path.
     objective : "net" (everything the ledger books, token prices included: the bound on net
         return) or "lp_alpha" (fees + IL - costs, token moves left out: the bound on LP alpha).
     """
     if objective not in ("net", "lp_alpha"):
         raise ValueError(f"objective must be 'net' or 'lp_alpha', got {objective!r}")
-    k = o.growth.shape[0]
-    capital = np.full(k, float(capital_usd))
-    xs = np.zeros(o.growth.shape)
-    for _ in range(max(1, passes)):
-        xs, pnl = _solve(o, capital, max_weight, max_token_weight, max_deploy, max_turnover,
-                         objective == "net")
-        capital = np.maximum(capital_usd + np.concatenate([[0.0], np.cumsum(pnl)[:-1]]),
-                             1e-6 * capital_usd)
-    return xs / capital[:, None]
+    caps = (max_weight, max_token_weight, max_deploy, max_turnover)
+    try:
+        return _solve(o, capital_usd, caps, objective, compound=True)
+    except (cp.SolverError, RuntimeError):  # absurd data: equity beyond the solver's range
+        plan = _solve(o, capital_usd, caps, objective, compound=False)
+        plan.bound = float("nan")  # caps at the starting capital: a plan, not a bound
+        return plan
+
+
+def _solve(o: OracleInputs, capital_usd: float, caps: tuple[float, float, float, float],
+           objective: str, compound: bool) -> Plan:
+    """The plan with caps on its own equity path (`compound`) or on the starting capital."""
+    max_weight, max_token_weight, max_deploy, max_turnover = caps
+    k, n = o.growth.shape
+    scale = float(capital_usd)
+    x = cp.Variable((k, n), nonneg=True)  # positions, units of starting capital
+    t = cp.Variable((k, n), nonneg=True)  # fee dilution: fee = pool_fees (z - t)
+    u = cp.Variable((k, n), nonneg=True)  # |move|
+    q = cp.Variable((k, n), nonneg=True)  # impact of the floor (its tangents), capital units
+    z = cp.multiply(o.kz * scale, x)
+    drift = (cp.vstack([np.zeros((1, n)), cp.multiply(o.growth[:-1], x[:-1])]) if k > 1
+             else np.zeros((1, n)))
+    d = x - drift
+    # the floor's depth; none or absurd depth: no impact (a floor still)
+    deep = np.isfinite(o.cost_depth) & (o.cost_depth > 0) & (o.cost_depth < 1e6 * scale)
+    depth = np.where(deep, o.cost_depth / scale, 1.0)
+    fees = cp.multiply(o.pool_fees / scale, z - t)
+    cost = (cp.multiply(0.5 * o.cost_lin, u)
+            + cp.multiply(np.where(deep, o.cost_quad, 0.0), q))
+    market_il = cp.multiply(o.growth - 1.0, x)
+    per = cp.sum(market_il + fees - cost, axis=1)  # net P&L per decision
+    alpha = cp.sum(cp.multiply(o.il, x) + fees - cost, axis=1)
+    equity = cp.Variable(k)  # at each decision: at most the capital plus the P&L so far
+    eq_col = cp.reshape(equity, (k, 1), order="C")
+    ones = np.ones((1, n))
+    cons = [u >= d, u >= -d, _cones(z, t), *_tangents(u, q, depth), equity[0] <= 1.0,
+            x <= cp.multiply(np.where(o.tradable, max_weight, 0.0), eq_col @ ones),
+            cp.sum(x, axis=1) <= max_deploy * equity,
+            cp.sum(u, axis=1) <= max_turnover * equity]
+    if k > 1 and compound:
+        cons.append(equity[1:] <= equity[:-1] + per[:-1])
+    elif k > 1:
+        cons.append(equity[1:] <= 1.0)
+    if o.incidence.size:
+        cons.append(x @ o.incidence.T <= max_token_weight * (
+            eq_col @ np.ones((1, o.incidence.shape[0]))))
+    goal = cp.sum(per) if objective == "net" else cp.sum(alpha)
+    prob = cp.Problem(cp.Maximize(goal), cons)
+    with warnings.catch_warnings():  # a reduced-accuracy plan is still checked by the ledger
+        warnings.simplefilter("ignore", UserWarning)
+        prob.solve(solver="CLARABEL")
+    if x.value is None or prob.value is None:
+        raise RuntimeError(f"hindsight plan failed: {prob.status}")
+    xs = np.clip(np.asarray(x.value), 0.0, None)
+    eq = np.maximum(np.asarray(equity.value, float).reshape(-1), 1e-6)
+    return Plan(weights=xs / eq[:, None], bound=float(prob.value), equity=eq * scale,
+                status=str(prob.status))

@@ -18,6 +18,7 @@ import pandas as pd
 
 from features.schema import Panel
 from models.allocation import AllocatorConfig
+from models.allocation.oracle import Plan
 from pipelines.backtest.book import StrategyBook
 from pipelines.backtest.config import BacktestConfig, BacktestResult
 from pipelines.backtest.decisions import DecisionFitter
@@ -175,7 +176,7 @@ def run_backtest(
                                       cfg.decision_trials, cfg.seed)
                for s in strategies if cfg.fit_decisions and isinstance(s, AllocatorStrategy)
                and s.source != "perfect"}
-    plans: dict[str, np.ndarray] = {}
+    plans: dict[str, Plan] = {}
     plan_notes: list[str] = []
     for name, objective in (("oracle", "net"), ("oracle_lp_alpha", "lp_alpha")):
         if name in names:
@@ -231,14 +232,15 @@ def run_backtest(
                 tvl_usd=tvl_now, trailing_apr=apr[i],
                 current=book.weights_now(), meta=market.meta, first=k == 0,
                 forecasts=forecasts, baseline_forecasts=baseline_fc, perfect=perfect,
-                plan=plans[s.name][k] if s.name in plans else None, equity=book.equity_now)
+                plan=plans[s.name].weights[k] if s.name in plans else None, equity=book.equity_now)
             book.execute(i + 1, s.decide(ctx))
         timings["decide_s"] += time.perf_counter() - s0
     for b in books.values():
         b.advance_to(market.n_bars)
     timings["fit_decisions_s"] = sum(f.seconds for f in fitters.values())
     res = _finish(cfg, market, books, strategies, bars, every, truth, p_stress, timings, t0,
-                  workdir, {n: f.table() for n, f in fitters.items()}, plan_notes)
+                  workdir, {n: f.table() for n, f in fitters.items()}, plan_notes,
+                  {n: p.bound for n, p in plans.items()})
     return res
 
 
@@ -246,7 +248,7 @@ def _finish(cfg: BacktestConfig, market: MarketData, books: dict[str, StrategyBo
             strategies: list[Strategy], bars: np.ndarray, every: int,
             truth: pd.DataFrame | None, p_stress: np.ndarray, timings: dict[str, float],
             t0: float, workdir: Path | None, decision_fits: dict[str, pd.DataFrame],
-            notes: list[str]) -> BacktestResult:
+            notes: list[str], bounds: dict[str, float] | None = None) -> BacktestResult:
     """Metrics, tables, report and the oracle check of a finished run."""
     start = int(bars[0]) + 1
     periods = pd.concat([b.frame(name, start) for name, b in books.items()], ignore_index=True)
@@ -259,6 +261,9 @@ def _finish(cfg: BacktestConfig, market: MarketData, books: dict[str, StrategyBo
         stress = stress_bars_from_labels(market.label("fwd_stress"), market.horizon_bars)
     stress_rows = np.asarray(stress[start:].any(axis=1), bool)
     metrics = all_metrics(periods, cfg.capital_usd, market.freq)
+    for name, bound in (bounds or {}).items():
+        if name in metrics:  # the plan's optimum: no strategy within the caps books more
+            metrics[name]["plan_bound"] = bound
     for name in metrics:
         g = periods[periods["strategy"] == name]
         metrics[name]["stress_return"] = strategy_metrics(

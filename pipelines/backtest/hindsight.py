@@ -8,8 +8,8 @@ import pandas as pd
 from features.labels import FWD_STRESS
 from models.allocation import AllocatorConfig
 from models.allocation.inputs import incidence
-from models.allocation.oracle import OracleInputs, hindsight_plan
-from models.economics.costs import swap_depth_usd
+from models.allocation.oracle import OracleInputs, Plan, hindsight_plan
+from models.routing.bounds import zap_cost_floor
 from pipelines.backtest.market import MarketData
 
 __all__ = ["realised_inputs", "oracle_weights"]
@@ -47,29 +47,46 @@ def realised_inputs(market: MarketData, i: int, end: int) -> pd.DataFrame:
     }, index=pd.Index(market.pools, name="pool_id"))
 
 
+def _period_terms(market: MarketData, sl: slice, kz_floor: float
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Growth, ledger IL, in-range pool fees and fee-weighted liquidity ratio of one USD held
+    through the bars `sl` (the ledger's per-bar split and dilution)."""
+    lp, hodl = market.lp_ratio[sl], market.hodl_ratio[sl]
+    before = np.vstack([np.ones((1, lp.shape[1])), np.cumprod(lp, axis=0)[:-1]])
+    il = (before * (lp - hodl)).sum(0)
+    w = market.fees[sl] * market.in_range[sl]
+    active = np.nan_to_num(market.active_prev[sl], nan=0.0)
+    ratio = before * market.liq_per_value[sl] / np.maximum(active, kz_floor)
+    tot = w.sum(0)
+    kz = np.where(tot > 0, (w * ratio).sum(0) / np.where(tot > 0, tot, 1.0), ratio[0])
+    return np.prod(lp, axis=0), il, tot, kz
+
+
 def oracle_weights(market: MarketData, bars: np.ndarray, cfg: AllocatorConfig,
-                   capital_usd: float, objective: str = "net") -> np.ndarray:
-    """Hindsight-optimal target weights per decision (decisions x pools) under the caps."""
+                   capital_usd: float, objective: str = "net") -> Plan:
+    """The hindsight-optimal plan (weights per decision and pool, and its bound) under the
+    caps, on the ledger's own per-bar economics."""
     k, n = len(bars), len(market.pools)
-    growth, hodl, fees, active, m, depth = (np.zeros((k, n)) for _ in range(6))
+    growth, il, fees, kz, lin, quad, depth = (np.zeros((k, n)) for _ in range(7))
+    t0, t1, ch = (market.names(c) for c in ("token0", "token1", "chain"))
     for d, i in enumerate(bars):
         end = int(bars[d + 1]) + 1 if d + 1 < k else market.n_bars
-        sl = _hold(market, int(i), end)
-        growth[d] = np.prod(market.lp_ratio[sl], axis=0)
-        hodl[d] = np.prod(market.hodl_ratio[sl], axis=0)
-        fees[d] = (market.fees[sl] * market.in_range[sl]).sum(0)
-        active[d] = market.active_prev[i + 1]
-        m[d] = market.liq_per_value[i + 1]
-        depth[d] = swap_depth_usd(market.tvl_prev[i + 1], market.meta["protocol"].to_numpy(),
-                                  active_liquidity_usd=market.active_prev[i + 1])
+        growth[d], il[d], fees[d], kz[d] = _period_terms(market, _hold(market, int(i), end),
+                                                         1.0)
+        e = int(i) + 1
+        if e < market.n_bars:
+            floor = zap_cost_floor(market.pool_states(e), market.pools, t0, t1, ch,
+                                   market.swap_depth(e), market.fee_tier)
+            lin[d], quad[d], depth[d] = floor.lin, floor.quad, floor.depth
     _, _, inc = incidence(market.meta)
     big = 1e12  # garbled or absurd data must not break the plan's numerics
-    growth, hodl, fees, active, depth = (
-        np.clip(np.nan_to_num(a, nan=0.0, posinf=big), 0.0, big)
-        for a in (growth, hodl, fees, active, depth))
-    m = np.clip(np.nan_to_num(m, nan=1.0), 0.0, big)
-    o = OracleInputs(growth=growth, hodl=hodl, pool_fees=fees, active=active, m=m, depth=depth,
-                     fee_tier=market.fee_tier, tradable=market.available[bars], incidence=inc)
+    growth, fees, depth = (np.clip(np.nan_to_num(a, nan=0.0, posinf=big), 0.0, big)
+                           for a in (growth, fees, depth))
+    il = np.clip(np.nan_to_num(il, nan=0.0), -big, big)
+    kz = np.clip(np.nan_to_num(kz, nan=0.0, posinf=1.0), 0.0, 1.0)
+    lin, quad = (np.clip(np.nan_to_num(a, nan=0.0), 0.0, 1.0) for a in (lin, quad))
+    o = OracleInputs(growth=growth, il=il, pool_fees=fees, kz=kz, cost_lin=lin, cost_quad=quad,
+                     cost_depth=depth, tradable=market.available[bars], incidence=inc)
     return hindsight_plan(o, capital_usd, max_weight=cfg.max_weight,
                           max_token_weight=cfg.max_token_weight, max_deploy=cfg.max_deploy,
                           max_turnover=cfg.max_turnover, objective=objective)
