@@ -243,3 +243,24 @@ def test_zero_weight_reason_names_the_binding_cap() -> None:
     assert zero and a.weights[weth].sum() == pytest.approx(0.3, abs=1e-4)
     for p in zero:
         assert "at cap" in a.reasons[p] and "do not cover" not in a.reasons[p]
+
+
+def test_routed_pricing_sees_a_pairs_depth_and_is_single_pool_alone() -> None:
+    """With routed costs a move into a pool with a deep sibling of its pair is priced on their
+    summed depth and the cheaper fee; a pool alone in its pair costs what it costs alone."""
+    meta = _meta()
+    meta.loc[1, ["token1", "fee_tier"]] = ["USDC", 0.0005]  # eth-usdt becomes a 2nd WETH/USDC
+    fc, zero = _fc(), _zero()
+    for routed in (True, False):
+        a = allocate(fc, zero, meta, _cfg(routed_costs=routed))
+        exp = a.expected
+        moved = a.weights > 0
+        if routed:
+            pair = exp.loc[["eth-usdc", "eth-usdt"]]
+            alone = exp.drop(["eth-usdc", "eth-usdt"])
+            assert (pair["swap_cost"] >= pair["swap_cost_single_pool"] - 1e-9).all()
+            cheaper = pair["swap_cost"] > pair["swap_cost_single_pool"]  # costs are negative
+            assert (cheaper & moved.loc[pair.index]).any()
+            np.testing.assert_allclose(alone["swap_cost"], alone["swap_cost_single_pool"])
+        else:
+            np.testing.assert_allclose(exp["swap_cost"], exp["swap_cost_single_pool"])

@@ -7,7 +7,7 @@ import pytest
 
 from features.build import build_features
 from features.sources.simulator import simulate_market
-from models.economics.costs import rebalance_cost
+from models.economics.costs import pair_swap_terms, rebalance_cost
 from models.routing import routed_zap_costs
 from models.routing.bounds import zap_cost_floor
 from models.routing.graph import PoolStates
@@ -77,3 +77,31 @@ def test_one_pool_floor_is_its_own_cost_less_the_fee_on_impact() -> None:
     assert floor.lin[0] == pytest.approx(0.003)
     assert floor.quad[0] == pytest.approx(0.997 ** 2)
     assert floor.depth[0] == pytest.approx(1e6)
+
+
+def test_pair_terms_sum_depth_and_take_the_lowest_fee() -> None:
+    depth, fee = pair_swap_terms(
+        ["ethereum", "ethereum", "ethereum", "arbitrum", "ethereum"],
+        ["WETH", "USDC", "WETH", "WETH", "WETH"], ["USDC", "WETH", "DAI", "USDC", "USDC"],
+        [1e6, 2e6, 5e5, 3e5, np.nan], [0.003, 0.0005, 0.003, 0.01, 0.0001])
+    # one pair on ethereum (either token order); a pool without depth adds nothing
+    np.testing.assert_allclose(depth, [3e6, 3e6, 5e5, 3e5, 3e6])
+    np.testing.assert_allclose(fee, [0.0005, 0.0005, 0.003, 0.01, 0.0001])
+
+
+def test_allocator_estimate_lies_between_the_floor_and_the_single_pool_cost(
+        market: MarketData) -> None:
+    rng = np.random.default_rng(9)
+    t0, t1, ch = (market.names(c) for c in ("token0", "token1", "chain"))
+    for e in range(30, market.n_bars, 13):
+        delta = rng.choice([-1.0, 1.0], len(market.pools)) * 10 ** rng.uniform(
+            2, 8, len(market.pools))
+        own = market.swap_depth(e)
+        _, f1, i1 = rebalance_cost(delta, own, market.fee_tier)
+        pdepth, pfee = pair_swap_terms(ch, t0, t1, own, market.fee_tier)
+        _, f2, i2 = rebalance_cost(delta, pdepth, pfee)
+        floor = zap_cost_floor(market.pool_states(e), market.pools, t0, t1, ch, own,
+                               market.fee_tier).cost(0.5 * delta)
+        est = f2 + i2
+        assert np.all(est <= (f1 + i1) * (1 + 1e-12))
+        assert np.all(floor <= est * (1 + 1e-9) + 1e-9)

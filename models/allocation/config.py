@@ -37,6 +37,9 @@ class AllocatorConfig:
         of decisions a position is held. 4 is a judgement call until it is fitted walk-forward
         (1 would demand that every entry pays for itself before the next decision).
     solver : cvxpy solver name of the reference path.
+    routed_costs : price each zap's swap as routed over its pair's pools in the decision
+        (`costs.pair_swap_terms`: the pair's summed depth and lowest fee), as the backtest
+        ledger charges it; False prices it through the pool alone.
     """
 
     capital_usd: float = DEFAULT_CAPITAL_USD
@@ -53,6 +56,7 @@ class AllocatorConfig:
     v3_width: float = DEFAULT_WIDTH
     cost_horizons: float = 4.0
     solver: str = "CLARABEL"
+    routed_costs: bool = True
 
     def __post_init__(self) -> None:
         """Reject settings outside their domain."""

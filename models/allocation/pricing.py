@@ -16,7 +16,13 @@ from scipy.special import erf
 from models.allocation.config import AllocatorConfig
 from models.allocation.inputs import Prepared, effective_stress
 from models.economics.concentrated import centred_range, range_efficiency
-from models.economics.costs import GAS_USD, gas_usd, rebalance_cost, swap_depth_usd
+from models.economics.costs import (
+    GAS_USD,
+    gas_usd,
+    pair_swap_terms,
+    rebalance_cost,
+    swap_depth_usd,
+)
 from models.economics.fees import FEE_SHARE_FROM_TVL, diluted_fees
 from models.economics.lvr import lvr_fraction
 from models.economics.paths import pool_efficiency
@@ -53,6 +59,8 @@ class Coefficients:
     spread_rate: np.ndarray  # risk_aversion x fee spread per USD
     depth: np.ndarray
     fee_tier: np.ndarray
+    swap_depth: np.ndarray  # depth and fee a zap's swap is priced with (routed estimate or own)
+    swap_fee: np.ndarray
     gas: np.ndarray
     chains: np.ndarray
     p_own: np.ndarray
@@ -100,6 +108,8 @@ class _Fixed:
     pool_fees: np.ndarray
     share_lin: np.ndarray
     depth: np.ndarray
+    swap_depth: np.ndarray
+    swap_fee: np.ndarray
     gas: np.ndarray
     source: np.ndarray
 
@@ -115,7 +125,8 @@ def _fixed(pp: Prepared, cfg: AllocatorConfig,
 
     Kept in ``pp.memo`` unless ``tokens`` (names, incidence) replaces the pools' own.
     """
-    key = ("fixed", cfg.horizon_years, cfg.v3_width, cfg.contagion, _gas_key(cfg.gas_usd))
+    key = ("fixed", cfg.horizon_years, cfg.v3_width, cfg.contagion, _gas_key(cfg.gas_usd),
+           cfg.routed_costs)
     hit = pp.memo.get(key) if tokens is None else None
     if isinstance(hit, _Fixed):
         return hit
@@ -144,12 +155,18 @@ def _fixed(pp: Prepared, cfg: AllocatorConfig,
     safe_a = np.where(active > 0, active, 1.0)
     source = _col(fc, "active_usd", np.full(n, np.nan))
     gas_table = GAS_USD if cfg.gas_usd is None else cfg.gas_usd
+    depth = swap_depth_usd(tvl, proto, active_liquidity_usd=active)
+    t0, t1 = pp.meta_values("token0", "str"), pp.meta_values("token1", "str")
+    if cfg.routed_costs and t0 is not None and t1 is not None:
+        swap_depth, swap_fee = pair_swap_terms(chains, t0, t1, depth, tiers)
+    else:
+        swap_depth, swap_fee = depth, tiers
     fixed = _Fixed(
         proto=proto, tiers=tiers, chains=chains, f=f, tvl=tvl, m=m, pi=pi, active=active,
         lvr=lvr, il=_col(fc, "il", -lvr), q10=_col(fc, "fee_yield_q10", f), p_own=p_own,
         p_eff=p_eff, via=np.array(via, dtype=object), pool_fees=f * tvl,
         share_lin=np.where(active > 0, pi * m / safe_a, 0.0),  # fee per USD, first dollar
-        depth=swap_depth_usd(tvl, proto, active_liquidity_usd=active),
+        depth=depth, swap_depth=swap_depth, swap_fee=swap_fee,
         gas=np.asarray(gas_usd(chains, gas_table), float),
         source=np.where(np.isfinite(source), "forecast", FEE_SHARE_FROM_TVL))
     for v in vars(fixed).values():
@@ -178,21 +195,22 @@ def coefficients(pp: Prepared, cfg: AllocatorConfig, names: list[str] | None = N
     else:
         x = _fixed(pp, cfg, (names, inc))
         token_key = _token_key(names, inc, len(pp.pools)) if token_key is None else token_key
-    active, depth = x.active, x.depth
+    active, depth = x.active, x.swap_depth
     safe_a = np.where(active > 0, active, 1.0)
     spread = cfg.risk_aversion * np.clip(x.f - x.q10, 0.0, None) * x.tvl * x.share_lin
     stress = x.p_eff * cfg.stress_loss
     safe_d = np.where(depth > 0, depth, 1.0)
     return Coefficients(
         pool_fees=x.pool_fees, tvl=x.tvl, active=active, m=x.m, in_range=x.pi, il_rate=x.il,
-        lvr_rate=x.lvr, stress_rate=stress, spread_rate=spread, depth=depth,
-        fee_tier=x.tiers, gas=x.gas, chains=x.chains, p_own=x.p_own, p_eff=x.p_eff,
+        lvr_rate=x.lvr, stress_rate=stress, spread_rate=spread, depth=x.depth,
+        fee_tier=x.tiers, swap_depth=depth, swap_fee=x.swap_fee, gas=x.gas, chains=x.chains,
+        p_own=x.p_own, p_eff=x.p_eff,
         via=x.via, incidence=inc, tokens=np.array(names, dtype=object), token_key=token_key,
         source=x.source, fee_lin=x.pool_fees * x.share_lin,
         fee_conc=np.where(active > 0, x.pool_fees * x.pi / E, 0.0),
         k=np.where(active > 0, x.m * E / safe_a, 0.0),
         lin=-x.il + stress + spread,
-        cost_lin=0.5 * x.tiers, cost_quad=np.where(depth > 0, E / (4.0 * safe_d), 0.0))
+        cost_lin=0.5 * x.swap_fee, cost_quad=np.where(depth > 0, E / (4.0 * safe_d), 0.0))
 
 
 def _token_key(names: list[str], inc: np.ndarray, n: int) -> tuple[tuple[str, ...], ...]:
@@ -212,14 +230,20 @@ def pool_pnl(w: np.ndarray, co: Coefficients, prev: np.ndarray, cfg: AllocatorCo
     x = np.asarray(w, float) * cfg.capital_usd
     delta = x - np.asarray(prev, float) * cfg.capital_usd
     fee = diluted_fees(co.pool_fees, co.active, x * co.m, co.in_range)
-    gas, swap_fee, impact = rebalance_cost(delta, co.depth, co.fee_tier, co.chains,
+    gas, swap_fee, impact = rebalance_cost(delta, co.swap_depth, co.swap_fee, co.chains,
                                            GAS_USD if cfg.gas_usd is None else cfg.gas_usd,
                                            min_move_usd=_NO_MOVE)
     gas = gas if with_gas else np.zeros_like(gas)
+    if co.swap_depth is co.depth and co.swap_fee is co.fee_tier:
+        single = swap_fee + impact
+    else:  # the same move through each pool alone, for the report
+        _, f1, i1 = rebalance_cost(delta, co.depth, co.fee_tier, min_move_usd=_NO_MOVE)
+        single = f1 + i1
     cost = (gas + swap_fee + impact) / cfg.cost_horizons
     il, stress, spread = co.il_rate * x, -co.stress_rate * x, -co.spread_rate * x
     return {"fee": fee, "il": il, "lvr": -co.lvr_rate * x, "stress_loss": stress,
-            "risk": spread, "gas": -gas, "swap_cost": -(swap_fee + impact), "cost": -cost,
+            "risk": spread, "gas": -gas, "swap_cost": -(swap_fee + impact),
+            "swap_cost_single_pool": -single, "cost": -cost,
             "net": fee + il + stress + spread - cost}
 
 

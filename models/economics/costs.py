@@ -22,7 +22,7 @@ from models.economics._checks import FloatArray, as_float, as_names, protocol_ma
 from models.economics.invariants import PROTOCOLS, STABLESWAP, UNISWAP_V3, WEIGHTED
 
 __all__ = ["GAS_USD", "STABLE_DEPTH_MULTIPLIER", "gas_usd", "swap_depth_usd", "swap_impact_usd",
-           "rebalance_cost"]
+           "rebalance_cost", "pair_swap_terms"]
 
 # USD of one LP transaction (mint / burn / zap) per chain; "default" for unlisted chains
 GAS_USD: dict[str, float] = {
@@ -137,3 +137,32 @@ def rebalance_cost(delta_usd: ArrayLike, depth_usd: ArrayLike, fee_tier: ArrayLi
     gas_cost = np.where(moved, gas_usd(chains, gas), 0.0)
     zero = np.zeros(np.broadcast_shapes(gas_cost.shape, fee.shape, impact.shape))
     return as_float(gas_cost + zero), as_float(fee + zero), as_float(impact + zero)
+
+
+def pair_swap_terms(chains: ArrayLike, token0: ArrayLike, token1: ArrayLike,
+                    depth_usd: ArrayLike, fee_tier: ArrayLike) -> tuple[FloatArray, FloatArray]:
+    """Depth and fee of each pool's zap swap routed over its pair's pools: the routed estimate.
+
+    A zap's swap can be split across every pool of the same pair on the same chain; at one
+    price they act as one pool with their summed depth, and small swaps go to the cheapest fee.
+    So `rebalance_cost(delta, depth, fee)` with the returned terms estimates the routed cost;
+    a pool alone in its pair keeps its own depth and fee (the single-pool cost). Pools with no
+    positive finite depth add nothing to their pair.
+
+    Returns
+    -------
+    (depth_usd, fee_tier) per pool: the pair's summed depth and its lowest fee tier.
+    """
+    d = np.nan_to_num(as_float(depth_usd), nan=0.0, posinf=0.0, neginf=0.0)
+    f = as_float(fee_tier)
+    ch, a, b = (as_names(np.asarray(v)) for v in (chains, token0, token1))
+    lo, hi = np.where(a < b, a, b), np.where(a < b, b, a)
+    _, key = np.unique(np.char.add(np.char.add(np.char.add(ch, "|"), lo),
+                                   np.char.add("|", hi)), return_inverse=True)
+    key = key.reshape(-1)
+    use = d > 0
+    depth = np.bincount(key, weights=np.where(use, d, 0.0))[key]
+    low = np.full(key.max() + 1 if key.size else 0, np.inf)
+    np.minimum.at(low, key[use], f[use])
+    fee = np.minimum(low[key], f)
+    return as_float(np.maximum(depth, d)), as_float(fee)

@@ -86,8 +86,8 @@ def zap_cost_floor(states: PoolStates, pool_ids: Names, token0: Names, token1: N
     for i in np.flatnonzero(ok).tolist():
         lo_first = t0[i] < t1[i]
         lo_t, hi_t = sorted((str(t0[i]), str(t1[i])))
-        g = groups.setdefault((str(states.chain[i]), lo_t, hi_t), {"f": np.inf, "m_lo": 0.0, "m_hi": 0.0, "d_lo": 0.0,
-                                    "d_hi": 0.0})
+        g = groups.setdefault((str(states.chain[i]), lo_t, hi_t),
+                              {"f": np.inf, "m_lo": 0.0, "m_hi": 0.0, "d_lo": 0.0, "d_hi": 0.0})
         g["f"] = min(g["f"], float(states.fee_tier[i]))
         # "lo": selling the pair's first token (by name)
         m_lo, m_hi = (mid0[i], mid1[i]) if lo_first else (mid1[i], mid0[i])

@@ -62,6 +62,7 @@ def allocator_config(cfg: BacktestConfig, horizon: pd.Timedelta) -> AllocatorCon
     """AllocatorConfig from the backtest's capital, costs, label horizon and overrides."""
     base: dict[str, Any] = {"capital_usd": cfg.capital_usd, "gas_usd": cfg.gas_usd,
                             "min_trade_usd": cfg.min_trade_usd,
+                            "routed_costs": cfg.routed_costs,
                             "horizon_years": pd.Timedelta(horizon) / pd.Timedelta(days=365)}
     return AllocatorConfig(**{**base, **cfg.allocator})
 

@@ -32,14 +32,16 @@ class UnknownPoolsError(KeyError):
         super().__init__(f"unknown pool(s): {', '.join(pools[:20])}")
 
 
-def _allocator_config(req: RecommendationRequest, horizon_years: float) -> AllocatorConfig:
-    """AllocatorConfig of a request over the state's horizon."""
+def _allocator_config(req: RecommendationRequest, horizon_years: float,
+                      routed: bool = True) -> AllocatorConfig:
+    """AllocatorConfig of a request over the state's horizon; `routed`: the allocator prices
+    swaps as routed over each pair's pools (the service has pool states to route with)."""
     k = req.constraints
     return AllocatorConfig(
         capital_usd=req.capital_usd, horizon_years=horizon_years,
         risk_aversion=req.risk_aversion, max_weight=k.max_weight,
         max_token_weight=k.max_token_weight, max_turnover=k.max_turnover,
-        min_trade_usd=k.min_trade_usd)
+        min_trade_usd=k.min_trade_usd, routed_costs=routed)
 
 
 def _usd(x: float) -> str:
@@ -65,8 +67,8 @@ def _economics_text(e: dict[str, float], horizon: str) -> str:
             f"-> net {_usd(e['net'])}")
 
 
-_ECONOMICS = ("fee", "il", "lvr", "stress_loss", "risk", "gas", "swap_cost", "cost", "net",
-              "fee_yield")
+_ECONOMICS = ("fee", "il", "lvr", "stress_loss", "risk", "gas", "swap_cost",
+              "swap_cost_single_pool", "cost", "net", "fee_yield")
 
 
 def recommend(req: RecommendationRequest, state: ServiceState,
@@ -97,14 +99,14 @@ def recommend(req: RecommendationRequest, state: ServiceState,
     cw = req.current_weights or {}
     c = np.array([cw.get(p, 0.0) for p in pools], dtype=float)
     years = state.horizon / pd.Timedelta(days=365)
-    cfg = _allocator_config(req, years)
+    cfg = _allocator_config(req, years, state.pool_states is not None)
     alloc, flow, notes = _solve(req, state, cut, c, cfg)
     cols = alloc.expected_columns
     econ = {k: np.nan_to_num(np.asarray(cols[k], float), nan=0.0, posinf=0.0, neginf=0.0)
             for k in _ECONOMICS}
     w = np.nan_to_num(alloc.weights.to_numpy(float))
     move = (w - c) * req.capital_usd
-    single = -econ["swap_cost"]
+    single = -econ["swap_cost_single_pool"]
     source = _route_swaps(state, cut, pools, move, econ, cfg.cost_horizons)
     horizon = horizon_text(state.horizon)
     reasons = alloc.reasons
@@ -162,16 +164,18 @@ def _route_swaps(state: ServiceState, cut: PoolSlice, pools: tuple[str, ...],
                  move: np.ndarray, econ: dict[str, np.ndarray], cost_horizons: float) -> str:
     """Charge each move's swap at its routed cost (in place in `econ`); return the source.
 
-    The allocator priced each zap's swap through its own pool; executed as a swap routed over
-    the pair's pools at the state's latest pool states, it never costs more. The saving lowers
-    `swap_cost` and `cost` and raises `net` (cost is spread over the allocator's cost horizons).
+    The allocator priced each zap's swap with its estimate of the routed cost (or through its
+    own pool when no pool states are loaded); executed as a swap routed over the pair's pools
+    at the state's latest pool states, it costs the router's quote, never more than through
+    the pool alone. The difference moves `swap_cost`, `cost` and `net` (cost is spread over
+    the allocator's cost horizons).
     """
-    single = -econ["swap_cost"]
+    single = -econ["swap_cost_single_pool"]
     if state.pool_states is None or not np.any((move != 0) & (single > 0)):
         return "single_pool" if state.pool_states is None else "routed"
     routed = routed_zap_costs(state.pool_states, pools, cut.token0, cut.token1, cut.chains,
                               move, single)
-    saved = np.clip(single - routed, 0.0, None)
+    saved = -econ["swap_cost"] - routed  # the estimate less the charge
     econ["swap_cost"] = econ["swap_cost"] + saved
     econ["cost"] = econ["cost"] + saved / cost_horizons
     econ["net"] = econ["net"] + saved / cost_horizons
