@@ -24,7 +24,7 @@ strategy.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cvxpy as cp
 import numpy as np
@@ -112,9 +112,21 @@ def hindsight_plan(o: OracleInputs, capital_usd: float, *, max_weight: float = 0
     try:
         return _solve(o, capital_usd, caps, objective, compound=True)
     except (cp.SolverError, RuntimeError):  # absurd data: equity beyond the solver's range
+        pass
+    # caps at the starting capital (then on data tamed to sane ranges): a plan, not a bound
+    try:
         plan = _solve(o, capital_usd, caps, objective, compound=False)
-        plan.bound = float("nan")  # caps at the starting capital: a plan, not a bound
-        return plan
+    except (cp.SolverError, RuntimeError):
+        plan = _solve(_tamed(o, capital_usd), capital_usd, caps, objective, compound=False)
+    plan.bound = float("nan")
+    return plan
+
+
+def _tamed(o: OracleInputs, capital_usd: float) -> OracleInputs:
+    """The outcomes clipped to ranges a solver handles (growth <= 10x, fees <= 10x capital)."""
+    return replace(o, growth=np.clip(o.growth, 0.0, 10.0), il=np.clip(o.il, -10.0, 10.0),
+                   pool_fees=np.clip(o.pool_fees, 0.0, 10.0 * capital_usd),
+                   kz=np.clip(o.kz, 0.0, 1e3 / capital_usd))
 
 
 def _solve(o: OracleInputs, capital_usd: float, caps: tuple[float, float, float, float],

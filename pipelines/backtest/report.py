@@ -160,10 +160,18 @@ def _markdown(res: Any, images: list[str]) -> str:
         "",
         "`market` is the move of the tokens held (HODL), `lp_alpha` what providing liquidity "
         "added on top (fees + IL - gas - slippage); net = market + LP alpha. `oracle` is the "
-        "hindsight plan on net return, `oracle_lp_alpha` the one on LP alpha; the capture "
-        "ratios are the share of their excess over equal weight a strategy keeps. "
+        "hindsight plan on net return, `oracle_lp_alpha` the one on LP alpha, both executed "
+        "by the same ledger; each plan's optimum (`plan_bound`: a relaxation of the ledger "
+        "with fees never understated, swap costs floored and gas left out) bounds its metric "
+        "for every strategy within the caps. The capture "
+        "ratios are the share of the executed oracles' excess over equal weight a strategy "
+        "keeps. "
         "`allocator_perfect` is the allocator fed what actually happened (the value of "
         "perfect forecasts); `*_capped` are baselines under the allocator's caps.",
+        "",
+        *[f"Bound of `{n}` (plan optimum): {res.metrics[n]['plan_bound']:.4f} on "
+          f"{'net return' if n == 'oracle' else 'LP alpha'}."
+          for n in ("oracle", "oracle_lp_alpha") if "plan_bound" in res.metrics.get(n, {})],
         "",
         *[f"**Warning:** {w}" for w in res.warnings],
         "",

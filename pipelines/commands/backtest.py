@@ -12,7 +12,7 @@ from pipelines.cluster import ClusterOption, SchedulerOption
 from pipelines.commands.common import Workdir, console, print_metrics, run
 from pipelines.config import resolve_workdir
 
-__all__ = ["backtest_cmd", "demo_cmd", "print_routing_savings"]
+__all__ = ["backtest_cmd", "demo_cmd", "print_routing_savings", "print_oracle_bounds"]
 
 
 def backtest_cmd(
@@ -43,6 +43,7 @@ def backtest_cmd(
                                truth=read_truth(wd), progress=True)
         print_metrics(res.metrics)
         print_routing_savings(res.routing_savings())
+        print_oracle_bounds(res.metrics)
         for w in res.warnings:
             console.print(f"warning: {w}", markup=False)
         console.print(f"report: {res.report_dir}")
@@ -60,6 +61,17 @@ def print_routing_savings(savings: pd.DataFrame) -> None:
         console.print(f"  {name}: ${r['routed_usd']:,.0f} routed vs "
                       f"${r['single_pool_usd']:,.0f} single-pool, saved "
                       f"${r['saved_usd']:,.0f}{share}", markup=False)
+
+
+def print_oracle_bounds(metrics: dict[str, dict[str, float]]) -> None:
+    """Each hindsight plan's bound beside what the ledger booked executing it."""
+    for name, metric in (("oracle", "net_return"), ("oracle_lp_alpha", "lp_alpha")):
+        m = metrics.get(name, {})
+        rivals = [v[metric] for k, v in metrics.items() if not k.startswith("oracle")]
+        if "plan_bound" in m and rivals:
+            console.print(f"hindsight bound: {name} {metric} <= {m['plan_bound']:.4g} "
+                          f"(executed {m[metric]:.4g}; best strategy {max(rivals):.4g})",
+                          markup=False)
 
 
 def demo_cmd(
@@ -93,6 +105,7 @@ def demo_cmd(
                        models=kinds, threads=threads)
         print_metrics(res.metrics)
         print_routing_savings(res.routing_savings())
+        print_oracle_bounds(res.metrics)
         for w in res.warnings:
             console.print(f"warning: {w}", markup=False)
         console.print(f"report: {res.report_dir}")
