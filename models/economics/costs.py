@@ -160,7 +160,7 @@ def pair_swap_terms(chains: ArrayLike, token0: ArrayLike, token1: ArrayLike,
     _, key = np.unique(np.char.add(np.char.add(np.char.add(ch, "|"), lo),
                                    np.char.add("|", hi)), return_inverse=True)
     key = key.reshape(-1)
-    use = d > 0
+    use = (d > 0) & np.isfinite(f)
     depth = np.bincount(key, weights=np.where(use, d, 0.0))[key]
     low = np.full(key.max() + 1 if key.size else 0, np.inf)
     np.minimum.at(low, key[use], f[use])

@@ -72,7 +72,7 @@ def oracle_weights(market: MarketData, bars: np.ndarray, cfg: AllocatorConfig,
     for d, i in enumerate(bars):
         end = int(bars[d + 1]) + 1 if d + 1 < k else market.n_bars
         growth[d], il[d], fees[d], kz[d] = _period_terms(market, _hold(market, int(i), end),
-                                                         1.0)
+                                                         1e-6)
         e = int(i) + 1
         if e < market.n_bars:
             floor = zap_cost_floor(market.pool_states(e), market.pools, t0, t1, ch,
