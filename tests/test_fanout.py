@@ -180,3 +180,28 @@ def test_a_failed_prefit_keeps_the_last_models(client: Any,
     a, b = seq.predict_pools(fs, late), par.predict_pools(fs, late)
     assert a is not None and b is not None
     pd.testing.assert_frame_equal(a, b, check_exact=True)
+
+
+def test_a_failed_first_selection_is_replaced_by_the_next_full_fit(
+        market: tuple[Any, FeatureSet, pd.DataFrame], monkeypatch: pytest.MonkeyPatch) -> None:
+    """When the scheduled full fit has too little history, the next refit is full and the
+    refits after it keep its choices instead of all being full fits."""
+    from pipelines.backtest import providers
+
+    _, fs, _ = market
+    t0 = pd.Timestamp(fs.features["timestamp"].min())
+    kept: list[bool] = []
+    here = providers.fit_bundle
+
+    def counted(upto: pd.Timestamp, **kw: Any) -> Any:
+        kept.append(kw.get("selection") is not None)
+        return here(upto, **kw)
+
+    monkeypatch.setattr(providers, "fit_bundle", counted)
+    prov = providers.BundleProvider("baseline", reselect_every=4)
+    cuts = [t0 + pd.Timedelta(hours=6), *(t0 + pd.Timedelta(days=d) for d in (11, 13, 15))]
+    assert prov.fit(fs, cuts[0]).bundle_ is None  # too little history
+    assert prov.fit(fs, cuts[1]).bundle_ is not None
+    for t in cuts[2:]:
+        prov.fit(fs, t)
+    assert kept == [False, False, True, True]

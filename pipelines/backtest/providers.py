@@ -115,7 +115,9 @@ class BundleProvider:
     chooses its hyper-parameters, baseline combination and calibration on inner walk-forward
     folds. The refits in between refit the models chosen at the latest successful full fit on
     the new window and keep its calibration (much cheaper; 1 makes every refit full). A refit
-    before any full fit has succeeded is full.
+    before any full fit has succeeded is full, and its choices are then the ones kept until
+    the next scheduled full fit (a scheduled full fit that fails for too little history does
+    not leave every refit after it full).
 
     :meth:`prefit` fits the bundles of many cutoffs at once as Dask tasks (each uses only the
     rows purged before its own cutoff; the full fits first, then the refits that keep their
@@ -167,9 +169,13 @@ class BundleProvider:
         full = [t for t in cutoffs if self._scheduled(refit_no[t])]
         done = dict(zip(full, fan_out(client, fit_bundle, full, threads=threads,
                                       **self._task(fs)), strict=True))
-        # every other refit keeps the choices of the latest successful full fit before it
+        # every other refit keeps the choices of the latest successful full fit before it;
+        # one with no such fit is itself full (one task, in time order) and is kept instead
         rest, sources, sel = [], [], self._selection
         for t in cutoffs:
+            if t not in done and sel is None:
+                done[t] = fan_out(client, fit_bundle, [t], threads=threads,
+                                  **self._task(fs))[0]
             if t in done:
                 sel = done[t] if done[t] is not None else sel
             else:
@@ -192,8 +198,8 @@ class BundleProvider:
         else:
             sel = None if self._scheduled(j) else self._selection
             bundle = fit_bundle(upto, selection=sel, **self._task(fs))
-        if bundle is not None and self._scheduled(j):
-            self._selection = bundle
+        if bundle is not None and (self._scheduled(j) or self._selection is None):
+            self._selection = bundle  # a full fit: its choices are kept by the next refits
         if bundle is not None:  # None: too little labelled history yet, keep the last models
             self.bundle_ = bundle
         return self
