@@ -46,12 +46,15 @@ class Evaluation:
         the fold's metrics
     metrics : the metrics over every test row
     model : the last fold's fitted model (for importances and plots)
+    selection : the latest fold that selected on inner folds (its choice and calibration can
+        be kept by a refit on later rows, ``keep_selection``)
     """
 
     predictions: pd.DataFrame
     folds: pd.DataFrame
     metrics: dict[str, float]
     model: BaseForecaster
+    selection: BaseForecaster | None = None
 
 
 def score_predictions(
@@ -163,6 +166,7 @@ def evaluate(
             template = make_model()
         out = fan_out(client, _fold_task, [(i, f, i == last) for i, f in enumerate(folds)],
                       template=template, threads=worker_threads(client), **task)
+        source = out[-1][2]  # every fold selects on a cluster
         for i, (_, m, _) in enumerate(out):
             if on_fold is not None:
                 on_fold(i, m)
@@ -175,7 +179,7 @@ def evaluate(
     return Evaluation(predictions=P, folds=pd.DataFrame(rows),
                       metrics=score_predictions(target, P, horizon_periods, alarm_threshold,
                                                 freq),
-                      model=model)
+                      model=model, selection=source)
 
 
 FoldResult = tuple[pd.DataFrame, dict[str, float], BaseForecaster | None]

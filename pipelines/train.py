@@ -26,7 +26,7 @@ from rich.progress import Progress
 from features.build import FeatureSet, read_features
 from features.schema import TIMESTAMP, parse_duration
 from models.cv import Fold, folds_digest, walk_forward_splits
-from models.evaluate import Evaluation, evaluate
+from models.evaluate import Evaluation, evaluate, keep_selection
 from models.forecasts import TARGETS, align_labels, model_matrix, stress_onsets
 from models.gbm_dask import make_forecaster  # the plain factory unless a Dask client is active
 from models.lgb_grid import SELECTION_PROTOCOL
@@ -78,8 +78,11 @@ class TrainConfig(BaseModel):
     reselect_every: int = Field(default=2, ge=1, description=(
         "outer folds between model selections on inner folds: the folds between refit the "
         "choice and calibration of the latest selecting fold before them (made on earlier "
-        "rows only), as the backtest's reselect_every; 1: every fold selects. The registered "
-        "refit on every row always selects"))
+        "rows only), as the backtest's reselect_every; 1: every fold selects"))
+    reselect_final: bool = Field(default=False, description=(
+        "the registered refit on every row selects on inner folds again; False: it keeps the "
+        "choice and calibration of the evaluation's latest selecting fold (made on rows "
+        "before that fold's cutoff)"))
 
     def params(self, kind: str) -> dict[str, Any]:
         """Keyword arguments of a model kind."""
@@ -173,6 +176,7 @@ def train(workdir: Path, config: TrainConfig | None = None, progress: bool = Tru
         client = mlflow.MlflowClient()
         scores: dict[str, dict[str, float]] = {t: {} for t in cfg.targets}
         runs: dict[str, str] = {}
+        chosen: dict[tuple[str, str], Any] = {}  # (kind, target) -> latest selecting fold
         with mlflow.start_run(run_name="train") as parent, Progress(
                 disable=not progress) as bar:
             res.run_id = parent.info.run_id
@@ -188,6 +192,7 @@ def train(workdir: Path, config: TrainConfig | None = None, progress: bool = Tru
                         ev = _evaluate(kind, target, fs, X, labels[target], folds, cfg,
                                        lambda: bar.advance(task), onset)
                         scores[target][kind] = score_of(ev.metrics, target)
+                        chosen[(str(kind), str(target))] = ev.selection
                         res.rows.append({"model": str(kind), "target": str(target),
                                          **ev.metrics, "score": scores[target][kind]})
                         _log_plots(kind, target, ev)
@@ -196,7 +201,8 @@ def train(workdir: Path, config: TrainConfig | None = None, progress: bool = Tru
             if cfg.register_models:
                 for target in cfg.targets:
                     _register_target(client, target, scores[target], cfg, fs, X,
-                                     labels[target], digest, runs, res)
+                                     labels[target], digest, runs, res,
+                                     {k: v for (k, t), v in chosen.items() if t == str(target)})
     return res
 
 
@@ -247,8 +253,12 @@ def _evaluate(kind: str, target: str, fs: FeatureSet, X: pd.DataFrame, y: pd.Ser
 
 def _register_target(client: Any, target: str, scores: dict[str, float], cfg: TrainConfig,
                      fs: FeatureSet, X: pd.DataFrame, y: pd.Series, digest: str,
-                     runs: dict[str, str], res: TrainResult) -> None:
-    """Refit and register what the decision (or register_all) asks for; move the alias."""
+                     runs: dict[str, str], res: TrainResult,
+                     chosen: dict[str, Any] | None = None) -> None:
+    """Refit and register what the decision (or register_all) asks for; move the alias.
+
+    The refit keeps the choice of each kind's latest selecting evaluation fold (`chosen`)
+    unless ``reselect_final``."""
     params = {k: params_tag(cfg.params(k)) for k in scores}
     champ = current_champion(client, target)
     decision = challenge(scores, params, champ, digest, fs.digest, cfg.min_improvement)
@@ -258,6 +268,8 @@ def _register_target(client: Any, target: str, scores: dict[str, float], cfg: Tr
     for kind in kinds:
         model = make_forecaster(kind, target, fs.freq, fs.horizon_periods, seed=cfg.seed,
                                 **cfg.params(kind))
+        if not cfg.reselect_final:
+            model = keep_selection(model, (chosen or {}).get(str(kind)))
         model.fit(X, y)
         tags = {"kind": str(kind), "score": repr(scores[kind]), "folds": digest,
                 "features": fs.digest, "params": params[kind], "target": str(target),

@@ -46,8 +46,9 @@ def _no_env_server(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_train_every_kind_registers_and_reloads_champion(workdir: Path) -> None:
+    # the registered refits select again, so that a plain local refit reproduces them
     cfg = TrainConfig(models=["baseline", "lightgbm", "torch"], n_folds=2,
-                      lightgbm=FAST["lightgbm"], torch=FAST["torch"])
+                      lightgbm=FAST["lightgbm"], torch=FAST["torch"], reselect_final=True)
     res = train(workdir, cfg, progress=False)
     kinds = run_kinds(cfg)  # the configured kinds and every baseline, on the same folds
     assert {"seasonal_naive", "ewma", "har", "garch"} <= set(kinds)
@@ -217,3 +218,32 @@ def test_train_command_sets_passive_openmp_waiting(
 def test_train_without_features_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="lpa features build"):
         train(tmp_path, TrainConfig(models=["baseline"]), progress=False)
+
+
+@pytest.mark.parametrize("reselect_final", [False, True])
+def test_registered_refit_keeps_the_latest_fold_selection(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reselect_final: bool) -> None:
+    """The champion's refit on every row keeps the choice of its latest selecting evaluation
+    fold (no inner-fold grid on rows it was scored on), unless reselect_final."""
+    import pipelines.train as train_mod
+    from models.gbm import LightGBMQuantile
+
+    panel, truth = simulate_market(n_pools=4, days=30, seed=2)
+    write_panel(panel, tmp_path, truth=truth)
+    write_features(build_features(panel), tmp_path)
+    kept: list[object] = []
+    real = train_mod.keep_selection
+
+    def spy(model: object, source: object) -> object:
+        kept.append(source)
+        return real(model, source)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(train_mod, "keep_selection", spy)
+    cfg = TrainConfig(models=["lightgbm"], baselines=False, n_folds=2, targets=["fee_yield"],
+                      lightgbm=FAST["lightgbm"], reselect_final=reselect_final)
+    res = train(tmp_path, cfg, progress=False)
+    assert res.champions.get("fee_yield", "").startswith("lightgbm")
+    if reselect_final:
+        assert kept == []
+    else:
+        assert len(kept) == 1 and isinstance(kept[0], LightGBMQuantile)
