@@ -14,7 +14,7 @@ from pipelines.backtest.market import MarketData
 
 @pytest.fixture(scope="module")
 def market() -> MarketData:
-    panel, _ = simulate_market(n_pools=10, days=20, seed=7, freq="1h")
+    panel, _ = simulate_market(n_pools=24, days=20, seed=7, freq="1h")  # pairs share pools
     return MarketData.from_panel(panel, build_features(panel))
 
 

@@ -22,11 +22,20 @@ def market() -> MarketData:
 
 def _general(states: PoolStates, pools: list[str], t0: np.ndarray, t1: np.ndarray,
              chains: np.ndarray, delta: np.ndarray, single: np.ndarray) -> np.ndarray:
-    """The router's cost of each zap alone (`swap_cost_usd`, one hop), capped at `single`."""
+    """The router's cost of each zap alone (`swap_cost_usd`, one hop), capped at `single`; a
+    pool alone in its pair keeps its single-pool cost."""
     out = single.copy()
     held = set(states.pool_id.tolist())
+    r0, r1 = states.reserves()
+    usable = (r0 > 0) & (r1 > 0) & (states.token0 != states.token1)
+    members: dict[tuple[str, ...], int] = {}
+    for c, a, b in zip(states.chain[usable], states.token0[usable], states.token1[usable],
+                       strict=True):
+        key = (str(c), *sorted((str(a), str(b))))
+        members[key] = members.get(key, 0) + 1
     for j in np.flatnonzero((delta != 0) & (out > 0)):
-        if pools[j] not in held:
+        if pools[j] not in held or members.get(
+                (str(chains[j]), *sorted((str(t0[j]), str(t1[j])))), 0) == 1:
             continue
         sell, buy = (t0[j], t1[j]) if delta[j] > 0 else (t1[j], t0[j])
         try:

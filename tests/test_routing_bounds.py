@@ -118,3 +118,11 @@ def test_allocator_estimate_lies_between_the_floor_and_the_single_pool_cost(
     # where routing can split, the estimate tracks the ledger's charge better than the
     # single-pool cost does
     assert np.abs(est_err).mean() < np.abs(single_err).mean()
+
+
+def test_a_pool_alone_in_its_pair_is_charged_its_own_cost() -> None:
+    st = _states(["uniswap_v2"], [0.5], [0.003], [2e6], [2000.0])
+    delta = np.array([3e5])
+    _, fee, impact = rebalance_cost(delta, st.depth_usd(), st.fee_tier)
+    charged = routed_zap_costs(st, ["p0"], ["WETH"], ["USDC"], ["ethereum"], delta, fee + impact)
+    assert charged[0] == (fee + impact)[0]

@@ -3,7 +3,9 @@
 A move of d USD into (out of) a two-token pool swaps |d| / 2 from token0 to token1 (token1 to
 token0) before depositing (after withdrawing). Routed one hop over every pool of the pair on
 the pool's chain, the swap costs its fees plus price impact against the fee-free mid price;
-the executor takes the cheaper of that and the pool's own single-pool quote.
+the executor takes the cheaper of that and the pool's own single-pool quote. A pool alone in
+its pair is charged its single-pool cost (`costs.rebalance_cost`): the routed cost's one-pool
+case is the economics core's.
 
 Speed: one hop over a pair's pools is a trade across parallel pools. When none of them is
 weighted, `route` splits it in closed form (`fast.parallel_split`), so every zap of one call
@@ -56,17 +58,18 @@ def routed_zap_costs(states: PoolStates, pool_ids: Names, token0: Names, token1:
 
     Returns
     -------
-    Array of USD costs, never above `single_usd`: where a pool is not in `states`, routing
-    fails, cannot absorb the swap or quotes more, the single-pool cost stands.
+    Array of USD costs, never above `single_usd`: where a pool is not in `states`, is the
+    only pool of its pair there (the one-pool case: its own cost), routing fails, cannot
+    absorb the swap or quotes more, the single-pool cost stands.
     """
     delta = np.asarray(delta_usd, float)
     out = np.asarray(single_usd, float).copy()
     if out.shape != delta.shape or len(pool_ids) != len(delta):
         raise ValueError(f"routed_zap_costs: {len(pool_ids)} pools, {delta.shape} moves and "
                          f"{out.shape} single-pool costs must align")
-    held = _Pairs.of(states).held
+    pairs = _Pairs.of(states)
     todo = [j for j in np.flatnonzero((delta != 0) & (out > 0)).tolist()
-            if str(pool_ids[j]) in held]
+            if str(pool_ids[j]) in pairs.held and not pairs.alone(token0[j], token1[j], chains[j])]
     if not todo:
         return out
     zaps, slow = _prepare(states, todo, token0, token1, chains, delta)
@@ -114,6 +117,12 @@ class _Pairs:
     low0: np.ndarray
     fast: np.ndarray
     stuck: frozenset[tuple[str, str, str]]
+
+    def alone(self, token0: object, token1: object, chain: object) -> bool:
+        """Whether the pair (named exactly as in the states) has one usable pool on the chain."""
+        lo, hi = sorted((str(token0), str(token1)))
+        g = self.groups.get((str(chain), lo, hi))
+        return g is not None and int(self.valid[g].sum()) == 1
 
     @classmethod
     def of(cls, states: PoolStates) -> _Pairs:
