@@ -20,8 +20,8 @@ The plan's optimum is therefore an upper bound (`Plan.bound`) on the objective o
 strategy that respects the caps at every trade, and its weights are executed by the same
 ledger as every strategy. Second-order gaps, stated rather than relaxed: the allocator may
 leave a drifted position above a cap when moving it is below the minimum trade or would not
-earn back its gas; the fee share of a pool with under a dollar of active liquidity is
-floored at that dollar.
+earn back its gas; our liquidity over the pool's is capped at one per USD of position, so a
+pool with under about a dollar of active liquidity can have its fee share understated.
 """
 
 from __future__ import annotations
@@ -74,11 +74,10 @@ class Plan:
     status: str
 
 
-def _cones(a: cp.Expression, b: cp.Expression, r: np.ndarray | float = 1.0) -> cp.Constraint:
-    """b >= a^2 / (r + a) elementwise (a, b >= 0, r > 0), as second-order cones."""
+def _cones(a: cp.Expression, b: cp.Expression) -> cp.Constraint:
+    """b >= a^2 / (1 + a) elementwise (a, b >= 0), as second-order cones."""
     af, bf = cp.vec(a, order="C"), cp.vec(b, order="C")
-    rf = np.ravel(np.broadcast_to(r, a.shape), order="C") if np.ndim(r) else r
-    return cp.SOC(bf + rf + af, cp.vstack([2 * af, bf - rf - af]), axis=0)
+    return cp.SOC(bf + 1 + af, cp.vstack([2 * af, bf - 1 - af]), axis=0)
 
 
 _TANGENTS = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0)  # points, multiples of the depth

@@ -47,7 +47,10 @@ def realised_inputs(market: MarketData, i: int, end: int) -> pd.DataFrame:
     }, index=pd.Index(market.pools, name="pool_id"))
 
 
-def _period_terms(market: MarketData, sl: slice, kz_floor: float
+_ACTIVE_FLOOR = 1e-6  # USD: active liquidity below this counts as this (fee share ~ 1)
+
+
+def _period_terms(market: MarketData, sl: slice
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Growth, ledger IL, in-range pool fees and fee-weighted liquidity ratio of one USD held
     through the bars `sl` (the ledger's per-bar split and dilution)."""
@@ -56,7 +59,7 @@ def _period_terms(market: MarketData, sl: slice, kz_floor: float
     il = (before * (lp - hodl)).sum(0)
     w = market.fees[sl] * market.in_range[sl]
     active = np.nan_to_num(market.active_prev[sl], nan=0.0)
-    ratio = before * market.liq_per_value[sl] / np.maximum(active, kz_floor)
+    ratio = before * market.liq_per_value[sl] / np.maximum(active, _ACTIVE_FLOOR)
     tot = w.sum(0)
     kz = np.where(tot > 0, (w * ratio).sum(0) / np.where(tot > 0, tot, 1.0), ratio[0])
     return np.prod(lp, axis=0), il, tot, kz
@@ -71,8 +74,7 @@ def oracle_weights(market: MarketData, bars: np.ndarray, cfg: AllocatorConfig,
     t0, t1, ch = (market.names(c) for c in ("token0", "token1", "chain"))
     for d, i in enumerate(bars):
         end = int(bars[d + 1]) + 1 if d + 1 < k else market.n_bars
-        growth[d], il[d], fees[d], kz[d] = _period_terms(market, _hold(market, int(i), end),
-                                                         1e-6)
+        growth[d], il[d], fees[d], kz[d] = _period_terms(market, _hold(market, int(i), end))
         e = int(i) + 1
         if e < market.n_bars:
             floor = zap_cost_floor(market.pool_states(e), market.pools, t0, t1, ch,
