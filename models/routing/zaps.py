@@ -69,7 +69,7 @@ def routed_zap_costs(states: PoolStates, pool_ids: Names, token0: Names, token1:
                          f"{out.shape} single-pool costs must align")
     pairs = _Pairs.of(states)
     todo = [j for j in np.flatnonzero((delta != 0) & (out > 0)).tolist()
-            if str(pool_ids[j]) in pairs.held and not pairs.alone(token0[j], token1[j], chains[j])]
+            if str(pool_ids[j]) in pairs.held]
     if not todo:
         return out
     zaps, slow = _prepare(states, todo, token0, token1, chains, delta)
@@ -118,12 +118,6 @@ class _Pairs:
     fast: np.ndarray
     stuck: frozenset[tuple[str, str, str]]
 
-    def alone(self, token0: object, token1: object, chain: object) -> bool:
-        """Whether the pair (named exactly as in the states) has one usable pool on the chain."""
-        lo, hi = sorted((str(token0), str(token1)))
-        g = self.groups.get((str(chain), lo, hi))
-        return g is not None and int(self.valid[g].sum()) == 1
-
     @classmethod
     def of(cls, states: PoolStates) -> _Pairs:
         """The pairs of `states`, built once and kept for the last few states."""
@@ -163,8 +157,9 @@ def _prepare(states: PoolStates, todo: list[int], token0: Names, token1: Names,
     """The zaps that can be priced in arrays, and the positions left to the general router.
 
     A zap whose tokens are not named exactly as in `states`, or whose pair has a weighted pool
-    or non-finite reserves, goes to the router; a pair without pools on the chain, or a sale
-    that is not a finite positive amount, cannot be routed (the single-pool cost stands).
+    or non-finite reserves, goes to the router; a pair without pools on the chain, a pair whose
+    only usable pool is the zap's own (the one-pool case), or a sale that is not a finite
+    positive amount is not routed (the single-pool cost stands).
     """
     pairs = _Pairs.of(states)
     known = np.array(sorted(pairs.usd), str)
@@ -177,7 +172,10 @@ def _prepare(states: PoolStates, todo: list[int], token0: Names, token1: Names,
     keys = list(zip(ch.tolist(), lo.tolist(), hi.tolist(), strict=True))
     gid = np.array([pairs.groups.get(k, -1) for k in keys], int)
     stuck = np.array([k in pairs.stuck for k in keys], bool)
-    priced = named & np.isfinite(amount) & (amount > 0)  # else no route: single cost stands
+    size = np.append(pairs.valid.sum(axis=1), 0)  # usable pools per pair; gid -1 reads 0
+    lone = size[gid] == 1
+    # else no route: the single-pool cost stands
+    priced = named & np.isfinite(amount) & (amount > 0) & ~lone
     fast = priced & (gid >= 0) & pairs.fast[np.maximum(gid, 0)]
     slow = at[~named | (priced & ~fast & ((gid >= 0) | stuck))].tolist()
     if not fast.any():

@@ -107,7 +107,7 @@ def recommend(req: RecommendationRequest, state: ServiceState,
     w = np.nan_to_num(alloc.weights.to_numpy(float))
     move = (w - c) * req.capital_usd
     single = -econ["swap_cost_single_pool"]
-    source = _route_swaps(state, cut, pools, move, econ, cfg.cost_horizons)
+    source = _route_swaps(state, cut, pools, move, single, econ, cfg.cost_horizons)
     horizon = horizon_text(state.horizon)
     reasons = alloc.reasons
     e = {k: v.tolist() for k, v in econ.items()}
@@ -161,16 +161,16 @@ def _solve(req: RecommendationRequest, state: ServiceState, cut: PoolSlice, c: n
 
 
 def _route_swaps(state: ServiceState, cut: PoolSlice, pools: tuple[str, ...],
-                 move: np.ndarray, econ: dict[str, np.ndarray], cost_horizons: float) -> str:
+                 move: np.ndarray, single: np.ndarray, econ: dict[str, np.ndarray],
+                 cost_horizons: float) -> str:
     """Charge each move's swap at its routed cost (in place in `econ`); return the source.
 
     The allocator priced each zap's swap with its estimate of the routed cost (or through its
     own pool when no pool states are loaded); executed as a swap routed over the pair's pools
     at the state's latest pool states, it costs the router's quote, never more than through
     the pool alone. The difference moves `swap_cost`, `cost` and `net` (cost is spread over
-    the allocator's cost horizons).
+    the allocator's cost horizons). `single` is each move's swap cost through its pool alone.
     """
-    single = -econ["swap_cost_single_pool"]
     if state.pool_states is None or not np.any((move != 0) & (single > 0)):
         return "single_pool" if state.pool_states is None else "routed"
     routed = routed_zap_costs(state.pool_states, pools, cut.token0, cut.token1, cut.chains,
