@@ -14,8 +14,8 @@ import numpy as np
 from numba import njit
 
 __all__ = ["SUM", "MEAN", "COUNT", "STD", "ROOT_MEAN", "window_stat", "window_max",
-           "window_corr", "ewm_mean", "gather_runs", "scatter_runs", "group_sum", "group_stats",
-           "group_neighbours", "listed_max"]
+           "window_corr", "ewm_mean", "gather_runs", "gather_clean", "scatter_runs",
+           "group_sum", "group_stats", "group_neighbours", "listed_max"]
 
 SUM, MEAN, COUNT, STD, ROOT_MEAN = 0, 1, 2, 3, 4
 
@@ -208,6 +208,26 @@ def gather_runs(w, runs, block, out):  # type: ignore[no-untyped-def]
             base = r0 - a
             for t in range(max(t0, a), min(t1, a + n)):
                 out[base + t] = w[t, p]
+    return out
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def gather_clean(w, runs, block, missing, out):  # type: ignore[no-untyped-def]
+    """:func:`gather_runs` that also cleans: every value that is not finite once in ``out``'s
+    dtype, or whose row is flagged in ``missing`` (empty: none), becomes NaN."""
+    n_t, n_p = w.shape
+    flagged = missing.shape[0] > 0
+    for t0 in range(0, n_t, block):
+        t1 = min(t0 + block, n_t)
+        for p in range(n_p):
+            r0, a, n = runs[p, 0], runs[p, 1], runs[p, 2]
+            base = r0 - a
+            for t in range(max(t0, a), min(t1, a + n)):
+                i = base + t
+                out[i] = w[t, p]
+                v = out[i]  # the stored (possibly rounded) value decides
+                if not (v - v == 0) or (flagged and missing[i]):
+                    out[i] = np.nan
     return out
 
 

@@ -22,6 +22,7 @@ __all__ = ["Grid", "make_grid", "rolling_sum", "rolling_mean", "rolling_std", "r
            "rolling_corr"]
 
 _GATHER_BLOCK = 64  # grid rows per block of the blocked gather (in L2 up to ~2,000 pools)
+_GATHER_BYTES = 384 * 1024  # grid bytes per block of the cleaning gather (a share of L2)
 
 
 def periods_per_year(freq: str) -> float:
@@ -62,6 +63,27 @@ class Grid:
             return w[self.ti, self.pi].astype(dt, copy=False)
         out = np.empty(len(self.ti), dtype=dt)
         return kern.gather_runs(np.ascontiguousarray(w), self.runs, _GATHER_BLOCK, out)
+
+    def long_into(self, w: np.ndarray, out: np.ndarray,
+                  missing: np.ndarray | None = None) -> np.ndarray:
+        """Gather a (T, P) matrix into ``out`` (long row order, its dtype), as the feature
+        table stores it: NaN where the value is not finite in that dtype or the row is flagged
+        in ``missing`` (bool per row)."""
+        w = np.asarray(w)
+        flags = np.zeros(0, bool) if missing is None else np.asarray(missing, bool)
+        if (self.runs is not None and w.dtype.kind == "f" and out.dtype.kind == "f"
+                and not (w.ndim == 2 and w.shape[1] > 1 and w.strides[1] == 0)):
+            ws = np.ascontiguousarray(w)
+            block = max(8, _GATHER_BYTES // max(1, ws.shape[1] * ws.itemsize))
+            return kern.gather_clean(ws, self.runs, block, flags, out)
+        with np.errstate(over="ignore"):  # too large for float32: infinite, then NaN
+            out[...] = self.long(w, out.dtype)
+        bad = np.isfinite(out)
+        np.logical_not(bad, out=bad)
+        if missing is not None:
+            bad |= flags
+        np.putmask(out, bad, np.nan)
+        return out
 
 
 def _pool_runs(ti: np.ndarray, pi: np.ndarray, n_pools: int) -> np.ndarray | None:

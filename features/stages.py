@@ -217,20 +217,17 @@ def finish_stage(
     keys = {POOL_ID: frame[POOL_ID].array, TIMESTAMP: frame[TIMESTAMP].array}
     missing = (frame[MISSING].to_numpy(bool) if MISSING in frame.columns
                else np.zeros(len(frame), bool))
-    fcols: dict[str, np.ndarray] = {}
-    for k in list(feats):
-        col = grid.long(feats.pop(k), np.float32)  # gathered straight into float32
-        bad = np.isfinite(col)
-        np.logical_not(bad, out=bad)
-        bad |= missing  # a reindexed gap never carries a value
-        np.putmask(col, bad, np.nan)
-        fcols[k] = col
-    features = pd.DataFrame({**keys, MISSING: missing, **fcols}, copy=False)
-    lcols = {}
-    for k, v in labels.items():
-        col = grid.long(v)
-        np.putmask(col, ~np.isfinite(col), np.nan)
-        lcols[k] = col
-    out = pd.DataFrame({**keys, **lcols}, copy=False)
+    names_ = list(feats)
+    # one float32 block (a column per row), the table's storage: pandas takes it uncopied
+    block = np.empty((len(names_), len(frame)), np.float32)
+    for j, k in enumerate(names_):
+        grid.long_into(feats.pop(k), block[j], missing)  # a reindexed gap carries no value
+    features = pd.concat([pd.DataFrame({**keys, MISSING: missing}, copy=False),
+                          pd.DataFrame(block.T, columns=names_, copy=False)], axis=1)
+    lblock = np.empty((len(labels), len(frame)))
+    for j, v in enumerate(labels.values()):
+        grid.long_into(v, lblock[j])
+    out = pd.concat([pd.DataFrame(keys, copy=False),
+                     pd.DataFrame(lblock.T, columns=list(labels), copy=False)], axis=1)
     step("assemble")
     return features, out

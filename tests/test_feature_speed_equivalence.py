@@ -362,3 +362,25 @@ def test_gather_matches_indexing_for_any_row_order() -> None:
         np.testing.assert_array_equal(g.long(x, np.float32), x[g.ti, g.pi].astype(np.float32))
         one = np.broadcast_to(x[:, :1], x.shape)
         np.testing.assert_array_equal(g.long(one), x[g.ti, 0])
+
+
+def test_cleaning_gather_matches_gather_then_mask() -> None:
+    panel, _ = simulate_market(n_pools=6, days=20, seed=3)
+    frame = panel.frame
+    rng = np.random.default_rng(1)
+    shape = _wide.make_grid(frame, "1h").present.shape
+    x = rng.normal(size=shape) * 1e3
+    x[rng.random(shape) < 0.05] = np.nan
+    x[rng.random(shape) < 0.02] = np.inf
+    x[0, 0] = 1e300  # finite in float64, infinite once stored as float32
+    missing = rng.random(len(frame)) < 0.1
+    for f in [frame, frame.sample(frac=1.0, random_state=1).reset_index(drop=True)]:
+        g = _wide.make_grid(f, "1h")
+        for dtype in (np.float32, np.float64):
+            with np.errstate(over="ignore"):
+                want = x[g.ti, g.pi].astype(dtype)
+            want[~np.isfinite(want) | missing] = np.nan
+            got = g.long_into(x, np.empty(len(f), dtype), missing)
+            np.testing.assert_array_equal(got, want)
+            got = g.long_into(np.asfortranarray(x), np.empty(len(f), dtype), missing)
+            np.testing.assert_array_equal(got, want)
