@@ -217,17 +217,12 @@ def finish_stage(
     keys = {POOL_ID: frame[POOL_ID].array, TIMESTAMP: frame[TIMESTAMP].array}
     missing = (frame[MISSING].to_numpy(bool) if MISSING in frame.columns
                else np.zeros(len(frame), bool))
-    names_ = list(feats)
-    # one float32 block (a column per row), the table's storage: pandas takes it uncopied
-    block = np.empty((len(names_), len(frame)), np.float32)
-    for j, k in enumerate(names_):
-        grid.long_into(feats.pop(k), block[j], missing)  # a reindexed gap carries no value
-    features = pd.concat([pd.DataFrame({**keys, MISSING: missing}, copy=False),
-                          pd.DataFrame(block.T, columns=names_, copy=False)], axis=1)
-    lblock = np.empty((len(labels), len(frame)))
-    for j, v in enumerate(labels.values()):
-        grid.long_into(v, lblock[j])
-    out = pd.concat([pd.DataFrame(keys, copy=False),
-                     pd.DataFrame(lblock.T, columns=list(labels), copy=False)], axis=1)
+    # one array per column, each allocated as the wide matrix it comes from is freed, so the
+    # allocator reuses that memory (one large block would be fresh pages on top of it)
+    fcols = {k: grid.long_into(feats.pop(k), np.empty(len(frame), np.float32), missing)
+             for k in list(feats)}  # a reindexed gap never carries a value
+    features = pd.DataFrame({**keys, MISSING: missing, **fcols}, copy=False)
+    lcols = {k: grid.long_into(v, np.empty(len(frame))) for k, v in labels.items()}
+    out = pd.DataFrame({**keys, **lcols}, copy=False)
     step("assemble")
     return features, out
