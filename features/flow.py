@@ -11,6 +11,7 @@ from numpy.typing import DTypeLike
 
 from features import _kernels as kern
 from features import names
+from features._flow_kernels import FLOW_OUTPUTS, flow_window
 from features._wide import ewm_mean, lag, rolling_mean, rolling_sum
 
 __all__ = ["fee_yield", "turnover", "tvl_flow_split", "pair_share", "flow_features"]
@@ -24,6 +25,12 @@ def _safe_div(a: np.ndarray, b: np.ndarray, dtype: DTypeLike = np.float64) -> np
     with np.errstate(divide="ignore", invalid="ignore"):
         np.divide(a, b, out=out, where=b > 0)
     return out
+
+
+def _log1p_stored(x: np.ndarray) -> np.ndarray:
+    """log(1 + x) of non-negative amounts, as stored (float32); numpy's vectorised log."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.log(1.0 + x).astype(_STORED)
 
 
 def fee_yield(fees: np.ndarray, tvl: np.ndarray, w: int) -> np.ndarray:
@@ -107,7 +114,7 @@ def flow_features(
     fy1 = names.period(names.FEE_YIELD, freq)
     log_tvl = _log(tvl)
     out: dict[str, np.ndarray] = {
-        "log_volume": np.log1p(volume).astype(_STORED),
+        "log_volume": _log1p_stored(volume),
         names.LOG_TVL: np.where(tvl > 0, log_tvl, np.nan).astype(_STORED),
         fy1: _safe_div(fees, tvl),
     }
@@ -120,27 +127,25 @@ def flow_features(
     out[names.period("pair_volume_share", freq)] = vshare
     out["pair_tvl_share"] = tshare
     if tx is not None:
-        out["log_tx_count"] = np.log1p(tx).astype(_STORED)
+        out["log_tx_count"] = _log1p_stored(tx)
+    grids = [np.ascontiguousarray(a, dtype=np.float64)
+             for a in (tvl, fees, volume, netflow, price_eff, vshare, tshare)]
+    txs = (np.ascontiguousarray(tx, dtype=np.float64) if tx is not None
+           else np.empty((0, volume.shape[1])))
+    means = (np.empty(volume.shape), np.empty(volume.shape if tx is not None else (0, 0)))
     for name, w in windows.items():
-        mean_tvl = rolling_mean(tvl, w)
-        fy = _safe_div(rolling_sum(fees, w), mean_tvl)
-        out[names.window(names.FEE_YIELD, name)] = fy.astype(_STORED)
-        np.multiply(fy, ppy, out=fy)
-        np.divide(fy, w, out=fy)
-        out[names.window("fee_apr", name)] = fy.astype(_STORED)
-        del fy
-        out[names.window("turnover", name)] = _safe_div(rolling_sum(volume, w), mean_tvl,
-                                                        _STORED)
-        del mean_tvl
-        out[names.window("lp_netflow", name)] = rolling_sum(netflow, w, dtype=_STORED)
-        out[names.window("tvl_price_effect", name)] = rolling_sum(price_eff, w, dtype=_STORED)
-        out[names.window("pair_volume_share", name)] = rolling_mean(vshare, w, dtype=_STORED)
-        out[names.window("pair_tvl_share_chg", name)] = _change(tshare, w).astype(_STORED)
-        log_mean_volume = np.log1p(rolling_mean(volume, w))
-        out[names.window("volume_chg", name)] = _change(log_mean_volume, w).astype(_STORED)
+        outs = tuple(np.empty(volume.shape, _STORED) for _ in FLOW_OUTPUTS[:-2])
+        flow_window(*grids, txs, int(w), max(1, (w + 1) // 2), float(ppy), outs, means)
+        for k, v in zip(FLOW_OUTPUTS, outs, strict=False):
+            out[names.window(k, name)] = v
+        log_mean_volume = np.log(means[0], out=means[0])
+        chg = np.full(volume.shape, np.nan, _STORED)
+        if w < len(chg):
+            np.subtract(log_mean_volume[w:], log_mean_volume[:-w], out=chg[w:])
+        out[names.window("volume_chg", name)] = chg
         if tx is not None:
-            out[names.window("tx_count_mean", name)] = np.log1p(
-                rolling_mean(tx, w)).astype(_STORED)
+            out[names.window("tx_count_mean", name)] = np.log(means[1], out=means[1]).astype(
+                _STORED)
     for hl, n in halflives.items():
         out[names.ewm(names.FEE_YIELD_EWM, hl)] = ewm_mean(out[fy1], n, dtype=_STORED)
     return out
