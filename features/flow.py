@@ -128,14 +128,16 @@ def flow_features(
     out["pair_tvl_share"] = tshare
     if tx is not None:
         out["log_tx_count"] = _log1p_stored(tx)
-    grids = [np.ascontiguousarray(a, dtype=np.float64)
-             for a in (tvl, fees, volume, netflow, price_eff, vshare, tshare)]
+    g_tvl, g_fees, g_vol, g_net, g_price, g_vs, g_ts = (
+        np.ascontiguousarray(a, dtype=np.float64)
+        for a in (tvl, fees, volume, netflow, price_eff, vshare, tshare))
     txs = (np.ascontiguousarray(tx, dtype=np.float64) if tx is not None
            else np.empty((0, volume.shape[1])))
     means = (np.empty(volume.shape), np.empty(volume.shape if tx is not None else (0, 0)))
     for name, w in windows.items():
         outs = tuple(np.empty(volume.shape, _STORED) for _ in FLOW_OUTPUTS[:-2])
-        flow_window(*grids, txs, int(w), max(1, (w + 1) // 2), float(ppy), outs, means)
+        flow_window(g_tvl, g_fees, g_vol, g_net, g_price, g_vs, g_ts, txs, int(w),
+                    max(1, (w + 1) // 2), float(ppy), outs, means)
         for k, v in zip(FLOW_OUTPUTS, outs, strict=False):
             out[names.window(k, name)] = v
         log_mean_volume = np.log(means[0], out=means[0])
