@@ -56,20 +56,28 @@ def flow_window(tvl, fees, vol, netflow, price, vshare, tshare, tx, w, minp, ppy
     """
     n_t, n_p = tvl.shape
     has_tx = tx.shape[0] > 0
-    ins = (tvl, fees, vol, netflow, price, vshare)
     s = np.zeros((7, n_p))  # the six inputs and tx
     n = np.zeros((7, n_p), np.int64)
     lo = max(minp, 1)
     fy_o, apr_o, turn_o, net_o, price_o, vs_o, tchg_o = outs
     mv_o, mtx_o = one_plus_means
     for t in range(n_t):
-        for k in range(6):
-            _add(ins[k][t], s[k], n[k])
+        _add(tvl[t], s[0], n[0])
+        _add(fees[t], s[1], n[1])
+        _add(vol[t], s[2], n[2])
+        _add(netflow[t], s[3], n[3])
+        _add(price[t], s[4], n[4])
+        _add(vshare[t], s[5], n[5])
         if has_tx:
             _add(tx[t], s[6], n[6])
         if t >= w:
-            for k in range(6):
-                _remove(ins[k][t - w], s[k], n[k])
+            b = t - w
+            _remove(tvl[b], s[0], n[0])
+            _remove(fees[b], s[1], n[1])
+            _remove(vol[b], s[2], n[2])
+            _remove(netflow[b], s[3], n[3])
+            _remove(price[b], s[4], n[4])
+            _remove(vshare[b], s[5], n[5])
             if has_tx:
                 _remove(tx[t - w], s[6], n[6])
         s0, s1, s2, s3, s4, s5, s6 = s[0], s[1], s[2], s[3], s[4], s[5], s[6]

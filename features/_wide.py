@@ -8,7 +8,11 @@ feature that is only stored).
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -19,10 +23,38 @@ from features.schema import FREQUENCIES, POOL_ID, TIMESTAMP
 
 __all__ = ["Grid", "make_grid", "rolling_sum", "rolling_mean", "rolling_std", "rolling_max",
            "rolling_count", "rolling_rms", "lag", "ewm_mean", "periods_per_year",
-           "rolling_corr"]
+           "rolling_corr", "feature_threads", "run_all"]
 
 _GATHER_BLOCK = 64  # grid rows per block of the blocked gather (in L2 up to ~2,000 pools)
 _GATHER_BYTES = 384 * 1024  # grid bytes per block of the cleaning gather (a share of L2)
+
+
+_POOL: ThreadPoolExecutor | None = None
+
+
+def feature_threads() -> int:
+    """Threads a feature build uses: env LPA_THREADS, else the CPUs this process may run on."""
+    env = os.environ.get("LPA_THREADS", "").strip()
+    if env.isdigit() and int(env) >= 1:
+        return int(env)
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def run_all(tasks: Sequence[Callable[[], Any]]) -> list[Any]:
+    """Results of independent tasks, in order, run on :func:`feature_threads` threads.
+
+    The tasks are compiled kernels and large numpy operations, which release the GIL. A task
+    must not call ``run_all`` itself (the threads would wait on each other).
+    """
+    global _POOL
+    n = min(feature_threads(), len(tasks))
+    if n <= 1:
+        return [task() for task in tasks]
+    if _POOL is None or _POOL._max_workers < n:
+        _POOL = ThreadPoolExecutor(max_workers=n, thread_name_prefix="features")
+    return [job.result() for job in [_POOL.submit(task) for task in tasks]]
 
 
 def periods_per_year(freq: str) -> float:

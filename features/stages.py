@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from features import names
-from features._wide import Grid, lag, rolling_mean
+from features._wide import Grid, lag, rolling_mean, run_all
 from features.flow import fee_yield, flow_features, pair_share, tvl_flow_split
 from features.network import network_features, token_groups
 from features.schema import (
@@ -137,14 +137,17 @@ def pool_stage(
     cross-pool features between them). Pair shares are over the pools given: a partition
     replaces them with :func:`pair_columns` of the whole market's shares.
     """
-    feats = volatility_features(w[OPEN], w[HIGH], w[LOW], w[CLOSE], plan.windows, plan.ppy,
-                                plan.halflives, plan.har, plan.freq)
+    membership = _membership(plan, idx)
+    vol, flow = run_all([  # independent: on two threads where the build has them
+        lambda: volatility_features(w[OPEN], w[HIGH], w[LOW], w[CLOSE], plan.windows, plan.ppy,
+                                    plan.halflives, plan.har, plan.freq),
+        lambda: flow_features(w[VOLUME_USD], w[FEES_USD], w[TVL_USD], w[TX_COUNT],
+                              w[TOKEN0_PRICE_USD], w[TOKEN1_PRICE_USD], membership,
+                              plan.windows, plan.ppy, plan.halflives, plan.freq)])
+    feats = vol
     ret = feats[names.period(names.RET, plan.freq)]
     step("volatility")
-    feats.update(flow_features(w[VOLUME_USD], w[FEES_USD], w[TVL_USD], w[TX_COUNT],
-                               w[TOKEN0_PRICE_USD], w[TOKEN1_PRICE_USD],
-                               _membership(plan, idx), plan.windows, plan.ppy, plan.halflives,
-                               plan.freq))
+    feats.update(flow)
     hz = names.duration_label(plan.horizon)
     if hz not in plan.windows:  # the seasonal-naive baselines read the horizon's trailing values
         feats[names.window(names.RV, hz)] = realized_vol(ret, plan.h, plan.ppy)
@@ -219,10 +222,17 @@ def finish_stage(
                else np.zeros(len(frame), bool))
     # one array per column, each allocated as the wide matrix it comes from is freed, so the
     # allocator reuses that memory (one large block would be fresh pages on top of it)
-    fcols = {k: grid.long_into(feats.pop(k), np.empty(len(frame), np.float32), missing)
-             for k in list(feats)}  # a reindexed gap never carries a value
+    def column(k: str) -> Callable[[], np.ndarray]:
+        # a reindexed gap never carries a value
+        return lambda: grid.long_into(feats.pop(k), np.empty(len(frame), np.float32), missing)
+
+    order = list(feats)
+    fcols = dict(zip(order, run_all([column(k) for k in order]), strict=True))
     features = pd.DataFrame({**keys, MISSING: missing, **fcols}, copy=False)
-    lcols = {k: grid.long_into(v, np.empty(len(frame))) for k, v in labels.items()}
+    def label(v: np.ndarray) -> Callable[[], np.ndarray]:
+        return lambda: grid.long_into(v, np.empty(len(frame)))
+
+    lcols = dict(zip(labels, run_all([label(v) for v in labels.values()]), strict=True))
     out = pd.DataFrame({**keys, **lcols}, copy=False)
     step("assemble")
     return features, out
