@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["forward_worst", "lagged_quantile", "first_crossings"]
+__all__ = ["forward_worst", "lagged_quantile", "lagged_quantile_pooled", "first_crossings"]
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -151,3 +151,60 @@ def first_crossings(ratio, net, dev, stable, h, div_thr, flt_thr, peg_break,
             on[p] = first
             ca[p] = c
     return onset, cause
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def lagged_quantile_pooled(x, lag, w, minp, q, out, count):  # type: ignore[no-untyped-def]
+    """As ``lagged_quantile``, but over the valid values of every row (pool) together: at
+    column t, the q-quantile ("lower") of x[:, t - lag - w + 1 .. t - lag] into ``out[t]``
+    (NaN with fewer than ``minp`` values) and the number of values into ``count[t]``."""
+    n_p, n_t = x.shape
+    flat = x.T.copy().reshape(-1)  # time-major: column t holds flat[t n_p .. (t + 1) n_p)
+    n = flat.shape[0]
+    order = np.argsort(flat, kind="mergesort")  # NaN last
+    srt = flat[order]
+    rank = np.empty(n, np.int64)
+    for i in range(n):
+        rank[order[i]] = i
+    tree = np.zeros(n + 1, np.int64)
+    top = 1
+    while top * 2 <= n:
+        top *= 2
+    lo = max(minp, 1)
+    m = 0
+    for t in range(n_t):
+        i = t - lag  # entering the window
+        if i >= 0:
+            for p in range(n_p):
+                v = flat[i * n_p + p]
+                if v == v:
+                    j = rank[i * n_p + p] + 1
+                    while j <= n:
+                        tree[j] += 1
+                        j += j & -j
+                    m += 1
+        i = t - w - lag  # leaving it
+        if i >= 0:
+            for p in range(n_p):
+                v = flat[i * n_p + p]
+                if v == v:
+                    j = rank[i * n_p + p] + 1
+                    while j <= n:
+                        tree[j] -= 1
+                        j += j & -j
+                    m -= 1
+        count[t] = m
+        if m < lo:
+            out[t] = np.nan
+            continue
+        want = np.int64(q * (m - 1))
+        pos = 0
+        step = top
+        while step > 0:
+            nxt = pos + step
+            if nxt <= n and tree[nxt] <= want:
+                pos = nxt
+                want -= tree[nxt]
+            step //= 2
+        out[t] = srt[pos]
+    return out, count

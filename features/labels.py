@@ -112,11 +112,19 @@ class StressLabels:
 
 
 def _trailing_quantile(worst: np.ndarray, h: int, q: float, history: int,
-                       min_history: int) -> tuple[np.ndarray, np.ndarray]:
+                       min_history: int, pooled: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """q-quantile ("lower") of the forward worst values of windows completed by t: those at
     t - h or earlier, over the last ``history`` periods; NaN with fewer than ``min_history``
-    values. Also returns how many values each quantile read."""
+    values. Also returns how many values each quantile read. ``pooled``: one quantile per
+    period over the windows of every pool together (broadcast to all pools)."""
     x = np.ascontiguousarray(worst.T, dtype=np.float64)  # one pool's series per row
+    if pooled:
+        one = np.empty(x.shape[1])
+        n = np.empty(x.shape[1], np.int64)
+        kern.lagged_quantile_pooled(x, int(h), int(history), int(max(1, min_history)),
+                                    float(q), one, n)
+        return (np.repeat(one[:, None], x.shape[0], axis=1),
+                np.repeat(n[:, None], x.shape[0], axis=1))
     out = np.empty(x.shape)
     count = np.empty(x.shape, np.int64)
     kern.lagged_quantile(x, int(h), int(history), int(max(1, min_history)), float(q), out,
@@ -128,6 +136,7 @@ def forward_lp_stress(
     p0_usd: np.ndarray, p1_usd: np.ndarray, tvl: np.ndarray, stable_pair: np.ndarray, h: int,
     *, quantile: float = 0.95, history: int = 4380, min_history: int = 168,
     min_divergence: float = 0.05, min_flight: float = 0.15, peg_break: float = 0.02,
+    pooled: bool = False,
 ) -> StressLabels:
     """LP stress in (t, t + h] for a depositor at t, with onset and causes (see module doc).
 
@@ -143,6 +152,9 @@ def forward_lp_stress(
     min_divergence : floor of the divergence threshold, |log price ratio| (0.05 ~ 5 %)
     min_flight : floor of the flight threshold, log TVL net of price (0.15 ~ 14 % outflow)
     peg_break : deviation of a stablecoin leg from 1 USD that breaks the peg, USD
+    pooled : thresholds from the completed windows of every pool in the arrays together (one
+        market-wide scale: a loss counts as stress by its size, whichever pool it hits; the
+        history fills ``min_history`` values pools-times faster); False: each pool's own
     """
     with np.errstate(divide="ignore", invalid="ignore"):
         lp0, lp1 = np.log(p0_usd), np.log(p1_usd)
@@ -154,8 +166,8 @@ def forward_lp_stress(
     div_worst, out_worst = kern.forward_worst(ratio, net, h, np.empty(ratio.shape),
                                               np.empty(ratio.shape))
     complete = np.isfinite(div_worst)
-    div_q, n_done = _trailing_quantile(div_worst, h, quantile, history, min_history)
-    flt_q, _ = _trailing_quantile(out_worst, h, quantile, history, min_history)
+    div_q, n_done = _trailing_quantile(div_worst, h, quantile, history, min_history, pooled)
+    flt_q, _ = _trailing_quantile(out_worst, h, quantile, history, min_history, pooled)
     div_thr = np.fmax(div_q, min_divergence)
     flt_thr = np.fmax(flt_q, min_flight)
     scaled = n_done >= max(1, min_history)

@@ -86,12 +86,15 @@ def event_scores(
     median_lead_periods : median periods from the first alarm of the window to the onset,
         0 for an onset without one
     false_alarms_per_pool_year : alarm episodes with no stressed row, per pool-year scored
+    alarm_share : share of the scored rows in alarm (an alarm that never stops has no false
+        alarm episode and a lead on every onset; this shows what it costs)
     """
     f = frame[["pool_id", "timestamp", label] + ([onset] if onset and onset in frame else [])]
     f = f.assign(_p=np.asarray(p, float))
     leads: list[float] = []
     false_alarms = 0
     years = 0.0
+    alarm_rows = scored_rows = 0
     events = stress_events(f, horizon_periods, step, label=label, onset=onset, cause=None)
     for pool, g in f.sort_values(["pool_id", "timestamp"]).groupby("pool_id", sort=False):
         pos = _pool_positions(g["timestamp"], step)
@@ -102,6 +105,8 @@ def event_scores(
         stressed = np.zeros(pos[-1] + 1, bool)
         stressed[pos] = np.nan_to_num(g[label].to_numpy(float)) == 1
         years += scored.sum() * step / YEAR
+        alarm_rows += int((alarm & scored).sum())
+        scored_rows += int(scored.sum())
         t0 = pd.Timestamp(g["timestamp"].iloc[0])
         for on in events.loc[events["pool_id"] == pool, "onset"]:
             k = int((on - t0) // step)
@@ -116,4 +121,5 @@ def event_scores(
     return {"events": float(n),
             "event_recall": float(np.mean([x > 0 for x in leads])) if n else float("nan"),
             "median_lead_periods": float(np.median(leads)) if n else float("nan"),
-            "false_alarms_per_pool_year": false_alarms / years if years > 0 else float("nan")}
+            "false_alarms_per_pool_year": false_alarms / years if years > 0 else float("nan"),
+            "alarm_share": alarm_rows / scored_rows if scored_rows else float("nan")}

@@ -58,3 +58,16 @@ def test_events_are_found_per_pool() -> None:
     s = event_scores(f, p, 0.5, 2, STEP)
     assert s["events"] == 1 and s["median_lead_periods"] == 2.0  # onset at row 10
     assert s["false_alarms_per_pool_year"] == 0.0
+
+
+def test_an_alarm_that_never_stops_shows_in_the_alarm_share() -> None:
+    h = 3
+    y = [0] * 10 + [1, 1, 1] + [0] * 11
+    onset = [np.nan] * 10 + [3, 2, 1] + [np.nan] * 11
+    s = event_scores(_pool("a", y, onset), np.ones(len(y)), 0.5, h, STEP)
+    assert s["false_alarms_per_pool_year"] == 0.0 and s["median_lead_periods"] == h
+    assert s["alarm_share"] == 1.0
+    p = np.zeros(len(y))
+    p[[11, 12]] = 0.9
+    assert np.isclose(event_scores(_pool("a", y, onset), p, 0.5, h, STEP)["alarm_share"],
+                      2 / len(y))

@@ -35,6 +35,22 @@ def _trailing_quantile(worst: np.ndarray, h: int, q: float, history: int,
     return qt.to_numpy(float)
 
 
+def _pooled_quantile(worst: np.ndarray, h: int, q: float, history: int,
+                     min_history: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per period, the "lower" q-quantile of every pool's lagged values in the trailing span
+    together, by sorting them (broadcast to every pool), and how many values it read."""
+    done = _lag(worst, h)
+    qt = np.full(done.shape, np.nan)
+    n = np.zeros(done.shape, np.int64)
+    for t in range(done.shape[0]):
+        v = done[max(0, t - history + 1): t + 1].ravel()
+        v = np.sort(v[np.isfinite(v)])
+        n[t] = len(v)
+        if len(v) >= max(1, min_history):
+            qt[t] = v[int(q * (len(v) - 1))]
+    return qt, n
+
+
 def _first_crossing(excess: np.ndarray) -> np.ndarray:
     hit = excess.any(axis=0)
     return np.where(hit, excess.argmax(axis=0) + 1, 0)
@@ -44,8 +60,9 @@ def reference_lp_stress(p0_usd: np.ndarray, p1_usd: np.ndarray, tvl: np.ndarray,
                         stable_pair: np.ndarray, h: int, *, quantile: float = 0.95,
                         history: int = 4380, min_history: int = 168,
                         min_divergence: float = 0.05, min_flight: float = 0.15,
-                        peg_break: float = 0.02) -> StressLabels:
-    """forward_lp_stress as stacked (h x periods x pools) arrays and a pandas rolling quantile."""
+                        peg_break: float = 0.02, pooled: bool = False) -> StressLabels:
+    """forward_lp_stress as stacked (h x periods x pools) arrays and a pandas rolling quantile
+    (``pooled``: a sorted quantile of every pool's values together)."""
     with np.errstate(divide="ignore", invalid="ignore"):
         lp0, lp1 = np.log(p0_usd), np.log(p1_usd)
         ratio = lp0 - lp1
@@ -55,11 +72,16 @@ def reference_lp_stress(p0_usd: np.ndarray, p1_usd: np.ndarray, tvl: np.ndarray,
     complete = np.isfinite(div).all(axis=0) & np.isfinite(out).all(axis=0)
     div_worst = np.where(complete, div.max(axis=0, initial=-np.inf), np.nan)
     out_worst = np.where(complete, out.max(axis=0, initial=-np.inf), np.nan)
-    div_thr = np.fmax(_trailing_quantile(div_worst, h, quantile, history, min_history),
-                      min_divergence)
-    flt_thr = np.fmax(_trailing_quantile(out_worst, h, quantile, history, min_history),
-                      min_flight)
-    scaled = rolling_count(_lag(div_worst, h), history) >= max(1, min_history)
+    if pooled:
+        div_q, n_done = _pooled_quantile(div_worst, h, quantile, history, min_history)
+        flt_q, _ = _pooled_quantile(out_worst, h, quantile, history, min_history)
+        scaled = n_done >= max(1, min_history)
+    else:
+        div_q = _trailing_quantile(div_worst, h, quantile, history, min_history)
+        flt_q = _trailing_quantile(out_worst, h, quantile, history, min_history)
+        scaled = rolling_count(_lag(div_worst, h), history) >= max(1, min_history)
+    div_thr = np.fmax(div_q, min_divergence)
+    flt_thr = np.fmax(flt_q, min_flight)
     k_div = _first_crossing(div > div_thr)
     k_flt = _first_crossing(out > flt_thr)
     k_peg = np.zeros_like(k_div)
@@ -151,3 +173,37 @@ def test_no_stable_pool_and_float32_inputs_match() -> None:
     np.testing.assert_array_equal(got.onset, want.onset)
     np.testing.assert_array_equal(got.cause, want.cause)
     np.testing.assert_array_equal(got.divergence_threshold, want.divergence_threshold)
+
+
+@pytest.mark.parametrize(("periods", "pools", "seed", "h", "kw"), CASES[1:])
+def test_pooled_thresholds_equal_a_sorted_reference(periods: int, pools: int, seed: int, h: int,
+                                                     kw: dict[str, float]) -> None:
+    p0, p1, tvl, stable = simulated_panel(periods, pools, seed)
+    got = forward_lp_stress(p0, p1, tvl, stable, h, pooled=True, **kw)  # type: ignore[arg-type]
+    with np.errstate(invalid="ignore"):
+        want = reference_lp_stress(p0, p1, tvl, stable, h, pooled=True,
+                                   **kw)  # type: ignore[arg-type]
+    np.testing.assert_array_equal(got.stress, want.stress)
+    np.testing.assert_array_equal(got.onset, want.onset)
+    np.testing.assert_array_equal(got.cause, want.cause)
+    np.testing.assert_allclose(got.divergence_threshold, want.divergence_threshold, rtol=0,
+                               atol=1e-12, equal_nan=True)
+    np.testing.assert_allclose(got.flight_threshold, want.flight_threshold, rtol=0, atol=1e-12,
+                               equal_nan=True)
+    if h > periods // 4:  # the panel is too short to label
+        assert np.isnan(got.stress).all()
+        return
+    # one threshold per period for every pool that has a label
+    thr = np.where(np.isfinite(got.stress), got.divergence_threshold, np.nan)
+    rows = np.isfinite(thr).sum(axis=1) > 1
+    assert rows.any()
+    assert np.all(np.nanmax(thr[rows], axis=1) == np.nanmin(thr[rows], axis=1))
+
+
+def test_pooled_thresholds_of_one_pool_are_its_own() -> None:
+    p0, p1, tvl, stable = simulated_panel(800, 1, 11)
+    kw = {"history": 200, "min_history": 20, "quantile": 0.9}
+    own = forward_lp_stress(p0, p1, tvl, stable, 6, **kw)  # type: ignore[arg-type]
+    pooled = forward_lp_stress(p0, p1, tvl, stable, 6, pooled=True, **kw)  # type: ignore[arg-type]
+    np.testing.assert_array_equal(own.stress, pooled.stress)
+    np.testing.assert_array_equal(own.divergence_threshold, pooled.divergence_threshold)
