@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
 
@@ -10,7 +12,7 @@ from models.events import YEAR, event_scores, stress_events
 STEP = pd.Timedelta("1h")
 
 
-def _pool(name: str, y: list[float], onset: list[float] | None = None) -> pd.DataFrame:
+def _pool(name: str, y: Sequence[float], onset: Sequence[float] | None = None) -> pd.DataFrame:
     ts = pd.date_range("2024-01-01", periods=len(y), freq="1h", tz="UTC")
     f = pd.DataFrame({"pool_id": name, "timestamp": ts, "y": np.asarray(y, float)})
     f["onset"] = np.nan if onset is None else np.asarray(onset, float)

@@ -47,7 +47,8 @@ def test_market_inputs_at_t_read_only_the_rows_at_t() -> None:
 def test_market_model_ranks_a_shared_regime_and_keeps_its_state(tmp_path: Path) -> None:
     X, y = _panel()
     cut = X["timestamp"] < X["timestamp"].iloc[0] + pd.Timedelta(days=300)
-    m = MarketStress(horizon_periods=7).fit(X[cut], y[cut])
+    m = MarketStress(horizon_periods=7)
+    m.fit(X[cut], y[cut])
     assert len(m.inner_losses_) == 3 and np.isfinite(m.inner_losses_).all()
     p = m.predict(X[~cut])[PROB_COLUMN].to_numpy()
     yt = y[~cut].to_numpy()
