@@ -16,6 +16,7 @@ import numpy as np
 from numpy.typing import DTypeLike
 
 from features import _kernels as kern
+from features import _network_kernels as netk
 from features import names
 from features._wide import lag, rolling_corr, rolling_max, rolling_sum
 
@@ -78,9 +79,7 @@ def market_aggregates(
     ret: np.ndarray, rv: np.ndarray, volume: np.ndarray, netflow: np.ndarray, tvl: np.ndarray
 ) -> dict[str, np.ndarray]:
     """Market-wide per-period series: return, median volatility, log volume, net LP flow."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        mkt_rv = np.nanmedian(rv, axis=1)
+    mkt_rv = netk.row_nanmedian(np.ascontiguousarray(rv), np.empty(rv.shape[0]))
     return {
         "mkt_ret": _nanmean_rows(ret),
         "mkt_rv": mkt_rv,
@@ -94,6 +93,8 @@ def _neighbours(x: np.ndarray, adjacency: np.ndarray | TokenGroups, want_max: bo
     xf = np.ascontiguousarray(x, dtype=np.float64)
     out: np.ndarray = np.empty(xf.shape, dtype=dtype)
     if isinstance(adjacency, TokenGroups):
+        if not want_max:
+            return netk.neighbour_mean(xf, adjacency.tokens, adjacency.pair, out)
         return kern.group_neighbours(xf, adjacency.tokens, adjacency.pair, want_max, out)
     if want_max:
         cols, rows = np.nonzero(np.asarray(adjacency).T)  # neighbours of each pool, listed

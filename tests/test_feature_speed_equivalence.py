@@ -384,3 +384,37 @@ def test_cleaning_gather_matches_gather_then_mask() -> None:
             np.testing.assert_array_equal(got, want)
             got = g.long_into(np.asfortranarray(x), np.empty(len(f), dtype), missing)
             np.testing.assert_array_equal(got, want)
+
+
+def test_network_kernels_match_the_general_kernel_and_numpy() -> None:
+    from features import _kernels, _network_kernels
+
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(300, 12))
+    x[rng.random(x.shape) < 0.2] = np.nan
+    x[5] = np.nan  # a period without any value
+    x[6, :5] = np.nan  # an even number of values
+    groups = token_groups(list("AABBCAAD" + "EEAB"), list("BBCCDDAE" + "EAAC"))
+    want = _kernels.group_neighbours(x, groups.tokens, groups.pair, False, np.empty(x.shape))
+    got = _network_kernels.neighbour_mean(x, groups.tokens, groups.pair, np.empty(x.shape))
+    np.testing.assert_array_equal(got, want)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        med = np.nanmedian(x, axis=1)
+    np.testing.assert_array_equal(_network_kernels.row_nanmedian(x, np.empty(len(x))), med)
+
+
+def test_tx_count_features_match_their_formula() -> None:
+    rng = np.random.default_rng(8)
+    shape = (400, 6)
+    volume, fees = rng.gamma(2.0, 1e4, shape), rng.gamma(2.0, 10.0, shape)
+    tvl, tx = rng.gamma(5.0, 1e6, shape), rng.poisson(30, shape).astype(float)
+    tx[rng.random(shape) < 0.1] = np.nan
+    prices = np.exp(np.cumsum(rng.normal(0, 0.01, shape), axis=0))
+    windows = {"6h": 6, "7d": 168}
+    out = flow_features(volume, fees, tvl, tx, prices, prices, np.eye(6), windows, 8760.0,
+                        {"24h": 24}, "1h")
+    _assert_close("log_tx_count", out["log_tx_count"], np.log1p(tx))
+    for name, w in windows.items():
+        _assert_close(f"tx_count_mean_{name}", out[f"tx_count_mean_{name}"],
+                      np.log1p(_Reference.rmean(tx, w)))
