@@ -18,7 +18,7 @@ from numpy.typing import DTypeLike
 from features import _kernels as kern
 from features import _network_kernels as netk
 from features import names
-from features._wide import lag, rolling_corr, rolling_max, rolling_sum
+from features._wide import lag, rolling_corr, rolling_max, rolling_sum, run_all
 
 __all__ = ["TokenGroups", "token_groups", "token_adjacency", "market_aggregates",
            "contagion_exposure", "neighbour_mean", "peg_deviation", "network_features"]
@@ -160,13 +160,17 @@ def network_features(
             flow_short, 0)
     del vol_ratio
     out["stress_score"] = stress_score
-    out["contagion_max"] = contagion_exposure(stress_score, adjacency, _STORED)
-    out["contagion_mean"] = neighbour_mean(stress_score, adjacency, _STORED)
-    out["neighbour_netflow"] = neighbour_mean(flow_short, adjacency, _STORED)
-    out[names.period("leadlag_neighbour_ret", freq)] = neighbour_mean(lag(ret), adjacency,
-                                                                      _STORED)
     peg = peg_deviation(p0, p1, stable0, stable1)
+    # the neighbour passes are independent compiled kernels: on the build's threads
+    (out["contagion_max"], out["contagion_mean"], out["neighbour_netflow"],
+     out[names.period("leadlag_neighbour_ret", freq)], peg_max, peg_nb) = run_all([
+        lambda: contagion_exposure(stress_score, adjacency, _STORED),
+        lambda: neighbour_mean(stress_score, adjacency, _STORED),
+        lambda: neighbour_mean(flow_short, adjacency, _STORED),
+        lambda: neighbour_mean(lag(ret), adjacency, _STORED),
+        lambda: rolling_max(peg, short_window, dtype=_STORED),
+        lambda: neighbour_mean(peg, adjacency, _STORED)])
     out["peg_dev"] = peg
-    out[names.window("peg_dev_max", short)] = rolling_max(peg, short_window, dtype=_STORED)
-    out["neighbour_peg_dev"] = neighbour_mean(peg, adjacency, _STORED)
+    out[names.window("peg_dev_max", short)] = peg_max
+    out["neighbour_peg_dev"] = peg_nb
     return out

@@ -116,10 +116,15 @@ def pool_grid(frame: pd.DataFrame, plan: BuildPlan, pools: list[str]) -> Grid:
 
 def wide_inputs(frame: pd.DataFrame, grid: Grid) -> dict[str, np.ndarray | None]:
     """The panel columns as (periods x pools) matrices; tx counts and gaps None when absent."""
-    w: dict[str, np.ndarray | None] = {c: grid.wide(frame[c]) for c in WIDE_COLUMNS}
-    w[TX_COUNT] = grid.wide(frame[TX_COUNT]) if TX_COUNT in frame.columns else None
-    w[MISSING] = grid.wide(frame[MISSING].astype(float)) if MISSING in frame.columns else None
-    return w
+    cols = [*WIDE_COLUMNS, *(c for c in (TX_COUNT, MISSING) if c in frame.columns)]
+
+    def scatter(col: pd.Series) -> Callable[[], np.ndarray]:
+        return lambda: grid.wide(col)
+
+    grids = run_all([scatter(frame[c]) for c in cols])  # the columns on the build's threads
+    w: dict[str, np.ndarray | None] = {TX_COUNT: None, MISSING: None}
+    w.update(zip(cols, grids, strict=True))
+    return {c: w[c] for c in (*WIDE_COLUMNS, TX_COUNT, MISSING)}
 
 
 def _membership(plan: BuildPlan, idx: np.ndarray) -> np.ndarray:
