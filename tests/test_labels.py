@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from features.build import build_features
 from features.labels import (
@@ -135,18 +136,37 @@ def test_lp_stress_threshold_is_scaled_to_the_pools_own_history() -> None:
     assert (lab.cause[147, 1] & CAUSE_DIVERGENCE) == 0
 
 
-def test_stress_thresholds_use_only_windows_completed_by_t() -> None:
+@pytest.mark.parametrize("pooled", [False, True])
+def test_stress_thresholds_use_only_windows_completed_by_t(pooled: bool) -> None:
     """Changing prices after t + h moves no label, threshold or onset at or before t."""
     p0, p1, tvl = _calm(150, pools=2, seed=4)
     h, t = 6, 100
     a = forward_lp_stress(p0, p1, tvl, np.array([False, False]), h, history=300,
-                          min_history=20)
+                          min_history=20, pooled=pooled)
     q0 = p0.copy()
     q0[t + h + 1:] *= np.exp(np.random.default_rng(5).normal(0, 0.3, q0[t + h + 1:].shape))
     b = forward_lp_stress(q0, p1, tvl, np.array([False, False]), h, history=300,
-                          min_history=20)
+                          min_history=20, pooled=pooled)
     for name in ("stress", "onset", "cause", "divergence_threshold", "flight_threshold"):
         np.testing.assert_array_equal(getattr(a, name)[: t + 1], getattr(b, name)[: t + 1])
+
+
+def test_pooled_threshold_is_one_market_scale() -> None:
+    """With pooled thresholds a 12 % move is stress in the calm pool and in the wild one alike
+    only if it beats the market's past moves: one threshold, between the two pools' own."""
+    rng = np.random.default_rng(3)
+    n = 200
+    steps = np.column_stack([rng.normal(0, 0.005, n), rng.normal(0, 0.08, n)])
+    p0 = 100 * np.exp(np.cumsum(steps, axis=0))
+    p1 = np.ones((n, 2))
+    tvl = 1e6 * np.sqrt(p0 / p0[0])
+    kw = {"history": 400, "min_history": 30, "min_divergence": 0.0}
+    own = forward_lp_stress(p0, p1, tvl, np.array([False, False]), 3, **kw)  # type: ignore[arg-type]
+    pooled = forward_lp_stress(p0, p1, tvl, np.array([False, False]), 3, pooled=True,
+                               **kw)  # type: ignore[arg-type]
+    thr = pooled.divergence_threshold[147]
+    assert thr[0] == thr[1]
+    assert own.divergence_threshold[147, 0] < thr[0] < own.divergence_threshold[147, 1]
 
 
 def test_model_inputs_look_only_backward() -> None:
