@@ -28,7 +28,7 @@ def _add(row, s, n):  # type: ignore[no-untyped-def]
         v = np.float64(row[p])
         ok = v == v
         s[p] += v if ok else 0.0
-        n[p] += ok
+        n[p] += 1.0 if ok else 0.0
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
@@ -38,7 +38,7 @@ def _remove(row, s, n):  # type: ignore[no-untyped-def]
         v = np.float64(row[p])
         ok = v == v
         s[p] -= v if ok else 0.0
-        n[p] -= ok
+        n[p] -= 1.0 if ok else 0.0
         if n[p] == 0:
             s[p] = 0.0
 
@@ -57,7 +57,7 @@ def flow_window(tvl, fees, vol, netflow, price, vshare, tshare, tx, w, minp, ppy
     n_t, n_p = tvl.shape
     has_tx = tx.shape[0] > 0
     s = np.zeros((7, n_p))  # the six inputs and tx
-    n = np.zeros((7, n_p), np.int64)
+    n = np.zeros((7, n_p))  # counts in float64: exact, and vectorisable without int64 casts
     lo = max(minp, 1)
     fy_o, apr_o, turn_o, net_o, price_o, vs_o, tchg_o = outs
     mv_o, mtx_o = one_plus_means
@@ -84,17 +84,21 @@ def flow_window(tvl, fees, vol, netflow, price, vshare, tshare, tx, w, minp, ppy
         n0, n1, n2, n3, n4, n5, n6 = n[0], n[1], n[2], n[3], n[4], n[5], n[6]
         fy_r, apr_r, turn_r, net_r = fy_o[t], apr_o[t], turn_o[t], net_o[t]
         price_r, vs_r, mv_r = price_o[t], vs_o[t], mv_o[t]
-        for p in range(n_p):
-            mean_tvl = s0[p] / n0[p] if n0[p] >= lo else np.nan
-            ok_tvl = mean_tvl > 0
-            fy = (s1[p] if n1[p] >= lo else np.nan) / mean_tvl if ok_tvl else np.nan
+        for p in range(n_p):  # branch-free: every quotient computed, then NaN selected
+            mean_tvl = s0[p] / n0[p]
+            mean_tvl = mean_tvl if n0[p] >= lo else np.nan
+            fy = (s1[p] if n1[p] >= lo else np.nan) / mean_tvl
+            fy = fy if mean_tvl > 0 else np.nan
             fy_r[p] = fy
             apr_r[p] = fy * ppy / w
-            turn_r[p] = (s2[p] if n2[p] >= lo else np.nan) / mean_tvl if ok_tvl else np.nan
+            turn = (s2[p] if n2[p] >= lo else np.nan) / mean_tvl
+            turn_r[p] = turn if mean_tvl > 0 else np.nan
             net_r[p] = s3[p] if n3[p] >= lo else np.nan
             price_r[p] = s4[p] if n4[p] >= lo else np.nan
-            vs_r[p] = s5[p] / n5[p] if n5[p] >= lo else np.nan
-            mv_r[p] = 1.0 + s2[p] / n2[p] if n2[p] >= lo else np.nan
+            vs = s5[p] / n5[p]
+            vs_r[p] = vs if n5[p] >= lo else np.nan
+            mv = 1.0 + s2[p] / n2[p]
+            mv_r[p] = mv if n2[p] >= lo else np.nan
         tchg_r = tchg_o[t]
         if t >= w:
             now, then = tshare[t], tshare[t - w]

@@ -29,7 +29,7 @@ def _add(row, sign, square, s, s2, n):  # type: ignore[no-untyped-def]
         v = (v * v if square else v) if ok else 0.0
         s[p] += sign * v
         s2[p] += sign * (v * v)
-        n[p] += sign * ok
+        n[p] += sign if ok else 0.0
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -44,7 +44,7 @@ def window_stat(x, w, minp, mode, square, scale, out):  # type: ignore[no-untype
     n_t, n_p = x.shape
     s = np.zeros(n_p)
     s2 = np.zeros(n_p)
-    n = np.zeros(n_p, np.int64)
+    n = np.zeros(n_p)  # counts in float64: exact, and vectorisable without int64 casts
     lo = max(minp, 1)
     for t in range(n_t):
         _add(x[t], 1, square, s, s2, n)
