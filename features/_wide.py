@@ -9,6 +9,7 @@ feature that is only stored).
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ _GATHER_BYTES = 384 * 1024  # grid bytes per block of the cleaning gather (a sha
 
 
 _POOL: ThreadPoolExecutor | None = None
+_THREAD_PREFIX = "feature-build"
 
 
 def feature_threads() -> int:
@@ -45,15 +47,16 @@ def feature_threads() -> int:
 def run_all(tasks: Sequence[Callable[[], Any]]) -> list[Any]:
     """Results of independent tasks, in order, run on :func:`feature_threads` threads.
 
-    The tasks are compiled kernels and large numpy operations, which release the GIL. A task
-    must not call ``run_all`` itself (the threads would wait on each other).
+    The tasks are compiled kernels and large numpy operations, which release the GIL. Called
+    from one of those threads (a task that runs tasks), it runs them in that thread, so the
+    threads never wait on each other.
     """
     global _POOL
     n = min(feature_threads(), len(tasks))
-    if n <= 1:
+    if n <= 1 or threading.current_thread().name.startswith(_THREAD_PREFIX):
         return [task() for task in tasks]
     if _POOL is None or _POOL._max_workers < n:
-        _POOL = ThreadPoolExecutor(max_workers=n, thread_name_prefix="features")
+        _POOL = ThreadPoolExecutor(max_workers=n, thread_name_prefix=_THREAD_PREFIX)
     return [job.result() for job in [_POOL.submit(task) for task in tasks]]
 
 

@@ -418,3 +418,17 @@ def test_tx_count_features_match_their_formula() -> None:
     for name, w in windows.items():
         _assert_close(f"tx_count_mean_{name}", out[f"tx_count_mean_{name}"],
                       np.log1p(_Reference.rmean(tx, w)))
+
+
+def test_tasks_run_in_order_on_threads_and_nested_calls_do_not_wait(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LPA_THREADS", "2")
+
+    def inner(i: int) -> list[int]:
+        return _wide.run_all([lambda: i, lambda: i + 1])  # runs inline on a build thread
+
+    got = _wide.run_all([lambda i=i: inner(i) for i in range(5)])  # type: ignore[misc]
+    assert got == [[i, i + 1] for i in range(5)]
+    monkeypatch.setenv("LPA_THREADS", "1")
+    assert _wide.feature_threads() == 1
+    assert _wide.run_all([lambda: 3]) == [3]

@@ -143,7 +143,8 @@ def test_volatility_rises_in_stress_and_contagion_follows() -> None:
     meta = panel.meta.set_index(POOL_ID).loc[s.columns]
     adj = token_adjacency(list(meta.token0), list(meta.token1))
     exposed = (s.to_numpy(float) @ adj) > 0
-    ex = pd.DataFrame(exposed, index=s.index, columns=s.columns).stack().rename("exposed")
+    ex = pd.Series(pd.DataFrame(exposed, index=s.index, columns=s.columns).stack(),
+                   name="exposed")
     g = f.set_index([TIMESTAMP, POOL_ID]).join(ex)
     calm = g[~g.stress]
     assert calm.loc[calm.exposed, "contagion_max"].mean() > calm.loc[
