@@ -24,7 +24,7 @@ from features.schema import FREQUENCIES, POOL_ID, TIMESTAMP
 
 __all__ = ["Grid", "make_grid", "rolling_sum", "rolling_mean", "rolling_std", "rolling_max",
            "rolling_count", "rolling_rms", "lag", "ewm_mean", "periods_per_year",
-           "rolling_corr", "feature_threads", "run_all"]
+           "rolling_corr", "feature_threads", "run_all", "run_beside"]
 
 _GATHER_BLOCK = 64  # grid rows per block of the blocked gather (in L2 up to ~2,000 pools)
 _GATHER_BYTES = 384 * 1024  # grid bytes per block of the cleaning gather (a share of L2)
@@ -58,6 +58,20 @@ def run_all(tasks: Sequence[Callable[[], Any]]) -> list[Any]:
     if _POOL is None or _POOL._max_workers < n:
         _POOL = ThreadPoolExecutor(max_workers=n, thread_name_prefix=_THREAD_PREFIX)
     return [job.result() for job in [_POOL.submit(task) for task in tasks]]
+
+
+def run_beside(background: Callable[[], Any], foreground: Callable[[], Any]) -> tuple[Any, Any]:
+    """Results of two independent tasks: ``background`` on a build thread while the caller
+    runs ``foreground`` (whose own :func:`run_all` can then use the other threads)."""
+    global _POOL
+    n = feature_threads()
+    if n <= 1 or threading.current_thread().name.startswith(_THREAD_PREFIX):
+        return background(), foreground()
+    if _POOL is None or _POOL._max_workers < n:
+        _POOL = ThreadPoolExecutor(max_workers=n, thread_name_prefix=_THREAD_PREFIX)
+    job = _POOL.submit(background)
+    front = foreground()
+    return job.result(), front
 
 
 def periods_per_year(freq: str) -> float:

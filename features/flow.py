@@ -6,13 +6,15 @@ per-period series later stages read (fee yield, net flow, pair shares) stay floa
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from numpy.typing import DTypeLike
 
 from features import _kernels as kern
 from features import names
 from features._flow_kernels import FLOW_OUTPUTS, flow_window
-from features._wide import ewm_mean, lag, rolling_mean, rolling_sum
+from features._wide import ewm_mean, lag, rolling_mean, rolling_sum, run_all
 
 __all__ = ["fee_yield", "turnover", "tvl_flow_split", "pair_share", "flow_features"]
 
@@ -133,21 +135,24 @@ def flow_features(
         for a in (tvl, fees, volume, netflow, price_eff, vshare, tshare))
     txs = (np.ascontiguousarray(tx, dtype=np.float64) if tx is not None
            else np.empty((0, volume.shape[1])))
-    means = (np.empty(volume.shape), np.empty(volume.shape if tx is not None else (0, 0)))
-    for name, w in windows.items():
+    def window(w: int) -> list[np.ndarray]:
+        """The window's features in FLOW_OUTPUTS order (tx_count_mean only with tx counts)."""
+        means = (np.empty(volume.shape), np.empty(volume.shape if tx is not None else (0, 0)))
         outs = tuple(np.empty(volume.shape, _STORED) for _ in FLOW_OUTPUTS[:-2])
         flow_window(g_tvl, g_fees, g_vol, g_net, g_price, g_vs, g_ts, txs, int(w),
                     max(1, (w + 1) // 2), float(ppy), outs, means)
-        for k, v in zip(FLOW_OUTPUTS, outs, strict=False):
-            out[names.window(k, name)] = v
         log_mean_volume = np.log(means[0], out=means[0])
         chg = np.full(volume.shape, np.nan, _STORED)
         if w < len(chg):
             np.subtract(log_mean_volume[w:], log_mean_volume[:-w], out=chg[w:])
-        out[names.window("volume_chg", name)] = chg
-        if tx is not None:
-            out[names.window("tx_count_mean", name)] = np.log(means[1], out=means[1]).astype(
-                _STORED)
+        tx_mean = [np.log(means[1], out=means[1]).astype(_STORED)] if tx is not None else []
+        return [*outs, chg, *tx_mean]
+
+    # the windows are independent: on the build's threads
+    tasks = [functools.partial(window, w) for w in windows.values()]
+    for name, cols in zip(windows, run_all(tasks), strict=True):
+        for k, v in zip(FLOW_OUTPUTS, cols, strict=False):
+            out[names.window(k, name)] = v
     for hl, n in halflives.items():
         out[names.ewm(names.FEE_YIELD_EWM, hl)] = ewm_mean(out[fy1], n, dtype=_STORED)
     return out

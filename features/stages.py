@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from features import names
-from features._wide import Grid, lag, rolling_mean, run_all
+from features._wide import Grid, lag, rolling_mean, run_all, run_beside
 from features.flow import fee_yield, flow_features, pair_share, tvl_flow_split
 from features.network import network_features, token_groups
 from features.schema import (
@@ -143,12 +143,13 @@ def pool_stage(
     replaces them with :func:`pair_columns` of the whole market's shares.
     """
     membership = _membership(plan, idx)
-    vol, flow = run_all([  # independent: on two threads where the build has them
+    vol, flow = run_beside(  # independent: volatility on a build thread, flow (whose windows
+        # go to the build's threads as they free up) here
         lambda: volatility_features(w[OPEN], w[HIGH], w[LOW], w[CLOSE], plan.windows, plan.ppy,
                                     plan.halflives, plan.har, plan.freq),
         lambda: flow_features(w[VOLUME_USD], w[FEES_USD], w[TVL_USD], w[TX_COUNT],
                               w[TOKEN0_PRICE_USD], w[TOKEN1_PRICE_USD], membership,
-                              plan.windows, plan.ppy, plan.halflives, plan.freq)])
+                              plan.windows, plan.ppy, plan.halflives, plan.freq))
     feats = vol
     ret = feats[names.period(names.RET, plan.freq)]
     step("volatility")

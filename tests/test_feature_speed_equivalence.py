@@ -429,6 +429,8 @@ def test_tasks_run_in_order_on_threads_and_nested_calls_do_not_wait(
 
     got = _wide.run_all([lambda i=i: inner(i) for i in range(5)])  # type: ignore[misc]
     assert got == [[i, i + 1] for i in range(5)]
+    back, front = _wide.run_beside(lambda: inner(7), lambda: _wide.run_all([lambda: 1] * 3))
+    assert (back, front) == ([7, 8], [1, 1, 1])
     monkeypatch.setenv("LPA_THREADS", "1")
     assert _wide.feature_threads() == 1
     assert _wide.run_all([lambda: 3]) == [3]
