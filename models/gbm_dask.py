@@ -30,6 +30,7 @@ from features.schema import TIMESTAMP
 from models.base import FORECASTERS, BaseForecaster
 from models.forecasts import make_forecaster as _make_local
 from models.gbm import LightGBMQuantile, lgb_matrix, lgb_params, stride_mask
+from models.pool import TaskPool
 from models.stress import LightGBMStress
 
 __all__ = ["use_dask", "active_client", "fan_out", "worker_threads", "make_forecaster",
@@ -57,6 +58,8 @@ def active_client() -> Any:
 
 def worker_threads(client: Any) -> int:
     """Threads of the smallest worker of a cluster (at least 1)."""
+    if isinstance(client, TaskPool):
+        return client.threads
     workers = client.scheduler_info().get("workers", {})
     return max(1, min((w.get("nthreads", 1) for w in workers.values()), default=1))
 
@@ -66,7 +69,8 @@ def fan_out(client: Any, fn: Callable[..., T], items: Iterable[Any], **shared: A
 
     Parameters
     ----------
-    client : a ``distributed.Client``, or None to run the calls here, in order
+    client : a ``distributed.Client``, a ``models.pool.TaskPool``, or None to run the calls
+        here, in order
     fn : a function importable by the workers (module level, not a lambda or closure)
     items : one argument per call, e.g. fold definitions or retrain dates
     shared : keyword arguments every call receives; sent to the cluster once, not per call
@@ -76,6 +80,8 @@ def fan_out(client: Any, fn: Callable[..., T], items: Iterable[Any], **shared: A
     items = list(items)
     if client is None:
         return [fn(item, **shared) for item in items]
+    if isinstance(client, TaskPool):
+        return client.map(fn, items, **shared)
     # scatter a one-item list: one future per value, even for dicts and lists
     sent = {k: client.scatter([v], hash=False)[0] for k, v in shared.items()}
     futures = client.map(fn, items, pure=False, **sent)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import tempfile
+from functools import cache
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,27 @@ from features.schema import TIMESTAMP
 from models.base import BaseForecaster
 from models.forecasts import load_forecaster
 
-__all__ = ["ForecasterModel", "log_forecaster", "to_pyfunc_input", "from_pyfunc_input"]
+__all__ = ["ForecasterModel", "log_forecaster", "to_pyfunc_input", "from_pyfunc_input",
+           "pip_requirements"]
+
+# what loading and running a saved forecaster imports (the project's own code included)
+_RUNTIME = ("lp-allocator", "mlflow", "numpy", "pandas", "pyarrow", "scipy", "scikit-learn",
+            "lightgbm", "torch", "arch", "numba")
+
+
+@cache
+def pip_requirements() -> list[str]:
+    """Pinned requirements of a logged forecaster: the installed versions of what it imports.
+
+    Stated rather than inferred: MLflow's inference loads the model in a subprocess (seconds
+    per model) and misses packages the forecaster imports lazily (LightGBM, torch)."""
+    out = []
+    for name in _RUNTIME:
+        try:
+            out.append(f"{name}=={metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            out.append(name)
+    return out
 
 
 def to_pyfunc_input(X: pd.DataFrame) -> pd.DataFrame:
@@ -71,5 +93,6 @@ def log_forecaster(
             input_example=example.head(5),
             registered_model_name=registered_model_name,
             tags=tags,
+            pip_requirements=pip_requirements(),
         )
     return info

@@ -18,14 +18,18 @@ import typer
 
 from models.threads import available_cpus
 
-__all__ = ["ClusterOption", "SchedulerOption", "parse_cluster", "dask_client", "fan_out",
-           "worker_threads"]
+__all__ = ["ClusterOption", "SchedulerOption", "WorkersOption", "parse_cluster", "dask_client",
+           "fan_out", "worker_threads"]
 
 T = TypeVar("T")
 
 ClusterOption = Annotated[str | None, typer.Option(
     "--cluster", envvar="LPA_CLUSTER",
     help="Run on a Dask cluster started for this job: local (one worker per CPU) or local:N.")]
+WorkersOption = Annotated[int | None, typer.Option(
+    "--workers", envvar="LPA_WORKERS", min=1,
+    help="Worker processes that fit models side by side on this machine, each with the CPUs "
+         "over the workers as threads (1: every fit in this process).")]
 SchedulerOption = Annotated[str | None, typer.Option(
     "--scheduler", envvar="LPA_SCHEDULER",
     help="Run on a running Dask cluster, e.g. tcp://scheduler:8786 (workers must see the "

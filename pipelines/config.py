@@ -13,6 +13,9 @@ __all__ = ["resolve_workdir", "load_toml_section", "tracking_uri", "configure_ml
            "config_from"]
 
 DEFAULT_WORKDIR = "lpa-work"
+# work-directory stores this process pointed MLflow at: mlflow.set_tracking_uri also sets the
+# MLFLOW_TRACKING_URI variable, which must not then pass for a server the user chose
+_OWN_STORES: set[str] = set()
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -49,7 +52,7 @@ def config_from(
 def tracking_uri(workdir: Path) -> str:
     """MLflow tracking URI: env MLFLOW_TRACKING_URI, else the sqlite store in the work dir."""
     env = os.environ.get("MLFLOW_TRACKING_URI")
-    if env:
+    if env and env not in _OWN_STORES:
         return env
     return f"sqlite:///{Path(workdir).resolve() / 'mlflow.db'}"
 
@@ -61,6 +64,8 @@ def configure_mlflow(workdir: Path, experiment: str) -> str:
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     uri = tracking_uri(workdir)
+    if uri == f"sqlite:///{workdir.resolve() / 'mlflow.db'}":
+        _OWN_STORES.add(uri)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     if mlflow.get_experiment_by_name(experiment) is None:

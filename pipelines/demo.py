@@ -23,26 +23,28 @@ def run_demo(
     models: list[str] | None = None,
     folds: int = 3,
     threads: int | None = None,
+    workers: int | None = None,
 ) -> Any:
-    """Run the whole chain in a work directory and return the backtest result."""
+    """Run the whole chain in a work directory and return the backtest result.
+
+    With ``workers`` processes (default: one per CPU available; 1: none), the backtest runs in
+    one of them from the start (it needs nothing the training makes) while the training's
+    (kind, target) evaluations and refits run in the others and in the time it leaves."""
     from pipelines.runtime import prefer_passive_waiting, quiet_mlflow
 
     prefer_passive_waiting()  # before LightGBM and torch load
     with quiet_mlflow():
         return _run(workdir, console, data=data, fmt=fmt, pools=pools, days=days, seed=seed,
-                    models=models, folds=folds, threads=threads)
+                    models=models, folds=folds, threads=threads, workers=workers)
 
 
 def _run(workdir: Path, console: Console, *, data: Path | None, fmt: str, pools: int,
          days: int, seed: int, models: list[str] | None, folds: int,
-         threads: int | None) -> Any:
+         threads: int | None, workers: int | None) -> Any:
     from features.build import FeatureConfig, build_features, feature_columns, write_features
-    from features.sources.store import read_truth, write_panel
+    from features.sources.store import write_panel
     from models.names import DEFAULT_KINDS, ModelKind
-    from models.threads import use_threads
-    from pipelines.backtest.engine import BacktestConfig, run_backtest
-    from pipelines.tables import table
-    from pipelines.train import TrainConfig, train
+    from models.pool import pool_workers, task_pool, use_pool
 
     kinds = [ModelKind(m) for m in models] if models else list(DEFAULT_KINDS)
     t0 = time.perf_counter()
@@ -72,7 +74,35 @@ def _run(workdir: Path, console: Console, *, data: Path | None, fmt: str, pools:
     write_features(fs, workdir)
     console.print(f"{len(feature_columns(fs.features))} features, horizon {fs.horizon}")
 
-    stage("3/4 train, evaluate walk-forward, register champions")
+    n_workers = pool_workers(workers)
+    with task_pool(n_workers) as pool, use_pool(pool):
+        return _fit_and_backtest(workdir, console, stage, t0, panel, fs, kinds, seed=seed,
+                                 folds=folds, threads=threads, workers=n_workers)
+
+
+def _fit_and_backtest(workdir: Path, console: Console, stage: Any, t0: float, panel: Any,
+                      fs: Any, kinds: list[Any], *, seed: int, folds: int,
+                      threads: int | None, workers: int) -> Any:
+    """Stages 3 and 4: train and register, then the walk-forward backtest."""
+    from features.sources.store import read_truth
+    from models.names import ModelKind
+    from models.pool import active_pool
+    from models.threads import use_threads
+    from pipelines.backtest.engine import BacktestConfig, run_backtest
+    from pipelines.tables import table
+    from pipelines.train import TrainConfig, train
+
+    best = ModelKind.lightgbm if ModelKind.lightgbm in kinds else kinds[0]
+    # models refit every 28 days (the hourly default is 7) to keep the demo short; each refit
+    # is still purged walk-forward, and every 4th one re-selects on inner folds
+    bcfg = BacktestConfig.model_validate({"model": str(best), "seed": seed, "retrain": "28d"})
+    pool = active_pool()
+    # the backtest needs nothing the training makes: with workers, it runs in one of them
+    # from the start while the training's fits take the others and the time it leaves
+    side = None if pool is None else pool.submit(backtest_task, str(workdir), bcfg)
+    stage("3/4 train, evaluate walk-forward, register champions"
+          + (f" ({workers} worker processes; the backtest runs in one of them)"
+             if side is not None else ""))
     tres = train(workdir, TrainConfig(models=kinds, n_folds=folds, seed=seed, threads=threads),
                  progress=True)
     console.print(table("walk-forward evaluation", tres.summary_columns(), tres.summary_rows()))
@@ -80,12 +110,25 @@ def _run(workdir: Path, console: Console, *, data: Path | None, fmt: str, pools:
         console.print(f"  {target}: {why}")
 
     stage("4/4 walk-forward backtest")
-    best = ModelKind.lightgbm if ModelKind.lightgbm in kinds else kinds[0]
-    # models refit every 28 days (the hourly default is 7) to keep the demo short; each refit
-    # is still purged walk-forward, and every 4th one re-selects on inner folds
-    bcfg = BacktestConfig.model_validate({"model": str(best), "seed": seed, "retrain": "28d"})
-    with use_threads(threads):
-        bres = run_backtest(panel, fs, bcfg, workdir=workdir,
-                            truth=read_truth(workdir), progress=True)
+    if side is not None:
+        with console.status("waiting for the backtest's worker"):
+            bres = side.result()
+    else:
+        with use_threads(threads):
+            bres = run_backtest(panel, fs, bcfg, workdir=workdir,
+                                truth=read_truth(workdir), progress=True)
     console.print(f"demo finished in {time.perf_counter() - t0:.0f} s")
     return bres
+
+
+def backtest_task(workdir: str, config: Any) -> Any:
+    """The demo's backtest on a work directory's stored panel and features (a worker task)."""
+    from features.build import read_features
+    from features.sources.store import read_panel, read_truth
+    from pipelines.backtest.engine import run_backtest
+    from pipelines.runtime import quiet_mlflow
+
+    wd = Path(workdir)
+    with quiet_mlflow():
+        return run_backtest(read_panel(wd), read_features(wd), config, workdir=wd,
+                            truth=read_truth(wd))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import tempfile
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,10 +25,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from rich.progress import Progress
 
 from features.build import FeatureSet, read_features
-from features.schema import TIMESTAMP, parse_duration
-from models.cv import Fold, folds_digest, walk_forward_splits
-from models.evaluate import Evaluation, evaluate, keep_selection
-from models.forecasts import TARGETS, align_labels, model_matrix, stress_onsets
+from features.schema import parse_duration
+from models.base import BaseForecaster
+from models.cv import Fold, folds_digest
+from models.evaluate import CUTOFF, FOLD, Evaluation, evaluate, keep_selection
 from models.gbm_dask import make_forecaster  # the plain factory unless a Dask client is active
 from models.lgb_grid import SELECTION_PROTOCOL
 from models.names import (
@@ -41,6 +42,7 @@ from models.names import (
     metrics_for,
     score_of,
 )
+from models.pool import TaskPool, active_pool, task_pool
 from models.pyfunc import log_forecaster
 from models.registry import ALIAS, registered_name
 from models.threads import use_threads
@@ -48,6 +50,7 @@ from pipelines.champion import Champion, Decision, challenge, current_champion, 
 from pipelines.config import configure_mlflow
 from pipelines.plots import plot_calibration, plot_forecast, plot_importance
 from pipelines.runtime import quiet_mlflow
+from pipelines.train_tasks import TrainInputs, evaluate_kind, refit_kind, train_inputs
 
 __all__ = ["TrainConfig", "TrainResult", "Champion", "Decision", "train", "challenge",
            "run_kinds", "metrics_document"]
@@ -75,6 +78,9 @@ class TrainConfig(BaseModel):
         "relative score improvement a candidate needs over the champion"))
     threads: int | None = Field(default=None, ge=1, description=(
         "threads per fit; None: env LPA_THREADS, else the CPUs available"))
+    workers: int = Field(default=1, ge=1, description=(
+        "worker processes that evaluate and refit (kind, target) pairs side by side, each "
+        "with the CPUs over the workers as threads; 1: every fit in this process"))
     reselect_every: int = Field(default=2, ge=1, description=(
         "outer folds between model selections on inner folds: the folds between refit the "
         "choice and calibration of the latest selecting fold before them (made on earlier "
@@ -157,21 +163,31 @@ def _log_setup(cfg: TrainConfig, fs: FeatureSet, folds: list[Fold], digest: str,
 
 
 def train(workdir: Path, config: TrainConfig | None = None, progress: bool = True) -> TrainResult:
-    """Evaluate each model kind walk-forward, log everything, register and pick champions."""
+    """Evaluate each model kind walk-forward, log everything, register and pick champions.
+
+    With a task pool active (``models.pool.use_pool``) or ``workers`` > 1, the (kind, target)
+    evaluations and the registered refits run side by side in worker processes; this process
+    logs and registers their results in the same order as a run without workers."""
     cfg = config or TrainConfig()
     fs = read_features(workdir)
-    X = model_matrix(fs)
+    d = train_inputs(fs, cfg.n_folds, cfg.gap, [str(t) for t in cfg.targets])
+    X, folds = d.X, d.folds
     gap = parse_duration(cfg.gap) if cfg.gap else fs.horizon
-    folds = walk_forward_splits(X[TIMESTAMP], cfg.n_folds, gap, fs.horizon)
     # the scores depend on the folds and on how models are selected on them: a champion
     # scored under another selection protocol is not compared by its recorded score
     digest = f"{folds_digest(folds)}-reselect{cfg.reselect_every}-{SELECTION_PROTOCOL}"
     res = TrainResult(folds_digest=digest)
-    labels = {t: align_labels(X, fs.labels, TARGETS[t]) for t in cfg.targets}
-    onset = stress_onsets(X, fs.labels)
     kinds = run_kinds(cfg)
     plan = [(k, t) for k in kinds for t in cfg.targets if k in kinds_for(t)]
-    with quiet_mlflow(), use_threads(cfg.threads):
+    with quiet_mlflow(), use_threads(cfg.threads), ExitStack() as stack:
+        pool = active_pool() or stack.enter_context(task_pool(cfg.workers))
+        shared = {"workdir": str(Path(workdir).resolve()), "digest": fs.digest,
+                  "n_folds": cfg.n_folds, "gap": cfg.gap, "seed": cfg.seed}
+        pending = {} if pool is None else {
+            (k, t): pool.submit(evaluate_kind, (str(k), str(t)), params=cfg.params(k),
+                                alarm_threshold=cfg.alarm_threshold,
+                                reselect_every=cfg.reselect_every, **shared)
+            for k, t in sorted(plan, key=lambda kt: is_baseline(kt[0]))}  # costly first
         configure_mlflow(workdir, "lpa-train")
         client = mlflow.MlflowClient()
         scores: dict[str, dict[str, float]] = {t: {} for t in cfg.targets}
@@ -189,8 +205,15 @@ def train(workdir: Path, config: TrainConfig | None = None, progress: bool = Tru
                                        **{f"p_{k}": v for k, v in cfg.params(kind).items()}})
                     for target in [t for k, t in plan if k == kind]:
                         bar.update(task, description=f"{kind} / {target}")
-                        ev = _evaluate(kind, target, fs, X, labels[target], folds, cfg,
-                                       lambda: bar.advance(task), onset)
+                        if pool is None:
+                            ev = _evaluate(kind, target, fs, X, d.labels[str(target)], folds,
+                                           cfg, lambda: bar.advance(task), d.onset)
+                        else:
+                            ev = pending.pop((kind, target)).result()
+                            _log_folds(target, ev)
+                            bar.advance(task, len(folds))
+                        mlflow.log_metrics({f"{target}.{k}": v for k, v in ev.metrics.items()
+                                            if math.isfinite(v)})
                         scores[target][kind] = score_of(ev.metrics, target)
                         chosen[(str(kind), str(target))] = ev.selection
                         res.rows.append({"model": str(kind), "target": str(target),
@@ -199,11 +222,45 @@ def train(workdir: Path, config: TrainConfig | None = None, progress: bool = Tru
             res.report_dir = _write_metrics(workdir, res)
             mlflow.log_artifact(str(res.report_dir / "metrics.json"))
             if cfg.register_models:
-                for target in cfg.targets:
-                    _register_target(client, target, scores[target], cfg, fs, X,
-                                     labels[target], digest, runs, res,
-                                     {k: v for (k, t), v in chosen.items() if t == str(target)})
+                _register(client, cfg, fs, d, scores, digest, runs, res, chosen, pool, shared)
     return res
+
+
+def _log_folds(target: str, ev: Evaluation) -> None:
+    """Per-fold metrics of an evaluation, as its fold callback logs them in-process."""
+    info = {FOLD, CUTOFF, "test_start", "test_end", "train_rows", "test_rows"}
+    for i, row in enumerate(ev.folds.to_dict("records")):
+        mlflow.log_metrics({f"{target}.fold.{k}": float(v) for k, v in row.items()
+                            if k not in info and math.isfinite(float(v))}, step=i)
+
+
+def _register(client: Any, cfg: TrainConfig, fs: FeatureSet, d: TrainInputs,
+              scores: dict[str, dict[str, float]], digest: str, runs: dict[str, str],
+              res: TrainResult, chosen: dict[tuple[str, str], Any], pool: TaskPool | None,
+              shared: dict[str, Any]) -> None:
+    """Decide every target, refit what the decisions ask for (on the pool if any) and
+    register it; the refit keeps each kind's latest selecting fold unless ``reselect_final``."""
+    decided = {t: _decide(client, t, scores[t], cfg, fs, digest, res) for t in cfg.targets}
+
+    def selection(kind: str, target: str) -> Any:
+        return None if cfg.reselect_final else chosen.get((str(kind), str(target)))
+
+    fits: dict[tuple[str, str], Any] = {} if pool is None else {
+        (str(k), str(t)): pool.submit(refit_kind, (str(k), str(t)), params=cfg.params(k),
+                                      selection=selection(k, t), **shared)
+        for t, (_, _, ks) in decided.items() for k in ks}
+    for target, (decision, champ, ks) in decided.items():
+        for kind in ks:
+            if pool is None:
+                model = make_forecaster(kind, target, fs.freq, fs.horizon_periods,
+                                        seed=cfg.seed, **cfg.params(kind))
+                if not cfg.reselect_final:
+                    model = keep_selection(model, selection(kind, target))
+                model.fit(d.X, d.labels[str(target)])
+            else:
+                model = fits.pop((str(kind), str(target))).result()
+            _register_model(client, target, kind, model, scores[target], cfg, fs, d.X,
+                            digest, runs, res, decision, champ)
 
 
 def run_kinds(cfg: TrainConfig) -> list[ModelKind]:
@@ -235,58 +292,54 @@ def _write_metrics(workdir: Path, res: TrainResult) -> Path:
 def _evaluate(kind: str, target: str, fs: FeatureSet, X: pd.DataFrame, y: pd.Series,
               folds: list[Fold], cfg: TrainConfig, advance: Any,
               onset: pd.Series | None = None) -> Evaluation:
-    """Score one kind on one target; fold and overall metrics go to the active run."""
+    """Score one kind on one target in this process; fold metrics go to the active run."""
 
     def on_fold(i: int, m: dict[str, float]) -> None:
         mlflow.log_metrics({f"{target}.fold.{k}": v for k, v in m.items() if math.isfinite(v)},
                            step=i)
         advance()
 
-    ev = evaluate(lambda: make_forecaster(kind, target, fs.freq, fs.horizon_periods,
-                                          seed=cfg.seed, **cfg.params(kind)),
-                  X, y, folds, target=target, freq=fs.freq, horizon_periods=fs.horizon_periods,
-                  alarm_threshold=cfg.alarm_threshold, on_fold=on_fold, onset=onset,
-                  reselect_every=cfg.reselect_every)
-    mlflow.log_metrics({f"{target}.{k}": v for k, v in ev.metrics.items() if math.isfinite(v)})
-    return ev
+    return evaluate(lambda: make_forecaster(kind, target, fs.freq, fs.horizon_periods,
+                                            seed=cfg.seed, **cfg.params(kind)),
+                    X, y, folds, target=target, freq=fs.freq,
+                    horizon_periods=fs.horizon_periods, alarm_threshold=cfg.alarm_threshold,
+                    on_fold=on_fold, onset=onset, reselect_every=cfg.reselect_every)
 
 
-def _register_target(client: Any, target: str, scores: dict[str, float], cfg: TrainConfig,
-                     fs: FeatureSet, X: pd.DataFrame, y: pd.Series, digest: str,
-                     runs: dict[str, str], res: TrainResult,
-                     chosen: dict[str, Any] | None = None) -> None:
-    """Refit and register what the decision (or register_all) asks for; move the alias.
-
-    The refit keeps the choice of each kind's latest selecting evaluation fold (`chosen`)
-    unless ``reselect_final``."""
+def _decide(client: Any, target: str, scores: dict[str, float], cfg: TrainConfig,
+            fs: FeatureSet, digest: str, res: TrainResult) -> tuple[Decision, Any, list[str]]:
+    """The champion decision of a target, the current champion and the kinds to register."""
     params = {k: params_tag(cfg.params(k)) for k in scores}
     champ = current_champion(client, target)
     decision = challenge(scores, params, champ, digest, fs.digest, cfg.min_improvement)
     res.decisions[str(target)] = decision.reason
     kinds = list(scores) if cfg.register_all else [decision.kind] if decision.kind else []
+    return decision, champ, kinds
+
+
+def _register_model(client: Any, target: str, kind: str, model: BaseForecaster,
+                    scores: dict[str, float], cfg: TrainConfig, fs: FeatureSet,
+                    X: pd.DataFrame, digest: str, runs: dict[str, str], res: TrainResult,
+                    decision: Decision, champ: Any) -> None:
+    """Log and register one refitted model; give it the alias if it is the decision's."""
     name = registered_name(target)
-    for kind in kinds:
-        model = make_forecaster(kind, target, fs.freq, fs.horizon_periods, seed=cfg.seed,
-                                **cfg.params(kind))
-        if not cfg.reselect_final:
-            model = keep_selection(model, (chosen or {}).get(str(kind)))
-        model.fit(X, y)
-        tags = {"kind": str(kind), "score": repr(scores[kind]), "folds": digest,
-                "features": fs.digest, "params": params[kind], "target": str(target),
-                "feature_set": fs.version, "horizon": str(fs.horizon), "freq": fs.freq}
-        with mlflow.start_run(run_id=runs[kind], nested=True):
-            info = log_forecaster(model, f"{target}_{kind}", X, registered_model_name=name,
-                                  tags=tags)
-        version = str(info.registered_model_version)
-        for k, v in tags.items():
-            client.set_model_version_tag(name, version, k, v)
-        row = next(r for r in res.rows if r["model"] == kind and r["target"] == target)
-        row["registry"] = f"v{version}"
-        if kind == decision.kind:
-            client.set_registered_model_alias(name, ALIAS, version)
-            client.set_model_version_tag(name, version, "promoted_over", json.dumps(
-                {"previous": None if champ is None else champ.version,
-                 "previous_score": None if champ is None else champ.score,
-                 "reason": decision.reason}))
-            row["registry"] = f"v{version} champion"
-            res.champions[str(target)] = f"{kind} v{version}"
+    tags = {"kind": str(kind), "score": repr(scores[kind]), "folds": digest,
+            "features": fs.digest, "params": params_tag(cfg.params(kind)),
+            "target": str(target), "feature_set": fs.version, "horizon": str(fs.horizon),
+            "freq": fs.freq}
+    with mlflow.start_run(run_id=runs[kind], nested=True):
+        info = log_forecaster(model, f"{target}_{kind}", X, registered_model_name=name,
+                              tags=tags)
+    version = str(info.registered_model_version)
+    for k, v in tags.items():
+        client.set_model_version_tag(name, version, k, v)
+    row = next(r for r in res.rows if r["model"] == kind and r["target"] == target)
+    row["registry"] = f"v{version}"
+    if kind == decision.kind:
+        client.set_registered_model_alias(name, ALIAS, version)
+        client.set_model_version_tag(name, version, "promoted_over", json.dumps(
+            {"previous": None if champ is None else champ.version,
+             "previous_score": None if champ is None else champ.score,
+             "reason": decision.reason}))
+        row["registry"] = f"v{version} champion"
+        res.champions[str(target)] = f"{kind} v{version}"

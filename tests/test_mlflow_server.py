@@ -93,9 +93,6 @@ def test_train_registers_on_the_server_and_the_service_loads_the_champion(
     write_features(build_features(panel), tmp_path)
     # baselines alone: their fits take seconds, and they log and register as every kind does
     (tmp_path / "train.toml").write_text('[train]\nmodels = ["baseline"]\nn_folds = 1\n')
-    # MLflow infers each logged model's pip requirements by loading it in a fresh interpreter
-    # (about 20 s a model); what is under test here is the server, so give that up quickly
-    monkeypatch.setenv("MLFLOW_REQUIREMENTS_INFERENCE_TIMEOUT", "1")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
     wait_healthy()
     res = CliRunner().invoke(app, ["train", "-w", str(tmp_path), "--config",

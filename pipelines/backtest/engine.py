@@ -109,14 +109,16 @@ def _per_pool(values: pd.Series, pools: pd.Index) -> np.ndarray:
 
 def _prefit(provider: ForecastProvider | None, fs: Any, refits: list[pd.Timestamp],
             timings: dict[str, float]) -> None:
-    """With a Dask client active (``models.gbm_dask.use_dask``), fit the provider at every
-    refit time as cluster tasks before the run; the run loop then takes those fits."""
+    """With a Dask client (``models.gbm_dask.use_dask``) or a task pool (``models.pool.use_pool``)
+    active, fit the provider at every refit time as tasks before the run; the run loop then
+    takes those fits."""
     prefit = getattr(provider, "prefit", None)
     if prefit is None or not refits:
         return
     from models.gbm_dask import active_client  # LightGBM loads only for a cluster run
+    from models.pool import active_pool
 
-    client = active_client()
+    client = active_client() or active_pool()
     if client is None:
         return
     s0 = time.perf_counter()

@@ -14,7 +14,10 @@ import pandas as pd
 
 from features.schema import freq_step
 
-__all__ = ["ForecastProvider", "BaselineProvider", "BundleProvider", "fit_bundle", "purged_rows"]
+__all__ = ["ForecastProvider", "BaselineProvider", "BundleProvider", "fit_bundle", "purged_rows",
+           "PREDICT_SPAN"]
+
+PREDICT_SPAN = pd.Timedelta(days=14)  # decision times forecast in one batch after a fit
 
 
 class ForecastProvider(Protocol):
@@ -133,6 +136,8 @@ class BundleProvider:
     _fits: dict[pd.Timestamp, Any] = field(default_factory=dict)
     _n: int = 0  # refits so far
     _selection: Any = None  # the bundle of the latest successful scheduled full fit
+    _ts: np.ndarray | None = None  # feature rows' timestamps, ns
+    _span: Any = None  # (bundle, first ns, last ns, row positions, per-row forecasts)
 
     def __post_init__(self) -> None:
         """Idle OpenMP threads of the fits sleep (effective unless LightGBM or torch loaded)."""
@@ -167,25 +172,33 @@ class BundleProvider:
         refit_no = {t: self._n + i for i, t in enumerate(cutoffs)}
         threads = worker_threads(client)
         full = [t for t in cutoffs if self._scheduled(refit_no[t])]
-        done = dict(zip(full, fan_out(client, fit_bundle, full, threads=threads,
-                                      **self._task(fs)), strict=True))
+        # a refit after a scheduled full fit that fails for too little history is full
+        # itself: the first such candidate is fitted full beside the scheduled ones (used only
+        # if that fit failed), so that it need not wait for the round to end
+        spare = next((t for t in cutoffs[1:] if t not in full), None) \
+            if self._selection is None and cutoffs and cutoffs[0] in full else None
+        first = full + ([spare] if spare is not None else [])
+        done = dict(zip(first, fan_out(client, fit_bundle, first, threads=threads,
+                                       **self._task(fs)), strict=True))
+        ahead = {spare: done.pop(spare)} if spare is not None else {}
         # every other refit keeps the choices of the latest successful full fit before it;
-        # one with no such fit is itself full (one task, in time order) and is kept instead
+        # one with no such fit is itself full (in time order) and is kept instead
         rest, sources, sel = [], [], self._selection
         for t in cutoffs:
             if t not in done and sel is None:
-                done[t] = fan_out(client, fit_bundle, [t], threads=threads,
-                                  **self._task(fs))[0]
+                done[t] = ahead[t] if t in ahead else fan_out(
+                    client, fit_bundle, [t], threads=threads, **self._task(fs))[0]
             if t in done:
                 sel = done[t] if done[t] is not None else sel
             else:
                 rest.append(t)
                 sources.append(sel)
-        for group in {id(src): src for src in sources}.values():
-            ts = [t for t, src in zip(rest, sources, strict=True) if src is group]
-            out = fan_out(client, fit_bundle, ts, threads=threads, selection=group,
-                          **self._task(fs))
-            done.update(zip(ts, out, strict=True))
+        groups = list({id(src): src for src in sources}.values())
+        which = [next(g for g, src in enumerate(groups) if src is s) for s in sources]
+        if rest:
+            out = fan_out(client, _fit_keeping, list(zip(rest, which, strict=True)),
+                          threads=threads, selections=groups, **self._task(fs))
+            done.update(zip(rest, out, strict=True))
         self._fits.update({t: (refit_no[t], done[t]) for t in cutoffs})
 
     def fit(self, fs: Any, upto: pd.Timestamp) -> BundleProvider:
@@ -205,18 +218,39 @@ class BundleProvider:
         return self
 
     def predict_pools(self, fs: Any, t: pd.Timestamp) -> pd.DataFrame | None:
-        """Bundle forecasts for the feature rows at t (None until a fit has succeeded)."""
+        """Bundle forecasts for the feature rows at t (None until a fit has succeeded).
+
+        The rows of the next ``PREDICT_SPAN`` are forecast in one batch with the current
+        bundle (each row alone, as per decision) and kept until the next fit."""
         if self.bundle_ is None:
             return None
         x = self._matrix(fs)
-        ts = pd.to_datetime(fs.features["timestamp"])
+        if self._ts is None:
+            self._ts = pd.DatetimeIndex(pd.to_datetime(fs.features["timestamp"])).asi8
         # sequence models read each pool's recent rows; the others use the row at t only
-        daily = freq_step(fs.freq) >= pd.Timedelta(days=1)
-        lookback = int(self.params.get("lookback", 14 if daily else 24))
         step = freq_step(fs.freq)
-        start = t - (lookback - 1) * step if self.kind == "torch" else t
-        rows = x.loc[((ts >= start) & (ts <= t)).to_numpy()]
-        return self.bundle_.predict_pools(rows)
+        daily = step >= pd.Timedelta(days=1)
+        lookback = int(self.params.get("lookback", 14 if daily else 24))
+        back = (lookback - 1) * step if self.kind == "torch" else pd.Timedelta(0)
+        t_ns, back_ns = pd.Timestamp(t).value, back.value
+        span = self._span
+        if span is None or span[0] is not self.bundle_ or not span[1] <= t_ns <= span[2]:
+            end = t_ns + PREDICT_SPAN.value
+            keep = (self._ts >= t_ns - back_ns) & (self._ts <= end)
+            pos = np.flatnonzero(keep)
+            rows = self.bundle_.predict_rows(x.iloc[pos].reset_index(drop=True))
+            span = self._span = (self.bundle_, t_ns, end, pos, rows)
+        _, _, _, pos, rows = span
+        ts = self._ts[pos]
+        at = np.flatnonzero((ts >= t_ns - back_ns) & (ts <= t_ns))
+        return self.bundle_.pools_from_rows(x.iloc[pos[at]], rows.iloc[at])
+
+
+def _fit_keeping(item: tuple[pd.Timestamp, int], *, selections: list[Any],
+                 **task: Any) -> Any:
+    """:func:`fit_bundle` at a cutoff keeping the choices of one of ``selections``."""
+    upto, k = item
+    return fit_bundle(upto, selection=selections[k], **task)
 
 
 def fit_bundle(upto: pd.Timestamp, *, x: pd.DataFrame, labels: pd.DataFrame,

@@ -8,7 +8,7 @@ from typing import Annotated
 import pandas as pd
 import typer
 
-from pipelines.cluster import ClusterOption, SchedulerOption
+from pipelines.cluster import ClusterOption, SchedulerOption, WorkersOption
 from pipelines.commands.common import Workdir, console, print_metrics, run
 from pipelines.config import resolve_workdir
 
@@ -22,6 +22,7 @@ def backtest_cmd(
     capital: Annotated[float | None, typer.Option(help="Starting capital, USD.")] = None,
     cluster: ClusterOption = None,
     scheduler: SchedulerOption = None,
+    workers: WorkersOption = None,
 ) -> None:
     """Walk-forward backtest of the allocator against baselines and the hindsight oracle."""
 
@@ -32,13 +33,18 @@ def backtest_cmd(
         from features.build import read_features
         from features.sources.store import read_panel, read_truth
         from models.gbm_dask import use_dask
+        from models.pool import task_pool, use_pool
         from pipelines.backtest.engine import BacktestConfig, run_backtest
         from pipelines.cluster import dask_client
         from pipelines.config import config_from
 
         wd = resolve_workdir(workdir)
         cfg = config_from(BacktestConfig, config, "backtest", model=model, capital_usd=capital)
-        with dask_client(cluster, scheduler) as client, use_dask(client):
+        if (workers or 1) > 1 and (cluster or scheduler):
+            raise ValueError("--workers runs fits in processes of this machine; with --cluster "
+                             "or --scheduler the cluster's workers do: pass one of them")
+        with dask_client(cluster, scheduler) as client, use_dask(client), \
+                task_pool(workers or 1) as pool, use_pool(pool):
             res = run_backtest(read_panel(wd), read_features(wd), cfg, workdir=wd,
                                truth=read_truth(wd), progress=True)
         print_metrics(res.metrics)
@@ -88,6 +94,10 @@ def demo_cmd(
     threads: Annotated[int | None, typer.Option(
         min=1, help="Threads per model fit (default: env LPA_THREADS, else the CPUs "
                     "available).")] = None,
+    workers: Annotated[int | None, typer.Option(
+        "--workers", envvar="LPA_WORKERS", min=1,
+        help="Worker processes that fit models side by side (default: one per CPU "
+             "available; 1: every fit in this process).")] = None,
 ) -> None:
     """Run data -> features -> train -> register -> backtest end to end and print the table."""
 
@@ -102,7 +112,7 @@ def demo_cmd(
                              f"{[k.value for k in ModelKind]}")
         wd = resolve_workdir(workdir)
         res = run_demo(wd, console, data=data, fmt=fmt, pools=pools, days=days, seed=seed,
-                       models=kinds, threads=threads)
+                       models=kinds, threads=threads, workers=workers)
         print_metrics(res.metrics)
         print_routing_savings(res.routing_savings())
         print_oracle_bounds(res.metrics)

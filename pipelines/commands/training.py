@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from pipelines.choices import Target, TrainChoice, TunableKind
-from pipelines.cluster import ClusterOption, SchedulerOption
+from pipelines.cluster import ClusterOption, SchedulerOption, WorkersOption
 from pipelines.commands.common import Workdir, console, run, table
 from pipelines.config import resolve_workdir
 
@@ -31,6 +31,7 @@ def train_cmd(
                     "available).")] = None,
     cluster: ClusterOption = None,
     scheduler: SchedulerOption = None,
+    workers: WorkersOption = None,
 ) -> None:
     """Fit, evaluate walk-forward, log to MLflow; register a model that beats the champion."""
 
@@ -46,7 +47,10 @@ def train_cmd(
         models = (None if model is None else list(DEFAULT_KINDS) if model is TrainChoice.all
                   else [model.value])
         cfg = config_from(TrainConfig, config, "train", models=models, n_folds=folds, seed=seed,
-                          register_all=register_all or None, threads=threads)
+                          register_all=register_all or None, threads=threads, workers=workers)
+        if cfg.workers > 1 and (cluster or scheduler):
+            raise ValueError("--workers runs fits in processes of this machine; with --cluster "
+                             "or --scheduler the cluster's workers do: pass one of them")
         from models.gbm_dask import use_dask
         from pipelines.cluster import dask_client
 
