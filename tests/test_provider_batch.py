@@ -1,0 +1,43 @@
+"""The backtest's batched forecasts equal forecasting each decision's rows alone."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.build import build_features
+from features.schema import freq_step
+from features.sources.simulator import simulate_market
+from models.threads import use_threads
+from pipelines.backtest.providers import BundleProvider
+
+
+@pytest.mark.parametrize("kind, params", [
+    ("lightgbm", {"n_estimators": 10, "inner_folds": 0}),
+    ("torch", {"epochs": 1, "max_samples": 500, "hidden": 8, "lookback": 6})])
+def test_batched_decision_forecasts_equal_one_decision_at_a_time(
+        kind: str, params: dict[str, object]) -> None:
+    panel, _ = simulate_market(n_pools=4, days=24, seed=4)
+    fs = build_features(panel)
+    ts = pd.to_datetime(fs.features["timestamp"])
+    t0 = ts.min()
+    with use_threads(1):
+        prov = BundleProvider(kind, params=params).fit(fs, t0 + pd.Timedelta(days=10))
+        bundle = prov.bundle_
+        assert bundle is not None
+        x = prov._matrix(fs)
+        back = (int(params.get("lookback", 1)) - 1) * freq_step(fs.freq)
+        # decisions across two batches, one of them after a refit
+        times = [t0 + pd.Timedelta(days=d, hours=h) for d in (11, 12, 20) for h in (0, 7)]
+        for i, t in enumerate(times):
+            if i == 4:
+                prov.fit(fs, t0 + pd.Timedelta(days=19))
+                assert prov.bundle_ is not bundle
+                bundle = prov.bundle_
+            got = prov.predict_pools(fs, t)
+            start = t - back if kind == "torch" else t
+            alone = bundle.predict_pools(x.loc[((ts >= start) & (ts <= t)).to_numpy()])
+            assert got is not None
+            pd.testing.assert_frame_equal(got, alone, check_exact=False, rtol=1e-6, atol=1e-9)
+            assert np.isfinite(got["p_stress"]).all()
