@@ -41,3 +41,19 @@ def test_batched_decision_forecasts_equal_one_decision_at_a_time(
             assert got is not None
             pd.testing.assert_frame_equal(got, alone, check_exact=False, rtol=1e-6, atol=1e-9)
             assert np.isfinite(got["p_stress"]).all()
+
+
+def test_baseline_stress_rates_counted_on_from_the_last_fit_equal_a_fresh_count() -> None:
+    from pipelines.backtest.engine import MarketData
+    from pipelines.backtest.providers import BaselineProvider
+
+    panel, _ = simulate_market(n_pools=5, days=30, seed=8)
+    fs = build_features(panel)
+    market = MarketData.from_panel(panel, fs)
+    t0 = pd.to_datetime(fs.features["timestamp"]).min()
+    on = BaselineProvider(market, market.horizon_bars)
+    for d in (3, 9, 9, 20, 6, 28):  # later cutoffs, a repeat and an earlier one
+        upto = t0 + pd.Timedelta(days=d)
+        fresh = BaselineProvider(market, market.horizon_bars).fit(fs, upto)
+        assert on.fit(fs, upto).rate_ is not None and fresh.rate_ is not None
+        pd.testing.assert_series_equal(on.rate_, fresh.rate_, check_exact=True)

@@ -61,6 +61,7 @@ class BaselineProvider:
     prior_weight: float = 20.0
     rate_: pd.Series | None = None
     _lab: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    _counted: tuple[int, np.ndarray, np.ndarray] = (0, np.zeros(0), np.zeros(0))
 
     def __post_init__(self) -> None:
         """Precompute the causal trailing statistics (each row uses rows at or before it)."""
@@ -75,18 +76,25 @@ class BaselineProvider:
 
     def fit(self, fs: Any, upto: pd.Timestamp) -> BaselineProvider:
         """Stress base rate per pool from labels whose horizon ended by `upto`."""
-        if self._lab is None:  # label ends and pool codes, computed once per run
+        n_p = len(self.market.pools)
+        if self._lab is None:  # label ends and pool codes in end order, once per run
             lab = fs.labels
             ends = (pd.DatetimeIndex(lab["timestamp"]) + fs.horizon).asi8
             codes = pd.Index(self.market.pools).get_indexer(pd.Index(lab["pool_id"]))
             y = lab["fwd_stress"].to_numpy(float)
-            ok = np.isfinite(y) & (codes >= 0)
-            self._lab = (ends[ok], codes[ok], y[ok])
+            ok = np.flatnonzero(np.isfinite(y) & (codes >= 0))
+            order = ok[np.argsort(ends[ok], kind="stable")]
+            self._lab = (ends[order], codes[order], y[order])
+            self._counted = (0, np.zeros(n_p), np.zeros(n_p))
         ends, codes, y = self._lab
-        keep = ends <= pd.Timestamp(upto).value
-        n_p = len(self.market.pools)
-        cnt = np.bincount(codes[keep], minlength=n_p).astype(float)
-        pos = np.bincount(codes[keep], weights=y[keep], minlength=n_p)
+        n = int(np.searchsorted(ends, pd.Timestamp(upto).value, side="right"))
+        done, cnt, pos = self._counted
+        if n < done:  # an earlier cutoff than the last fit's: count from the start
+            done, cnt, pos = 0, np.zeros(n_p), np.zeros(n_p)
+        # labels whose horizon ended by `upto`, added to the counts of the last fit's
+        cnt = cnt + np.bincount(codes[done:n], minlength=n_p)
+        pos = pos + np.bincount(codes[done:n], weights=y[done:n], minlength=n_p)
+        self._counted = (n, cnt, pos)
         pooled = float(pos.sum() / cnt.sum()) if cnt.sum() else 0.0
         rate = (pos + self.prior_weight * pooled) / (cnt + self.prior_weight)
         self.rate_ = pd.Series(rate, index=self.market.pools)
