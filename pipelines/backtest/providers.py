@@ -14,10 +14,7 @@ import pandas as pd
 
 from features.schema import freq_step
 
-__all__ = ["ForecastProvider", "BaselineProvider", "BundleProvider", "fit_bundle", "purged_rows",
-           "PREDICT_SPAN"]
-
-PREDICT_SPAN = pd.Timedelta(days=14)  # decision times forecast in one batch after a fit
+__all__ = ["ForecastProvider", "BaselineProvider", "BundleProvider", "fit_bundle", "purged_rows"]
 
 
 class ForecastProvider(Protocol):
@@ -144,8 +141,8 @@ class BundleProvider:
     _fits: dict[pd.Timestamp, Any] = field(default_factory=dict)
     _n: int = 0  # refits so far
     _selection: Any = None  # the bundle of the latest successful scheduled full fit
-    _ts: np.ndarray | None = None  # feature rows' timestamps, ns
-    _span: Any = None  # (bundle, first ns, last ns, row positions, per-row forecasts)
+    _order: np.ndarray | None = None  # feature rows in time order
+    _ts: np.ndarray | None = None  # their timestamps, ns
 
     def __post_init__(self) -> None:
         """Idle OpenMP threads of the fits sleep (effective unless LightGBM or torch loaded)."""
@@ -228,30 +225,26 @@ class BundleProvider:
     def predict_pools(self, fs: Any, t: pd.Timestamp) -> pd.DataFrame | None:
         """Bundle forecasts for the feature rows at t (None until a fit has succeeded).
 
-        The rows of the next ``PREDICT_SPAN`` are forecast in one batch with the current
-        bundle (each row alone, as per decision) and kept until the next fit."""
+        Only the rows up to t are passed: some models' forecasts of a row depend on the other
+        rows passed with it (a GARCH component filters through them), so a batch of later
+        decisions would not reproduce each decision's own forecast."""
         if self.bundle_ is None:
             return None
         x = self._matrix(fs)
-        if self._ts is None:
-            self._ts = pd.DatetimeIndex(pd.to_datetime(fs.features["timestamp"])).asi8
+        if self._order is None:  # feature rows in time order, found per decision by bisection
+            ts = pd.DatetimeIndex(pd.to_datetime(fs.features["timestamp"])).asi8
+            self._order = np.argsort(ts, kind="stable")
+            self._ts = ts[self._order]
+        assert self._ts is not None
         # sequence models read each pool's recent rows; the others use the row at t only
         step = freq_step(fs.freq)
         daily = step >= pd.Timedelta(days=1)
         lookback = int(self.params.get("lookback", 14 if daily else 24))
-        back = (lookback - 1) * step if self.kind == "torch" else pd.Timedelta(0)
-        t_ns, back_ns = pd.Timestamp(t).value, back.value
-        span = self._span
-        if span is None or span[0] is not self.bundle_ or not span[1] <= t_ns <= span[2]:
-            end = t_ns + PREDICT_SPAN.value
-            keep = (self._ts >= t_ns - back_ns) & (self._ts <= end)
-            pos = np.flatnonzero(keep)
-            rows = self.bundle_.predict_rows(x.iloc[pos].reset_index(drop=True))
-            span = self._span = (self.bundle_, t_ns, end, pos, rows)
-        _, _, _, pos, rows = span
-        ts = self._ts[pos]
-        at = np.flatnonzero((ts >= t_ns - back_ns) & (ts <= t_ns))
-        return self.bundle_.pools_from_rows(x.iloc[pos[at]], rows.iloc[at])
+        start = t - (lookback - 1) * step if self.kind == "torch" else t
+        lo = int(np.searchsorted(self._ts, pd.Timestamp(start).value, side="left"))
+        hi = int(np.searchsorted(self._ts, pd.Timestamp(t).value, side="right"))
+        rows = np.sort(self._order[lo:hi])
+        return self.bundle_.predict_pools(x.iloc[rows])
 
 
 def _fit_keeping(item: tuple[pd.Timestamp, int], *, selections: list[Any],

@@ -1,4 +1,4 @@
-"""The backtest's batched forecasts equal forecasting each decision's rows alone."""
+"""The backtest providers: each decision's forecasts from its own rows, stress rates counted on."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from pipelines.backtest.providers import BundleProvider
 @pytest.mark.parametrize("kind, params", [
     ("lightgbm", {"n_estimators": 10, "inner_folds": 0}),
     ("torch", {"epochs": 1, "max_samples": 500, "hidden": 8, "lookback": 6})])
-def test_batched_decision_forecasts_equal_one_decision_at_a_time(
+def test_decision_forecasts_come_from_the_rows_up_to_the_decision_alone(
         kind: str, params: dict[str, object]) -> None:
     panel, _ = simulate_market(n_pools=4, days=24, seed=4)
     fs = build_features(panel)
@@ -28,7 +28,7 @@ def test_batched_decision_forecasts_equal_one_decision_at_a_time(
         assert bundle is not None
         x = prov._matrix(fs)
         back = (int(params.get("lookback", 1)) - 1) * freq_step(fs.freq)
-        # decisions across two batches, one of them after a refit
+        # decisions before and after a refit, at and between whole days
         times = [t0 + pd.Timedelta(days=d, hours=h) for d in (11, 12, 20) for h in (0, 7)]
         for i, t in enumerate(times):
             if i == 4:
