@@ -15,26 +15,21 @@ import json
 import math
 import tempfile
 from contextlib import ExitStack
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import mlflow
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
 from rich.progress import Progress
 
 from features.build import FeatureSet, read_features
 from features.schema import parse_duration
-from models.base import BaseForecaster
 from models.cv import Fold, folds_digest
-from models.evaluate import CUTOFF, FOLD, Evaluation, evaluate, keep_selection
+from models.evaluate import CUTOFF, FOLD, Evaluation, evaluate
 from models.gbm_dask import make_forecaster  # the plain factory unless a Dask client is active
 from models.lgb_grid import SELECTION_PROTOCOL
 from models.names import (
     BASELINE_KINDS,
-    DEFAULT_KINDS,
-    METRIC_LABELS,
     ModelKind,
     Target,
     is_baseline,
@@ -42,98 +37,18 @@ from models.names import (
     metrics_for,
     score_of,
 )
-from models.pool import TaskPool, active_pool, task_pool
-from models.pyfunc import log_forecaster
-from models.registry import ALIAS, registered_name
+from models.pool import active_pool, task_pool
 from models.threads import use_threads
-from pipelines.champion import Champion, Decision, challenge, current_champion, params_tag
+from pipelines.champion import Champion, Decision, challenge
 from pipelines.config import configure_mlflow
 from pipelines.plots import plot_calibration, plot_forecast, plot_importance
 from pipelines.runtime import quiet_mlflow
-from pipelines.train_tasks import TrainInputs, evaluate_kind, refit_kind, train_inputs
+from pipelines.train_config import TrainConfig, TrainResult
+from pipelines.train_register import register
+from pipelines.train_tasks import evaluate_kind, train_inputs
 
 __all__ = ["TrainConfig", "TrainResult", "Champion", "Decision", "train", "challenge",
            "run_kinds", "metrics_document"]
-
-
-class TrainConfig(BaseModel):
-    """Training settings ([train] table of a TOML config)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    models: list[ModelKind] = Field(default=list(DEFAULT_KINDS))
-    baselines: bool = Field(default=True, description=(
-        "also score every baseline kind on the same folds (a baseline can be champion)"))
-    targets: list[Target] = Field(default=list(Target))
-    n_folds: int = Field(default=3, ge=1)
-    gap: str | None = Field(default=None, description="purge gap; None = the label horizon")
-    seed: int = 0
-    alarm_threshold: float = Field(default=0.25, description=(
-        "P(stress) that counts as an alarm (event lead times, false alarms)"))
-    lightgbm: dict[str, Any] = Field(default_factory=dict)
-    torch: dict[str, Any] = Field(default_factory=dict)
-    register_models: bool = Field(default=True, description="register champion candidates")
-    register_all: bool = Field(default=False, description="register every refit model")
-    min_improvement: float = Field(default=1e-3, ge=0, description=(
-        "relative score improvement a candidate needs over the champion"))
-    threads: int | None = Field(default=None, ge=1, description=(
-        "threads per fit; None: env LPA_THREADS, else the CPUs available"))
-    workers: int = Field(default=1, ge=1, description=(
-        "worker processes that evaluate and refit (kind, target) pairs side by side, each "
-        "with the CPUs over the workers as threads; 1: every fit in this process"))
-    reselect_every: int = Field(default=2, ge=1, description=(
-        "outer folds between model selections on inner folds: the folds between refit the "
-        "choice and calibration of the latest selecting fold before them (made on earlier "
-        "rows only), as the backtest's reselect_every; 1: every fold selects"))
-    reselect_final: bool = Field(default=False, description=(
-        "the registered refit on every row selects on inner folds again; False: it keeps the "
-        "choice and calibration of the evaluation's latest selecting fold (made on rows "
-        "before that fold's cutoff)"))
-
-    def params(self, kind: str) -> dict[str, Any]:
-        """Keyword arguments of a model kind."""
-        return dict({ModelKind.lightgbm: self.lightgbm, ModelKind.torch: self.torch}.get(
-            ModelKind(kind), {}))
-
-
-@dataclass
-class TrainResult:
-    """Scores per (model, target) on the walk-forward folds and what the registry got."""
-
-    rows: list[dict[str, Any]] = field(default_factory=list)
-    champions: dict[str, str] = field(default_factory=dict)
-    decisions: dict[str, str] = field(default_factory=dict)
-    run_id: str = ""
-    folds_digest: str = ""
-    report_dir: Path | None = None
-
-    def _metric_names(self) -> list[str]:
-        targets = {r["target"] for r in self.rows}
-        return list(dict.fromkeys(m for t in Target if t in targets for m in metrics_for(t)))
-
-    def summary_columns(self) -> list[str]:
-        """Column names of the summary table."""
-        return ["model", "target", *[METRIC_LABELS[m] for m in self._metric_names()],
-                "score / best baseline", "registry"]
-
-    def summary_rows(self) -> list[list[Any]]:
-        """Rows of the summary table: per target, every kind best first, each against the best
-        baseline of the target on the same folds (its score over the baseline's, < 1 beats)."""
-        names = self._metric_names()
-        out = []
-        for target in dict.fromkeys(r["target"] for r in self.rows):
-            rows = sorted((r for r in self.rows if r["target"] == target),
-                          key=lambda r: r["score"])
-            base = [r["score"] for r in rows if is_baseline(r["model"])
-                    and math.isfinite(r["score"])]
-            bar = min(base) if base else math.nan
-            for r in rows:
-                rel = r["score"] / bar if math.isfinite(r["score"]) and bar > 0 else math.nan
-                out.append([r["model"], r["target"], *[r.get(k, "") for k in names],
-                            round(rel, 3) if math.isfinite(rel) else "",
-                            r.get("registry", "")])
-        return out
-
 
 
 def _log_plots(kind: str, target: str, ev: Evaluation) -> None:
@@ -222,7 +137,7 @@ def train(workdir: Path, config: TrainConfig | None = None, progress: bool = Tru
             res.report_dir = _write_metrics(workdir, res)
             mlflow.log_artifact(str(res.report_dir / "metrics.json"))
             if cfg.register_models:
-                _register(client, cfg, fs, d, scores, digest, runs, res, chosen, pool, shared)
+                register(client, cfg, fs, d, scores, digest, runs, res, chosen, pool, shared)
     return res
 
 
@@ -232,35 +147,6 @@ def _log_folds(target: str, ev: Evaluation) -> None:
     for i, row in enumerate(ev.folds.to_dict("records")):
         mlflow.log_metrics({f"{target}.fold.{k}": float(v) for k, v in row.items()
                             if k not in info and math.isfinite(float(v))}, step=i)
-
-
-def _register(client: Any, cfg: TrainConfig, fs: FeatureSet, d: TrainInputs,
-              scores: dict[str, dict[str, float]], digest: str, runs: dict[str, str],
-              res: TrainResult, chosen: dict[tuple[str, str], Any], pool: TaskPool | None,
-              shared: dict[str, Any]) -> None:
-    """Decide every target, refit what the decisions ask for (on the pool if any) and
-    register it; the refit keeps each kind's latest selecting fold unless ``reselect_final``."""
-    decided = {t: _decide(client, t, scores[t], cfg, fs, digest, res) for t in cfg.targets}
-
-    def selection(kind: str, target: str) -> Any:
-        return None if cfg.reselect_final else chosen.get((str(kind), str(target)))
-
-    fits: dict[tuple[str, str], Any] = {} if pool is None else {
-        (str(k), str(t)): pool.submit(refit_kind, (str(k), str(t)), params=cfg.params(k),
-                                      selection=selection(k, t), **shared)
-        for t, (_, _, ks) in decided.items() for k in ks}
-    for target, (decision, champ, ks) in decided.items():
-        for kind in ks:
-            if pool is None:
-                model = make_forecaster(kind, target, fs.freq, fs.horizon_periods,
-                                        seed=cfg.seed, **cfg.params(kind))
-                if not cfg.reselect_final:
-                    model = keep_selection(model, selection(kind, target))
-                model.fit(d.X, d.labels[str(target)])
-            else:
-                model = fits.pop((str(kind), str(target))).result()
-            _register_model(client, target, kind, model, scores[target], cfg, fs, d.X,
-                            digest, runs, res, decision, champ)
 
 
 def run_kinds(cfg: TrainConfig) -> list[ModelKind]:
@@ -304,42 +190,3 @@ def _evaluate(kind: str, target: str, fs: FeatureSet, X: pd.DataFrame, y: pd.Ser
                     X, y, folds, target=target, freq=fs.freq,
                     horizon_periods=fs.horizon_periods, alarm_threshold=cfg.alarm_threshold,
                     on_fold=on_fold, onset=onset, reselect_every=cfg.reselect_every)
-
-
-def _decide(client: Any, target: str, scores: dict[str, float], cfg: TrainConfig,
-            fs: FeatureSet, digest: str, res: TrainResult) -> tuple[Decision, Any, list[str]]:
-    """The champion decision of a target, the current champion and the kinds to register."""
-    params = {k: params_tag(cfg.params(k)) for k in scores}
-    champ = current_champion(client, target)
-    decision = challenge(scores, params, champ, digest, fs.digest, cfg.min_improvement)
-    res.decisions[str(target)] = decision.reason
-    kinds = list(scores) if cfg.register_all else [decision.kind] if decision.kind else []
-    return decision, champ, kinds
-
-
-def _register_model(client: Any, target: str, kind: str, model: BaseForecaster,
-                    scores: dict[str, float], cfg: TrainConfig, fs: FeatureSet,
-                    X: pd.DataFrame, digest: str, runs: dict[str, str], res: TrainResult,
-                    decision: Decision, champ: Any) -> None:
-    """Log and register one refitted model; give it the alias if it is the decision's."""
-    name = registered_name(target)
-    tags = {"kind": str(kind), "score": repr(scores[kind]), "folds": digest,
-            "features": fs.digest, "params": params_tag(cfg.params(kind)),
-            "target": str(target), "feature_set": fs.version, "horizon": str(fs.horizon),
-            "freq": fs.freq}
-    with mlflow.start_run(run_id=runs[kind], nested=True):
-        info = log_forecaster(model, f"{target}_{kind}", X, registered_model_name=name,
-                              tags=tags)
-    version = str(info.registered_model_version)
-    for k, v in tags.items():
-        client.set_model_version_tag(name, version, k, v)
-    row = next(r for r in res.rows if r["model"] == kind and r["target"] == target)
-    row["registry"] = f"v{version}"
-    if kind == decision.kind:
-        client.set_registered_model_alias(name, ALIAS, version)
-        client.set_model_version_tag(name, version, "promoted_over", json.dumps(
-            {"previous": None if champ is None else champ.version,
-             "previous_score": None if champ is None else champ.score,
-             "reason": decision.reason}))
-        row["registry"] = f"v{version} champion"
-        res.champions[str(target)] = f"{kind} v{version}"
