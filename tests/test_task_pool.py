@@ -42,14 +42,11 @@ def _no_env_server(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
 
 
-def _square(x: int, offset: int = 0) -> int:
-    return x * x + offset
-
-
 def test_pool_runs_calls_in_order_with_its_threads(pool: TaskPool) -> None:
     assert pool.threads >= 1 and worker_threads(pool) == pool.threads
-    assert fan_out(pool, _square, [3, 1, 2], offset=1) == [10, 2, 5]
-    assert fan_out(None, _square, [3, 1, 2], offset=1) == [10, 2, 5]
+    # tasks must be importable by the workers: test modules are not (importlib mode)
+    assert fan_out(pool, round, [3.14159, 1.25, 2.75], ndigits=1) == [3.1, 1.2, 2.8]
+    assert fan_out(None, round, [3.14159, 1.25, 2.75], ndigits=1) == [3.1, 1.2, 2.8]
     with use_pool(pool):
         assert active_pool() is pool
     assert active_pool() is None
@@ -66,7 +63,7 @@ def test_pool_needs_two_workers_and_one_worker_means_none() -> None:
 
 def test_task_errors_reach_the_caller(pool: TaskPool) -> None:
     with pytest.raises(TypeError):
-        fan_out(pool, _square, ["a"], offset=1)
+        fan_out(pool, round, ["a"], ndigits=1)
 
 
 def _rows(res: object) -> pd.DataFrame:
