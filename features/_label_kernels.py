@@ -47,6 +47,31 @@ def forward_worst(ratio, net, h, div_worst, out_worst):  # type: ignore[no-untyp
     return div_worst, out_worst
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _tree_add(tree, j, d):  # type: ignore[no-untyped-def]
+    """Add d at 1-based position j of a Fenwick tree of counts."""
+    n = tree.shape[0] - 1
+    while j <= n:
+        tree[j] += d
+        j += j & -j
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _tree_select(tree, top, want):  # type: ignore[no-untyped-def]
+    """0-based position of the value with ``want`` counted values before it (``top``: the
+    largest power of two <= the tree's size)."""
+    n = tree.shape[0] - 1
+    pos = 0
+    step = top
+    while step > 0:
+        nxt = pos + step
+        if nxt <= n and tree[nxt] <= want:
+            pos = nxt
+            want -= tree[nxt]
+        step //= 2
+    return pos
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def lagged_quantile(x, lag, w, minp, q, out, count):  # type: ignore[no-untyped-def]
     """q-quantile ("lower": the int(q (n - 1))-th smallest) of the valid values of x lagged
@@ -75,32 +100,18 @@ def lagged_quantile(x, lag, w, minp, q, out, count):  # type: ignore[no-untyped-
         for t in range(n_t):
             i = t - lag  # entering the window
             if i >= 0 and col[i] == col[i]:
-                j = rank[i] + 1
-                while j <= n_t:
-                    tree[j] += 1
-                    j += j & -j
+                _tree_add(tree, rank[i] + 1, 1)
                 n += 1
             i = t - w - lag  # leaving it
             if i >= 0 and col[i] == col[i]:
-                j = rank[i] + 1
-                while j <= n_t:
-                    tree[j] -= 1
-                    j += j & -j
+                _tree_add(tree, rank[i] + 1, -1)
                 n -= 1
             c[t] = n
             if n < lo:
                 o[t] = np.nan
                 continue
-            want = np.int64(q * (n - 1))  # values before the selected one
-            pos = 0
-            step = top
-            while step > 0:
-                nxt = pos + step
-                if nxt <= n_t and tree[nxt] <= want:
-                    pos = nxt
-                    want -= tree[nxt]
-                step //= 2
-            o[t] = srt[pos]
+            # values before the selected one
+            o[t] = srt[_tree_select(tree, top, np.int64(q * (n - 1)))]
     return out, count
 
 
@@ -178,33 +189,18 @@ def lagged_quantile_pooled(x, lag, w, minp, q, out, count):  # type: ignore[no-u
             for p in range(n_p):
                 v = flat[i * n_p + p]
                 if v == v:
-                    j = rank[i * n_p + p] + 1
-                    while j <= n:
-                        tree[j] += 1
-                        j += j & -j
+                    _tree_add(tree, rank[i * n_p + p] + 1, 1)
                     m += 1
         i = t - w - lag  # leaving it
         if i >= 0:
             for p in range(n_p):
                 v = flat[i * n_p + p]
                 if v == v:
-                    j = rank[i * n_p + p] + 1
-                    while j <= n:
-                        tree[j] -= 1
-                        j += j & -j
+                    _tree_add(tree, rank[i * n_p + p] + 1, -1)
                     m -= 1
         count[t] = m
         if m < lo:
             out[t] = np.nan
             continue
-        want = np.int64(q * (m - 1))
-        pos = 0
-        step = top
-        while step > 0:
-            nxt = pos + step
-            if nxt <= n and tree[nxt] <= want:
-                pos = nxt
-                want -= tree[nxt]
-            step //= 2
-        out[t] = srt[pos]
+        out[t] = srt[_tree_select(tree, top, np.int64(q * (m - 1)))]
     return out, count
