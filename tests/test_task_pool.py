@@ -120,10 +120,12 @@ def test_backtest_refits_on_workers_match_in_process(pool: TaskPool) -> None:
     here, _ = run(None)
     there, prov = run(pool)
     assert prov._fits == {}  # every refit came from the workers, none from the run loop
-    pd.testing.assert_frame_equal(here.weights, there.weights, check_exact=False, rtol=1e-9)
+    # the workers run numpy's linear algebra single-threaded, this process may not: the
+    # inner-fold selections agree to about 1e-8 relative (7e-9 seen), not bit for bit
+    pd.testing.assert_frame_equal(here.weights, there.weights, check_exact=False, rtol=1e-6)
     for s, m in here.metrics.items():
         for k, v in m.items():
-            assert there.metrics[s][k] == pytest.approx(v, rel=1e-9, abs=1e-12, nan_ok=True)
+            assert there.metrics[s][k] == pytest.approx(v, rel=1e-6, abs=1e-9, nan_ok=True)
 
 
 def test_a_second_work_directory_gets_its_own_store(tmp_path: Path) -> None:
