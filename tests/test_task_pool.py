@@ -120,8 +120,8 @@ def test_backtest_refits_on_workers_match_in_process(pool: TaskPool) -> None:
     here, _ = run(None)
     there, prov = run(pool)
     assert prov._fits == {}  # every refit came from the workers, none from the run loop
-    # the workers run numpy's linear algebra single-threaded, this process may not: the
-    # inner-fold selections agree to about 1e-8 relative (7e-9 seen), not bit for bit
+    # fits in the workers and in this process agree to about 1e-8 relative, not bit for bit
+    # (7e-9 seen on a clean clone; the source of the difference is not pinned down)
     pd.testing.assert_frame_equal(here.weights, there.weights, check_exact=False, rtol=1e-6)
     for s, m in here.metrics.items():
         for k, v in m.items():
