@@ -19,7 +19,7 @@ import typer
 from models.threads import available_cpus
 
 __all__ = ["ClusterOption", "SchedulerOption", "WorkersOption", "parse_cluster", "dask_client",
-           "fan_out", "worker_threads"]
+           "fan_out", "worker_threads", "check_workers"]
 
 T = TypeVar("T")
 
@@ -34,6 +34,13 @@ SchedulerOption = Annotated[str | None, typer.Option(
     "--scheduler", envvar="LPA_SCHEDULER",
     help="Run on a running Dask cluster, e.g. tcp://scheduler:8786 (workers must see the "
          "work directory at the same path).")]
+
+
+def check_workers(workers: int | None, cluster: str | None, scheduler: str | None) -> None:
+    """Refuse local worker processes together with a Dask cluster (ValueError)."""
+    if (workers or 1) > 1 and (cluster or scheduler):
+        raise ValueError("--workers runs fits in processes of this machine; with --cluster "
+                         "or --scheduler the cluster's workers do: pass one of them")
 
 
 def parse_cluster(spec: str) -> int:

@@ -54,6 +54,11 @@ def tracking_uri(workdir: Path) -> str:
     env = os.environ.get("MLFLOW_TRACKING_URI")
     if env and env not in _OWN_STORES:
         return env
+    return _store_uri(workdir)
+
+
+def _store_uri(workdir: Path) -> str:
+    """The sqlite store of a work directory."""
     return f"sqlite:///{Path(workdir).resolve() / 'mlflow.db'}"
 
 
@@ -64,7 +69,7 @@ def configure_mlflow(workdir: Path, experiment: str) -> str:
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     uri = tracking_uri(workdir)
-    if uri == f"sqlite:///{workdir.resolve() / 'mlflow.db'}":
+    if uri == _store_uri(workdir):
         _OWN_STORES.add(uri)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)

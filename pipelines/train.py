@@ -19,14 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
-import pandas as pd
 from rich.progress import Progress
 
 from features.build import FeatureSet, read_features
-from features.schema import parse_duration
 from models.cv import Fold, folds_digest
-from models.evaluate import CUTOFF, FOLD, Evaluation, evaluate
-from models.gbm_dask import make_forecaster  # the plain factory unless a Dask client is active
+from models.evaluate import CUTOFF, FOLD, Evaluation
 from models.lgb_grid import SELECTION_PROTOCOL
 from models.names import (
     BASELINE_KINDS,
@@ -45,7 +42,7 @@ from pipelines.plots import plot_calibration, plot_forecast, plot_importance
 from pipelines.runtime import quiet_mlflow
 from pipelines.train_config import TrainConfig, TrainResult
 from pipelines.train_register import register
-from pipelines.train_tasks import evaluate_kind, train_inputs
+from pipelines.train_tasks import TrainInputs, evaluate_kind, evaluate_on, train_inputs
 
 __all__ = ["TrainConfig", "TrainResult", "Champion", "Decision", "train", "challenge",
            "run_kinds", "metrics_document"]
@@ -87,7 +84,6 @@ def train(workdir: Path, config: TrainConfig | None = None, progress: bool = Tru
     fs = read_features(workdir)
     d = train_inputs(fs, cfg.n_folds, cfg.gap, [str(t) for t in cfg.targets])
     X, folds = d.X, d.folds
-    gap = parse_duration(cfg.gap) if cfg.gap else fs.horizon
     # the scores depend on the folds and on how models are selected on them: a champion
     # scored under another selection protocol is not compared by its recorded score
     digest = f"{folds_digest(folds)}-reselect{cfg.reselect_every}-{SELECTION_PROTOCOL}"
@@ -111,7 +107,7 @@ def train(workdir: Path, config: TrainConfig | None = None, progress: bool = Tru
         with mlflow.start_run(run_name="train") as parent, Progress(
                 disable=not progress) as bar:
             res.run_id = parent.info.run_id
-            _log_setup(cfg, fs, folds, digest, gap, len(X))
+            _log_setup(cfg, fs, folds, digest, d.gap, len(X))
             task = bar.add_task("train", total=len(plan) * len(folds))
             for kind in kinds:
                 with mlflow.start_run(run_name=kind, nested=True) as child:
@@ -121,8 +117,7 @@ def train(workdir: Path, config: TrainConfig | None = None, progress: bool = Tru
                     for target in [t for k, t in plan if k == kind]:
                         bar.update(task, description=f"{kind} / {target}")
                         if pool is None:
-                            ev = _evaluate(kind, target, fs, X, d.labels[str(target)], folds,
-                                           cfg, lambda: bar.advance(task), d.onset)
+                            ev = _evaluate(kind, target, d, cfg, lambda: bar.advance(task))
                         else:
                             ev = pending.pop((kind, target)).result()
                             _log_folds(target, ev)
@@ -175,9 +170,8 @@ def _write_metrics(workdir: Path, res: TrainResult) -> Path:
     return out
 
 
-def _evaluate(kind: str, target: str, fs: FeatureSet, X: pd.DataFrame, y: pd.Series,
-              folds: list[Fold], cfg: TrainConfig, advance: Any,
-              onset: pd.Series | None = None) -> Evaluation:
+def _evaluate(kind: str, target: str, d: TrainInputs, cfg: TrainConfig,
+              advance: Any) -> Evaluation:
     """Score one kind on one target in this process; fold metrics go to the active run."""
 
     def on_fold(i: int, m: dict[str, float]) -> None:
@@ -185,8 +179,6 @@ def _evaluate(kind: str, target: str, fs: FeatureSet, X: pd.DataFrame, y: pd.Ser
                            step=i)
         advance()
 
-    return evaluate(lambda: make_forecaster(kind, target, fs.freq, fs.horizon_periods,
-                                            seed=cfg.seed, **cfg.params(kind)),
-                    X, y, folds, target=target, freq=fs.freq,
-                    horizon_periods=fs.horizon_periods, alarm_threshold=cfg.alarm_threshold,
-                    on_fold=on_fold, onset=onset, reselect_every=cfg.reselect_every)
+    return evaluate_on(d, kind, target, seed=cfg.seed, params=cfg.params(kind),
+                       alarm_threshold=cfg.alarm_threshold,
+                       reselect_every=cfg.reselect_every, on_fold=on_fold)

@@ -11,14 +11,12 @@ import pandas as pd
 
 from features.build import FeatureSet
 from models.base import BaseForecaster
-from models.evaluate import keep_selection
-from models.gbm_dask import make_forecaster  # the plain factory unless a Dask client is active
 from models.pool import TaskPool
 from models.pyfunc import log_forecaster
 from models.registry import ALIAS, registered_name
 from pipelines.champion import Decision, challenge, current_champion, params_tag
 from pipelines.train_config import TrainConfig, TrainResult
-from pipelines.train_tasks import TrainInputs, refit_kind
+from pipelines.train_tasks import TrainInputs, refit_kind, refit_on
 
 __all__ = ["register"]
 
@@ -41,11 +39,8 @@ def register(client: Any, cfg: TrainConfig, fs: FeatureSet, d: TrainInputs,
     for target, (decision, champ, ks) in decided.items():
         for kind in ks:
             if pool is None:
-                model = make_forecaster(kind, target, fs.freq, fs.horizon_periods,
-                                        seed=cfg.seed, **cfg.params(kind))
-                if not cfg.reselect_final:
-                    model = keep_selection(model, selection(kind, target))
-                model.fit(d.X, d.labels[str(target)])
+                model = refit_on(d, kind, target, seed=cfg.seed, params=cfg.params(kind),
+                                 selection=selection(kind, target))
             else:
                 model = fits.pop((str(kind), str(target))).result()
             _register_model(client, target, kind, model, scores[target], cfg, fs, d.X,

@@ -8,6 +8,7 @@ comes back is what the job's process would have computed itself; it logs and reg
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,17 +24,19 @@ from models.forecasts import TARGETS, align_labels, model_matrix, stress_onsets
 from models.gbm_dask import make_forecaster
 from models.names import Target
 
-__all__ = ["TrainInputs", "train_inputs", "evaluate_kind", "refit_kind"]
+__all__ = ["TrainInputs", "train_inputs", "evaluate_on", "refit_on", "evaluate_kind",
+           "refit_kind"]
 
 
 @dataclass
 class TrainInputs:
-    """Model inputs, labels per target, stress onsets and folds of one feature set."""
+    """Model inputs, labels per target, stress onsets, purge gap and folds of a feature set."""
 
     fs: FeatureSet
     X: pd.DataFrame
     labels: dict[str, pd.Series]
     onset: pd.Series | None
+    gap: pd.Timedelta
     folds: list[Fold]
 
 
@@ -47,7 +50,7 @@ def train_inputs(fs: FeatureSet, n_folds: int, gap: str | None,
     g = parse_duration(gap) if gap else fs.horizon
     folds = walk_forward_splits(X["timestamp"], n_folds, g, fs.horizon)
     labels = {str(t): align_labels(X, fs.labels, TARGETS[Target(t)]) for t in targets}
-    return TrainInputs(fs, X, labels, stress_onsets(X, fs.labels), folds)
+    return TrainInputs(fs, X, labels, stress_onsets(X, fs.labels), g, folds)
 
 
 def _inputs(workdir: str, digest: str, n_folds: int, gap: str | None) -> TrainInputs:
@@ -63,26 +66,43 @@ def _inputs(workdir: str, digest: str, n_folds: int, gap: str | None) -> TrainIn
     return _CACHE[key]
 
 
-def evaluate_kind(item: tuple[str, str], *, workdir: str, digest: str, n_folds: int,
-                  gap: str | None, seed: int, params: dict[str, Any], alarm_threshold: float,
-                  reselect_every: int) -> Evaluation:
-    """Walk-forward evaluation of one (kind, target) on the work directory's feature set."""
-    kind, target = item
-    d = _inputs(workdir, digest, n_folds, gap)
+def evaluate_on(d: TrainInputs, kind: str, target: str, *, seed: int, params: dict[str, Any],
+                alarm_threshold: float, reselect_every: int,
+                on_fold: Callable[[int, dict[str, float]], None] | None = None) -> Evaluation:
+    """Walk-forward evaluation of one (kind, target) on prepared inputs."""
     fs = d.fs
     return evaluate(lambda: make_forecaster(kind, target, fs.freq, fs.horizon_periods,
                                             seed=seed, **params),
-                    d.X, d.labels[target], d.folds, target=target, freq=fs.freq,
+                    d.X, d.labels[str(target)], d.folds, target=target, freq=fs.freq,
                     horizon_periods=fs.horizon_periods, alarm_threshold=alarm_threshold,
-                    onset=d.onset, reselect_every=reselect_every)
+                    on_fold=on_fold, onset=d.onset, reselect_every=reselect_every)
+
+
+def refit_on(d: TrainInputs, kind: str, target: str, *, seed: int, params: dict[str, Any],
+             selection: BaseForecaster | None) -> BaseForecaster:
+    """One (kind, target) refitted on every labelled row, keeping ``selection``'s choice
+    when one is given."""
+    fs = d.fs
+    model = make_forecaster(kind, target, fs.freq, fs.horizon_periods, seed=seed, **params)
+    if selection is not None:
+        model = keep_selection(model, selection)
+    return model.fit(d.X, d.labels[str(target)])
+
+
+def evaluate_kind(item: tuple[str, str], *, workdir: str, digest: str, n_folds: int,
+                  gap: str | None, seed: int, params: dict[str, Any], alarm_threshold: float,
+                  reselect_every: int) -> Evaluation:
+    """:func:`evaluate_on` the work directory's feature set (a worker task)."""
+    kind, target = item
+    return evaluate_on(_inputs(workdir, digest, n_folds, gap), kind, target, seed=seed,
+                       params=params, alarm_threshold=alarm_threshold,
+                       reselect_every=reselect_every)
 
 
 def refit_kind(item: tuple[str, str], *, workdir: str, digest: str, n_folds: int,
                gap: str | None, seed: int, params: dict[str, Any],
                selection: BaseForecaster | None) -> BaseForecaster:
-    """One (kind, target) refitted on every labelled row, keeping ``selection``'s choice."""
+    """:func:`refit_on` the work directory's feature set (a worker task)."""
     kind, target = item
-    d = _inputs(workdir, digest, n_folds, gap)
-    fs = d.fs
-    model = make_forecaster(kind, target, fs.freq, fs.horizon_periods, seed=seed, **params)
-    return keep_selection(model, selection).fit(d.X, d.labels[target])
+    return refit_on(_inputs(workdir, digest, n_folds, gap), kind, target, seed=seed,
+                    params=params, selection=selection)

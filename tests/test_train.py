@@ -225,7 +225,7 @@ def test_registered_refit_keeps_the_latest_fold_selection(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reselect_final: bool) -> None:
     """The champion's refit on every row keeps the choice of its latest selecting evaluation
     fold (no inner-fold grid on rows it was scored on), unless reselect_final."""
-    import pipelines.train_register as train_mod
+    import pipelines.train_tasks as train_mod
     from models.gbm import LightGBMQuantile
 
     panel, truth = simulate_market(n_pools=4, days=30, seed=2)

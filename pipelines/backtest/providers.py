@@ -198,8 +198,9 @@ class BundleProvider:
             else:
                 rest.append(t)
                 sources.append(sel)
+        index: dict[int, int] = {}  # each distinct kept selection, numbered in order
+        which = [index.setdefault(id(src), len(index)) for src in sources]
         groups = list({id(src): src for src in sources}.values())
-        which = [next(g for g, src in enumerate(groups) if src is s) for s in sources]
         if rest:
             out = fan_out(client, _fit_keeping, list(zip(rest, which, strict=True)),
                           threads=threads, selections=groups, **self._task(fs))

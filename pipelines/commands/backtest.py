@@ -8,7 +8,7 @@ from typing import Annotated
 import pandas as pd
 import typer
 
-from pipelines.cluster import ClusterOption, SchedulerOption, WorkersOption
+from pipelines.cluster import ClusterOption, SchedulerOption, WorkersOption, check_workers
 from pipelines.commands.common import Workdir, console, print_metrics, run
 from pipelines.config import resolve_workdir
 
@@ -40,9 +40,7 @@ def backtest_cmd(
 
         wd = resolve_workdir(workdir)
         cfg = config_from(BacktestConfig, config, "backtest", model=model, capital_usd=capital)
-        if (workers or 1) > 1 and (cluster or scheduler):
-            raise ValueError("--workers runs fits in processes of this machine; with --cluster "
-                             "or --scheduler the cluster's workers do: pass one of them")
+        check_workers(workers, cluster, scheduler)
         with dask_client(cluster, scheduler) as client, use_dask(client), \
                 task_pool(workers or 1) as pool, use_pool(pool):
             res = run_backtest(read_panel(wd), read_features(wd), cfg, workdir=wd,

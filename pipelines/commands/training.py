@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from pipelines.choices import Target, TrainChoice, TunableKind
-from pipelines.cluster import ClusterOption, SchedulerOption, WorkersOption
+from pipelines.cluster import ClusterOption, SchedulerOption, WorkersOption, check_workers
 from pipelines.commands.common import Workdir, console, run, table
 from pipelines.config import resolve_workdir
 
@@ -48,9 +48,7 @@ def train_cmd(
                   else [model.value])
         cfg = config_from(TrainConfig, config, "train", models=models, n_folds=folds, seed=seed,
                           register_all=register_all or None, threads=threads, workers=workers)
-        if cfg.workers > 1 and (cluster or scheduler):
-            raise ValueError("--workers runs fits in processes of this machine; with --cluster "
-                             "or --scheduler the cluster's workers do: pass one of them")
+        check_workers(cfg.workers, cluster, scheduler)
         from models.gbm_dask import use_dask
         from pipelines.cluster import dask_client
 
