@@ -6,7 +6,7 @@ model fitted inside a task trains in the worker's own process, never data-parall
 
 Inside ``with use_dask(client):`` the :func:`make_forecaster` of this module returns LightGBM
 forecasters whose boosters are trained data-parallel across the cluster's workers (rows
-partitioned by pool); everything else (columns, categories, row stride, prediction, native
+interleaved across them); everything else (columns, categories, row stride, prediction, native
 model files, the ``lightgbm`` kind in the registry) is that of :class:`LightGBMQuantile` and
 :class:`LightGBMStress`. Outside the block it is ``models.forecasts.make_forecaster``.
 
@@ -16,11 +16,12 @@ bit-identical to a single-process fit; their quality is (tests/test_distributed.
 
 from __future__ import annotations
 
-import warnings
+import socket
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, TypeVar
+from urllib.parse import urlparse
 
 import lightgbm as lgb
 import numpy as np
@@ -90,8 +91,12 @@ def fan_out(client: Any, fn: Callable[..., T], items: Iterable[Any], **shared: A
 
 def train_booster(client: Any, M: pd.DataFrame, y: np.ndarray, params: dict[str, Any],
                   rounds: int, categorical: list[str]) -> lgb.Booster:
-    """Train one booster data-parallel on the cluster; rows are split in contiguous blocks
-    (the feature table is pool-major, so a block holds whole pools), one per worker.
+    """Train one booster data-parallel on the cluster, one interleaved share of rows per worker.
+
+    Every share spans the whole period, so each machine's feature bins see all of it. The
+    shares are sent to chosen workers and each fit is pinned to its share's worker, so the
+    booster always trains on as many machines as there are shares (LightGBM's own Dask
+    estimators leave the placement to the scheduler, which can put every share on one worker).
 
     Parameters
     ----------
@@ -101,26 +106,41 @@ def train_booster(client: Any, M: pd.DataFrame, y: np.ndarray, params: dict[str,
     rounds : boosting rounds
     categorical : categorical columns of M
     """
-    import dask.dataframe as dd
-    from lightgbm.dask import DaskLGBMClassifier, DaskLGBMRegressor
-
-    workers = max(1, len(client.scheduler_info().get("workers", {})))
-    parts = max(1, min(workers, len(M) // 50))
+    info = client.scheduler_info(n_workers=-1).get("workers", {})
+    workers = sorted(info)
+    n = max(1, min(len(workers), len(M) // 50))
     M = M.reset_index(drop=True)
-    Xd = dd.from_pandas(M, npartitions=parts, sort=True)
-    yd = dd.from_pandas(pd.Series(np.asarray(y, float), name="y"), npartitions=parts, sort=True)
-    p = dict(params)
-    for k in ("num_threads", "verbose"):  # lightgbm.dask gives each worker its own threads
-        p.pop(k, None)
-    objective = p.pop("objective")
-    seed = p.pop("seed", None)
-    est_cls = DaskLGBMClassifier if objective == "binary" else DaskLGBMRegressor
-    est = est_cls(client=client, objective=objective, n_estimators=rounds, random_state=seed,
-                  verbose=-1, tree_learner="data", **p)
-    with warnings.catch_warnings():  # the estimator's own n_jobs default, replaced as intended
-        warnings.filterwarnings("ignore", message="Parameter n_jobs will be ignored")
-        est.fit(Xd, yd, categorical_feature=categorical)
-    return est.booster_
+    y = np.asarray(y, float)
+    ports = {w: client.run(_open_port, workers=[w])[w] for w in workers[:n]}
+    machines = ",".join(f"{urlparse(w).hostname}:{ports[w]}" for w in workers[:n])
+    futures = []
+    for i, w in enumerate(workers[:n]):
+        part = client.scatter((M.iloc[i::n], y[i::n]), workers=[w], hash=False)
+        net = {"tree_learner": "data", "num_machines": n, "machines": machines,
+               "local_listen_port": ports[w], "time_out": 120,
+               "num_threads": max(1, int(info[w].get("nthreads", 1)))}
+        futures.append(client.submit(_fit_share, part, {**params, **net}, rounds, categorical,
+                                     i == 0, workers=[w], allow_other_workers=False,
+                                     pure=False))
+    booster = client.gather(futures)[0]
+    assert isinstance(booster, lgb.Booster)
+    return booster
+
+
+def _open_port() -> int:
+    """A free TCP port on this machine."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("", 0))
+        return int(s.getsockname()[1])
+
+
+def _fit_share(part: tuple[pd.DataFrame, np.ndarray], params: dict[str, Any], rounds: int,
+               categorical: list[str], keep: bool) -> lgb.Booster | None:
+    """This machine's side of a data-parallel fit; the booster on the first machine only."""
+    X, y = part
+    data = lgb.Dataset(X, y, categorical_feature=categorical or "auto", free_raw_data=True)
+    booster = lgb.train(params, data, num_boost_round=rounds)
+    return booster if keep else None
 
 
 class DaskLightGBMQuantile(LightGBMQuantile):
