@@ -17,6 +17,13 @@ import numpy as np
 import pandas as pd
 
 from features.schema import FREQUENCIES, POOL_ID, TIMESTAMP
+from models.alarm import (
+    AUTO,
+    DEFAULT_ALARM_X,
+    THRESHOLD_COLUMN,
+    fit_alarm_threshold,
+    resolve_thresholds,
+)
 from models.base import PROB_COLUMN, QUANTILE_COLUMNS, QUANTILES, BaseForecaster, ForecastError
 from models.cv import Fold
 from models.events import event_scores
@@ -42,6 +49,7 @@ class Evaluation:
     predictions : one row per test row, on X's index: pool_id, timestamp, cutoff (last
         training timestamp), fold, y (the label), the forecast columns (q10/q50/q90/mean or
         p_stress), for quantile targets mase_scale, for stress the onset offsets if given
+        and the alarm_threshold the row is scored at
     folds : one row per fold: fold, cutoff, test_start, test_end, train_rows, test_rows and
         the fold's metrics
     metrics : the metrics over every test row
@@ -58,8 +66,8 @@ class Evaluation:
 
 
 def score_predictions(
-    target: str, predictions: pd.DataFrame, horizon_periods: int, alarm_threshold: float = 0.5,
-    freq: str = "1h",
+    target: str, predictions: pd.DataFrame, horizon_periods: int,
+    alarm_threshold: float | str = 0.5, freq: str = "1h",
 ) -> dict[str, float]:
     """Metrics of forecasts against the labels in their ``y`` column.
 
@@ -68,15 +76,18 @@ def score_predictions(
     mean pinball loss over q10/q50/q90 (target units) and the share of labels inside q10-q90
     (coverage_80). Stress: AUC, PR-AUC, Brier score, base rate, and the event-level scores of
     alarms at ``alarm_threshold`` (``models.events.event_scores``: events, event_recall,
-    median_lead_periods, false_alarms_per_pool_year).
+    median_lead_periods, false_alarms_per_pool_year, alarm_share) with the threshold itself
+    (alarm_threshold). ``"auto"``: each row's ``alarm_threshold`` column, the threshold its
+    fold's model chose on its training window; the reported threshold is the mean over folds.
     """
     y = predictions[ACTUAL].to_numpy(float)
     if Target(target) is Target.stress:
         p = predictions[PROB_COLUMN].to_numpy(float)
         out = stress_scores(y, p)
-        out.update(event_scores(predictions, p, alarm_threshold, horizon_periods,
-                                FREQUENCIES[freq], label=ACTUAL,
-                                onset=ONSET if ONSET in predictions else None))
+        thr = resolve_thresholds(predictions, alarm_threshold)
+        out.update(event_scores(predictions, p, thr, horizon_periods, FREQUENCIES[freq],
+                                label=ACTUAL, onset=ONSET if ONSET in predictions else None))
+        out["alarm_threshold"] = _mean_over_folds(predictions, thr)
         return out
     ok = np.isfinite(y)
     q = {c: predictions[c].to_numpy(float)[ok] for c in QUANTILE_COLUMNS}
@@ -92,6 +103,14 @@ def score_predictions(
     }
 
 
+def _mean_over_folds(predictions: pd.DataFrame, thr: np.ndarray) -> float:
+    """Mean of the per-fold thresholds (NaN ones, chosen on no labelled row, left out)."""
+    by = predictions[FOLD].to_numpy() if FOLD in predictions else np.zeros(len(thr))
+    per = pd.Series(thr).groupby(by).first().to_numpy(float)
+    per = per[np.isfinite(per)]
+    return float(per.mean()) if len(per) else float("nan")
+
+
 def _mase_scale(target: str, X_train: pd.DataFrame, y_train: pd.Series, X_test: pd.DataFrame,
                 freq: str, horizon_periods: int) -> np.ndarray:
     """Per test row: its pool's in-sample seasonal-naive MAE on the training rows."""
@@ -103,7 +122,8 @@ def _mase_scale(target: str, X_train: pd.DataFrame, y_train: pd.Series, X_test: 
 
 def evaluate(
     make_model: Callable[[], BaseForecaster], X: pd.DataFrame, y: pd.Series, folds: list[Fold],
-    *, target: str, freq: str, horizon_periods: int, alarm_threshold: float = 0.5,
+    *, target: str, freq: str, horizon_periods: int, alarm_threshold: float | str = 0.5,
+    alarm_x: float = DEFAULT_ALARM_X,
     on_fold: Callable[[int, dict[str, float]], None] | None = None,
     onset: pd.Series | None = None, reselect_every: int = 1,
 ) -> Evaluation:
@@ -118,7 +138,11 @@ def evaluate(
     folds : walk-forward folds whose row positions refer to X (``models.cv``)
     target, freq, horizon_periods : what is forecast, the panel frequency, the label horizon
         in periods (for the seasonal-naive forecast and stress lead times)
-    alarm_threshold : P(stress) that counts as an alarm (lead time)
+    alarm_threshold : P(stress) that counts as an alarm (lead time, false alarms), or
+        ``"auto"``: each fold's fitted model chooses its own on its training window
+        (``models.alarm.fit_alarm_threshold``) and its test rows are scored at it
+    alarm_x : with ``"auto"``, the alarm share aimed at, as a multiple of the fold's training
+        base rate
     on_fold : called with (fold number, fold metrics) after each fold; may raise to stop
     onset : for stress, the periods from each row to its first crossing
         (``fwd_stress_onset``) on X's index; without it, onsets are placed one horizon after
@@ -147,7 +171,8 @@ def evaluate(
             raise ForecastError(f"fold {i} refers to row {max(f.train_idx.max(), f.test_idx.max())}"
                                 f" but X has {n} rows: folds must be made on X's timestamps")
     task: dict[str, Any] = {"X": X, "y": y, "onset": onset, "target": target, "freq": freq,
-            "horizon_periods": horizon_periods, "alarm_threshold": alarm_threshold}
+            "horizon_periods": horizon_periods, "alarm_threshold": alarm_threshold,
+            "alarm_x": alarm_x}
     last = len(folds) - 1
     client = active_client()
     if client is None:
@@ -200,7 +225,8 @@ def _keeping(make_model: Callable[[], BaseForecaster],
 
 def _run_fold(item: tuple[int, Fold, bool], make_model: Callable[[], BaseForecaster],
               X: pd.DataFrame, y: pd.Series, onset: pd.Series | None, target: str, freq: str,
-              horizon_periods: int, alarm_threshold: float) -> FoldResult:
+              horizon_periods: int, alarm_threshold: float | str,
+              alarm_x: float) -> FoldResult:
     """Fit one fold, forecast its test block: (predictions, fold metrics, model if kept)."""
     i, f, keep_model = item
     X_train, y_train, test = X.iloc[f.train_idx], y.iloc[f.train_idx], X.iloc[f.test_idx]
@@ -213,8 +239,11 @@ def _run_fold(item: tuple[int, Fold, bool], make_model: Callable[[], BaseForecas
     p.insert(0, POOL_ID, test[POOL_ID].to_numpy())
     if Target(target) is not Target.stress:
         p[MASE_SCALE] = _mase_scale(target, X_train, y_train, test, freq, horizon_periods)
-    elif onset is not None:
-        p[ONSET] = onset.iloc[f.test_idx].to_numpy(float)
+    else:
+        if onset is not None:
+            p[ONSET] = onset.iloc[f.test_idx].to_numpy(float)
+        p[THRESHOLD_COLUMN] = fit_alarm_threshold(model, X_train, y_train, alarm_x) \
+            if alarm_threshold == AUTO else float(alarm_threshold)
     m = score_predictions(target, p, horizon_periods, alarm_threshold, freq)
     return p, m, model if keep_model else None
 

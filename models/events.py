@@ -74,10 +74,13 @@ def stress_events(
 
 
 def event_scores(
-    frame: pd.DataFrame, p: np.ndarray, threshold: float, horizon_periods: int,
+    frame: pd.DataFrame, p: np.ndarray, threshold: float | np.ndarray, horizon_periods: int,
     step: pd.Timedelta, label: str = "y", onset: str | None = "onset",
 ) -> dict[str, float]:
     """Event-level scores of stress probabilities ``p`` (aligned to ``frame``'s rows).
+
+    ``threshold`` is the P(stress) at which a row alarms: one number, or one per row (each
+    walk-forward fold's own threshold; a NaN threshold never alarms).
 
     Returns
     -------
@@ -90,7 +93,8 @@ def event_scores(
         alarm episode and a lead on every onset; this shows what it costs)
     """
     f = frame[["pool_id", "timestamp", label] + ([onset] if onset and onset in frame else [])]
-    f = f.assign(_p=np.asarray(p, float))
+    f = f.assign(_p=np.asarray(p, float),
+                 _t=np.broadcast_to(np.asarray(threshold, float), (len(f),)))
     leads: list[float] = []
     false_alarms = 0
     years = 0.0
@@ -99,7 +103,7 @@ def event_scores(
     for pool, g in f.sort_values(["pool_id", "timestamp"]).groupby("pool_id", sort=False):
         pos = _pool_positions(g["timestamp"], step)
         alarm = np.zeros(pos[-1] + 1, bool)
-        alarm[pos] = g["_p"].to_numpy(float) >= threshold
+        alarm[pos] = g["_p"].to_numpy(float) >= g["_t"].to_numpy(float)
         scored = np.zeros(pos[-1] + 1, bool)
         scored[pos] = np.isfinite(g[label].to_numpy(float))
         stressed = np.zeros(pos[-1] + 1, bool)

@@ -6,7 +6,8 @@ give out-of-sample scores. They choose among a small grid of boosters and a stro
 regularised logistic regression on the standardised numeric features (few events: the linear
 model often generalises better) by least log loss, and fit a Platt calibration,
 P = sigmoid(a x logit(raw) + b), on the chosen candidate's scores. It is then refit on the
-whole window.
+whole window. The calibrated out-of-sample scores are kept (``inner_scores_``) and choose the
+alarm threshold (``alarm_threshold_``, ``models.alarm``) without another fit.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import pandas as pd
 from sklearn.linear_model import LogisticRegression
 
 from features.schema import TIMESTAMP
+from models.alarm import DEFAULT_ALARM_X, IN_SAMPLE, INNER, has_scores, store_threshold
 from models.base import PROB_COLUMN, BaseForecaster
 from models.cv import inner_splits
 from models.gbm import feature_columns, lgb_matrix, lgb_params, stride_mask
@@ -83,6 +85,10 @@ class LightGBMStress(BaseForecaster):
 
     kind = "lightgbm_stress"
     is_classifier = True
+    # chosen at fit on the training window (models.alarm): P(stress) at which a row alarms
+    alarm_threshold_: float
+    alarm_x_: float
+    alarm_basis_: str
 
     def __init__(self, n_estimators: int = 200, seed: int = 0, row_stride: int = 1,
                  params: dict[str, Any] | None = None, horizon_periods: int = 24,
@@ -187,18 +193,34 @@ class LightGBMStress(BaseForecaster):
         ab = platt(raw[self.grid_choice_, oos], yv[oos]) if oos.any() else None
         self.calibrator_: dict[str, float] | None = None if ab is None else {"a": ab[0],
                                                                               "b": ab[1]}
+        self.inner_scores_: np.ndarray | None = self._calibrate(raw[self.grid_choice_, oos]) \
+            if oos.any() else None
         final = self._fit_candidate(self.grid_choice_, X, yv)
         self.linear_: dict[str, Any] | None = final if isinstance(final, dict) else None
         self.booster_ = None if self.linear_ else final
+        self._choose_alarm(X, yv)
+
+    def _choose_alarm(self, X: pd.DataFrame, yv: np.ndarray) -> None:
+        """Alarm threshold at the default multiple of the window's base rate, on the inner
+        folds' calibrated scores (on the training rows' own scores when there are none)."""
+        if has_scores(self.inner_scores_):
+            assert self.inner_scores_ is not None
+            store_threshold(self, self.inner_scores_, yv, DEFAULT_ALARM_X, INNER)
+        else:
+            store_threshold(self, self._predict(X)[PROB_COLUMN].to_numpy(float), yv,
+                            DEFAULT_ALARM_X, IN_SAMPLE)
 
     def _refit_selected(self, prev: LightGBMStress, X: pd.DataFrame, yv: np.ndarray) -> None:
-        """Refit the candidate `prev` chose, keeping its Platt calibration (no inner folds)."""
+        """Refit the candidate `prev` chose, keeping its Platt calibration and inner-fold
+        scores (no inner folds; the alarm share aimed at follows this window's base rate)."""
         self.oos_rows_, self.grid_choice_ = prev.oos_rows_, prev.grid_choice_
         self.rounds_ = getattr(prev, "rounds_", self.n_estimators)
         self.calibrator_ = prev.calibrator_
+        self.inner_scores_ = getattr(prev, "inner_scores_", None)
         final = self._fit_candidate(self.grid_choice_, X, yv)
         self.linear_ = final if isinstance(final, dict) else None
         self.booster_ = None if self.linear_ else final
+        self._choose_alarm(X, yv)
 
     def _calibrate(self, raw: np.ndarray) -> np.ndarray:
         if not self.calibrator_:
@@ -225,7 +247,8 @@ class LightGBMStress(BaseForecaster):
                 "calibrator": json.loads(json.dumps(self.calibrator_)),
                 "grid_choice": self.grid_choice_, "oos_rows": self.oos_rows_,
                 "rounds": self.rounds_,
-                "linear": self.linear_}
+                "linear": self.linear_, "alarm_threshold": self.alarm_threshold_,
+                "alarm_x": self.alarm_x_, "alarm_basis": self.alarm_basis_}
 
     def _save_native(self, path: Path) -> None:
         if self.booster_ is not None:
@@ -237,5 +260,8 @@ class LightGBMStress(BaseForecaster):
         self.grid_choice_, self.oos_rows_ = state["grid_choice"], state["oos_rows"]
         self.rounds_ = int(state.get("rounds", self.n_estimators))
         self.linear_ = state.get("linear")
+        self.alarm_threshold_ = float(state.get("alarm_threshold", math.nan))
+        self.alarm_x_ = float(state.get("alarm_x", DEFAULT_ALARM_X))
+        self.alarm_basis_ = str(state.get("alarm_basis", ""))
         self.booster_ = None if self.linear_ else lgb.Booster(
             model_file=str(path / "lightgbm_stress.txt"))

@@ -8,7 +8,9 @@ pool's own median, mean absolute daily return, the largest 7-day move, the share
 falling that day, mean LP net flow). Every aggregate reads the rows at one timestamp t, so it
 uses nothing after t. An L2 logistic regression on the standardised inputs gives P(stress);
 its strength is chosen by least log loss on inner walk-forward folds of the training window
-(``models.cv.inner_splits``, purged by the horizon).
+(``models.cv.inner_splits``, purged by the horizon), and the chosen strength's out-of-sample
+scores there (``inner_scores_``) choose the alarm threshold (``alarm_threshold_``,
+``models.alarm``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import pandas as pd
 from sklearn.linear_model import LogisticRegression
 
 from features.schema import POOL_ID, TIMESTAMP
+from models.alarm import DEFAULT_ALARM_X, IN_SAMPLE, INNER, has_scores, store_threshold
 from models.base import PROB_COLUMN, BaseForecaster, ForecastError
 from models.cv import inner_splits
 
@@ -94,6 +97,10 @@ class MarketStress(BaseForecaster):
 
     kind = "market_stress"
     is_classifier = True
+    # chosen at fit on the training window (models.alarm): P(stress) at which a row alarms
+    alarm_threshold_: float
+    alarm_x_: float
+    alarm_basis_: str
 
     def __init__(self, horizon_periods: int = 7, inner_folds: int = 3,
                  c_grid: tuple[float, ...] | list[float] = MARKET_C_GRID) -> None:
@@ -134,7 +141,7 @@ class MarketStress(BaseForecaster):
                                 f"{sorted(X[POOL_ID].unique())[:3]}... hold one class only")
         folds = inner_splits(X[TIMESTAMP], self.inner_folds, self.horizon_periods) \
             if self.inner_folds > 0 else []
-        losses = []
+        losses, scores = [], []
         for c in self.c_grid:
             ys, ps = [], []
             for tr, va in folds:
@@ -143,10 +150,17 @@ class MarketStress(BaseForecaster):
                 ps.append(self._prob(self._fit_c(A.loc[tr], yv[tr], c), A.loc[va]))
                 ys.append(yv[va])
             losses.append(_log_loss(np.concatenate(ys), np.concatenate(ps)) if ys else math.inf)
+            scores.append(np.concatenate(ps) if ps else None)
         self.inner_losses_ = losses
         pick = int(np.argmin(losses)) if np.isfinite(losses).any() else len(self.c_grid) // 2
         self.linear_ = self._fit_c(A, yv, self.c_grid[pick])
         self.columns_ = list(A.columns)
+        self.inner_scores_: np.ndarray | None = scores[pick]
+        if has_scores(self.inner_scores_):
+            assert self.inner_scores_ is not None
+            store_threshold(self, self.inner_scores_, yv, DEFAULT_ALARM_X, INNER)
+        else:  # no inner fold with both classes: the training rows' own scores
+            store_threshold(self, self._prob(self.linear_, A), yv, DEFAULT_ALARM_X, IN_SAMPLE)
 
     def _predict(self, X: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame({PROB_COLUMN: self._prob(self.linear_, market_inputs(X))})
@@ -158,8 +172,13 @@ class MarketStress(BaseForecaster):
 
     def _state(self) -> dict[str, Any]:
         return {"linear": self.linear_, "columns": self.columns_,
-                "inner_losses": list(self.inner_losses_)}
+                "inner_losses": list(self.inner_losses_),
+                "alarm_threshold": self.alarm_threshold_, "alarm_x": self.alarm_x_,
+                "alarm_basis": self.alarm_basis_}
 
     def _load_state(self, state: dict[str, Any], path: Any) -> None:
         self.linear_, self.columns_ = state["linear"], state["columns"]
         self.inner_losses_ = state.get("inner_losses", [])
+        self.alarm_threshold_ = float(state.get("alarm_threshold", math.nan))
+        self.alarm_x_ = float(state.get("alarm_x", DEFAULT_ALARM_X))
+        self.alarm_basis_ = str(state.get("alarm_basis", ""))

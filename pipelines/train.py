@@ -31,7 +31,6 @@ from models.names import (
     Target,
     is_baseline,
     kinds_for,
-    metrics_for,
     score_of,
 )
 from models.pool import active_pool, task_pool
@@ -40,7 +39,7 @@ from pipelines.champion import Champion, Decision, challenge
 from pipelines.config import configure_mlflow
 from pipelines.plots import plot_calibration, plot_forecast, plot_importance
 from pipelines.runtime import quiet_mlflow
-from pipelines.train_config import TrainConfig, TrainResult
+from pipelines.train_config import TrainConfig, TrainResult, run_metrics
 from pipelines.train_register import register
 from pipelines.train_tasks import TrainInputs, evaluate_kind, evaluate_on, train_inputs
 
@@ -97,6 +96,7 @@ def train(workdir: Path, config: TrainConfig | None = None, progress: bool = Tru
         pending = {} if pool is None else {
             (k, t): pool.submit(evaluate_kind, (str(k), str(t)), params=cfg.params(k),
                                 alarm_threshold=cfg.alarm_threshold,
+                                alarm_x=cfg.alarm_share_x,
                                 reselect_every=cfg.reselect_every, **shared)
             for k, t in sorted(plan, key=lambda kt: is_baseline(kt[0]))}  # costly first
         configure_mlflow(workdir, "lpa-train")
@@ -157,7 +157,7 @@ def metrics_document(res: TrainResult) -> dict[str, dict[str, dict[str, float | 
     doc: dict[str, dict[str, dict[str, float | None]]] = {}
     for r in res.rows:
         vals = {m: (float(r[m]) if math.isfinite(float(r[m])) else None)
-                for m in metrics_for(r["target"]) if m in r}
+                for m in run_metrics(r["target"]) if m in r}
         doc.setdefault(r["model"], {})[r["target"]] = vals
     return doc
 
@@ -180,5 +180,5 @@ def _evaluate(kind: str, target: str, d: TrainInputs, cfg: TrainConfig,
         advance()
 
     return evaluate_on(d, kind, target, seed=cfg.seed, params=cfg.params(kind),
-                       alarm_threshold=cfg.alarm_threshold,
+                       alarm_threshold=cfg.alarm_threshold, alarm_x=cfg.alarm_share_x,
                        reselect_every=cfg.reselect_every, on_fold=on_fold)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -18,7 +18,18 @@ from models.names import (
     metrics_for,
 )
 
-__all__ = ["TrainConfig", "TrainResult"]
+__all__ = ["TrainConfig", "TrainResult", "run_metrics", "ALARM_METRICS"]
+
+# beside the event scores of stress alarms: how much of the time the alarm is on, and at
+# which P(stress) (mean over folds), so that an alarm that is always on cannot look good
+ALARM_METRICS = ("alarm_share", "alarm_threshold")
+_LABELS = {"alarm_share": "alarm share", "alarm_threshold": "alarm P>=", **METRIC_LABELS}
+
+
+def run_metrics(target: str) -> tuple[str, ...]:
+    """Names of the metrics a training run reports for a target."""
+    extra = ALARM_METRICS if Target(target) is Target.stress else ()
+    return tuple(dict.fromkeys((*metrics_for(target), *extra)))
 
 
 class TrainConfig(BaseModel):
@@ -33,8 +44,15 @@ class TrainConfig(BaseModel):
     n_folds: int = Field(default=3, ge=1)
     gap: str | None = Field(default=None, description="purge gap; None = the label horizon")
     seed: int = 0
-    alarm_threshold: float = Field(default=0.25, description=(
-        "P(stress) that counts as an alarm (event lead times, false alarms)"))
+    alarm_threshold: Annotated[float, Field(ge=0, le=1)] | Literal["auto"] = Field(
+        default="auto", description=(
+            "P(stress) that counts as an alarm (event lead times, false alarms, alarm share); "
+            "auto: each fitted model chooses its own on its training window, so that it alarms "
+            "on alarm_share_x times the window's stress base rate of its inner-fold "
+            "out-of-sample scores (models.alarm), and each fold is scored at its model's"))
+    alarm_share_x: float = Field(default=2.0, gt=0, description=(
+        "with alarm_threshold auto: the share of rows in alarm aimed at, as a multiple of the "
+        "training window's stress base rate"))
     lightgbm: dict[str, Any] = Field(default_factory=dict)
     torch: dict[str, Any] = Field(default_factory=dict)
     register_models: bool = Field(default=True, description="register champion candidates")
@@ -74,11 +92,11 @@ class TrainResult:
 
     def _metric_names(self) -> list[str]:
         targets = {r["target"] for r in self.rows}
-        return list(dict.fromkeys(m for t in Target if t in targets for m in metrics_for(t)))
+        return list(dict.fromkeys(m for t in Target if t in targets for m in run_metrics(t)))
 
     def summary_columns(self) -> list[str]:
         """Column names of the summary table."""
-        return ["model", "target", *[METRIC_LABELS[m] for m in self._metric_names()],
+        return ["model", "target", *[_LABELS[m] for m in self._metric_names()],
                 "score / best baseline", "registry"]
 
     def summary_rows(self) -> list[list[Any]]:

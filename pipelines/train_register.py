@@ -1,9 +1,12 @@
 """Registration after a training run: decide each target, refit what the decision asks for
-(in worker processes when a pool is given), log the refits and move the champion alias."""
+(in worker processes when a pool is given), log the refits and move the champion alias.
+A stress model's version is tagged with its alarm threshold (``alarm_threshold``), which the
+service can read whatever the model's save format holds."""
 
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import mlflow
@@ -32,15 +35,17 @@ def register(client: Any, cfg: TrainConfig, fs: FeatureSet, d: TrainInputs,
     def selection(kind: str, target: str) -> Any:
         return None if cfg.reselect_final else chosen.get((str(kind), str(target)))
 
+    alarm = {"alarm_threshold": cfg.alarm_threshold, "alarm_x": cfg.alarm_share_x}
     fits: dict[tuple[str, str], Any] = {} if pool is None else {
         (str(k), str(t)): pool.submit(refit_kind, (str(k), str(t)), params=cfg.params(k),
-                                      selection=selection(k, t), **shared)
+                                      selection=selection(k, t), **alarm, **shared)
         for t, (_, _, ks) in decided.items() for k in ks}
     for target, (decision, champ, ks) in decided.items():
         for kind in ks:
             if pool is None:
                 model = refit_on(d, kind, target, seed=cfg.seed, params=cfg.params(kind),
-                                 selection=selection(kind, target))
+                                 selection=selection(kind, target),
+                                 alarm_threshold=cfg.alarm_threshold, alarm_x=cfg.alarm_share_x)
             else:
                 model = fits.pop((str(kind), str(target))).result()
             _register_model(client, target, kind, model, scores[target], cfg, fs, d.X,
@@ -68,6 +73,11 @@ def _register_model(client: Any, target: str, kind: str, model: BaseForecaster,
             "features": fs.digest, "params": params_tag(cfg.params(kind)),
             "target": str(target), "feature_set": fs.version, "horizon": str(fs.horizon),
             "freq": fs.freq}
+    thr = float(getattr(model, "alarm_threshold_", math.nan))
+    if math.isfinite(thr):
+        tags.update(alarm_threshold=repr(thr), alarm_rule=(
+            f"auto: {cfg.alarm_share_x:g} x training base rate"
+            if cfg.alarm_threshold == "auto" else "fixed"))
     with mlflow.start_run(run_id=runs[kind], nested=True):
         info = log_forecaster(model, f"{target}_{kind}", X, registered_model_name=name,
                               tags=tags)

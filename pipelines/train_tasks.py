@@ -17,6 +17,7 @@ import pandas as pd
 
 from features.build import FeatureSet, read_features
 from features.schema import parse_duration
+from models.alarm import AUTO, fit_alarm_threshold
 from models.base import BaseForecaster
 from models.cv import Fold, walk_forward_splits
 from models.evaluate import Evaluation, evaluate, keep_selection
@@ -67,42 +68,55 @@ def _inputs(workdir: str, digest: str, n_folds: int, gap: str | None) -> TrainIn
 
 
 def evaluate_on(d: TrainInputs, kind: str, target: str, *, seed: int, params: dict[str, Any],
-                alarm_threshold: float, reselect_every: int,
+                alarm_threshold: float | str, alarm_x: float, reselect_every: int,
                 on_fold: Callable[[int, dict[str, float]], None] | None = None) -> Evaluation:
-    """Walk-forward evaluation of one (kind, target) on prepared inputs."""
+    """Walk-forward evaluation of one (kind, target) on prepared inputs (stress alarms at
+    ``alarm_threshold``, or ``"auto"``: each fold's model's own, ``models.alarm``)."""
     fs = d.fs
     return evaluate(lambda: make_forecaster(kind, target, fs.freq, fs.horizon_periods,
                                             seed=seed, **params),
                     d.X, d.labels[str(target)], d.folds, target=target, freq=fs.freq,
                     horizon_periods=fs.horizon_periods, alarm_threshold=alarm_threshold,
-                    on_fold=on_fold, onset=d.onset, reselect_every=reselect_every)
+                    alarm_x=alarm_x, on_fold=on_fold, onset=d.onset, reselect_every=reselect_every)
 
 
 def refit_on(d: TrainInputs, kind: str, target: str, *, seed: int, params: dict[str, Any],
-             selection: BaseForecaster | None) -> BaseForecaster:
+             selection: BaseForecaster | None, alarm_threshold: float | str = AUTO,
+             alarm_x: float = 2.0) -> BaseForecaster:
     """One (kind, target) refitted on every labelled row, keeping ``selection``'s choice
-    when one is given."""
+    when one is given; a stress model carries its alarm threshold (``alarm_threshold_``:
+    chosen on these rows when ``"auto"``, else the fixed one)."""
     fs = d.fs
     model = make_forecaster(kind, target, fs.freq, fs.horizon_periods, seed=seed, **params)
     if selection is not None:
         model = keep_selection(model, selection)
-    return model.fit(d.X, d.labels[str(target)])
+    y = d.labels[str(target)]
+    model.fit(d.X, y)
+    if Target(target) is Target.stress:
+        if alarm_threshold == AUTO:
+            fit_alarm_threshold(model, d.X, y, alarm_x)
+        else:
+            model.alarm_threshold_ = float(alarm_threshold)  # type: ignore[attr-defined]
+    return model
 
 
 def evaluate_kind(item: tuple[str, str], *, workdir: str, digest: str, n_folds: int,
-                  gap: str | None, seed: int, params: dict[str, Any], alarm_threshold: float,
-                  reselect_every: int) -> Evaluation:
+                  gap: str | None, seed: int, params: dict[str, Any],
+                  alarm_threshold: float | str, alarm_x: float, reselect_every: int
+                  ) -> Evaluation:
     """:func:`evaluate_on` the work directory's feature set (a worker task)."""
     kind, target = item
     return evaluate_on(_inputs(workdir, digest, n_folds, gap), kind, target, seed=seed,
-                       params=params, alarm_threshold=alarm_threshold,
+                       params=params, alarm_threshold=alarm_threshold, alarm_x=alarm_x,
                        reselect_every=reselect_every)
 
 
 def refit_kind(item: tuple[str, str], *, workdir: str, digest: str, n_folds: int,
                gap: str | None, seed: int, params: dict[str, Any],
-               selection: BaseForecaster | None) -> BaseForecaster:
+               selection: BaseForecaster | None, alarm_threshold: float | str = AUTO,
+               alarm_x: float = 2.0) -> BaseForecaster:
     """:func:`refit_on` the work directory's feature set (a worker task)."""
     kind, target = item
     return refit_on(_inputs(workdir, digest, n_folds, gap), kind, target, seed=seed,
-                    params=params, selection=selection)
+                    params=params, selection=selection, alarm_threshold=alarm_threshold,
+                    alarm_x=alarm_x)
