@@ -25,11 +25,12 @@ The label therefore needs no copy of the value formula of ``models.economics.inv
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
 from features import _label_kernels as kern
-from features._wide import rolling_count, rolling_max, rolling_sum
+from features._wide import feature_threads, rolling_count, rolling_max, rolling_sum, run_all
 from features.amm import cp_value_ratio
 
 __all__ = ["forward_window_sum", "forward_fee_yield", "forward_volatility", "forward_il",
@@ -111,25 +112,31 @@ class StressLabels:
     flight_threshold: np.ndarray
 
 
-def _trailing_quantile(worst: np.ndarray, h: int, q: float, history: int,
-                       min_history: int, pooled: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """q-quantile ("lower") of the forward worst values of windows completed by t: those at
-    t - h or earlier, over the last ``history`` periods; NaN with fewer than ``min_history``
-    values. Also returns how many values each quantile read. ``pooled``: one quantile per
-    period over the windows of every pool together (broadcast to all pools)."""
-    x = np.ascontiguousarray(worst.T, dtype=np.float64)  # one pool's series per row
+def _trailing_quantiles(series: list[np.ndarray], h: int, q: float, history: int,
+                        min_history: int, pooled: bool = False
+                        ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per (periods x pools) array: the q-quantile ("lower") of the forward worst values of
+    windows completed by t (those at t - h or earlier, over the last ``history`` periods; NaN
+    with fewer than ``min_history`` values) and how many values it read. ``pooled``: one
+    quantile per period over the windows of every pool together (broadcast to all pools).
+    Pools are spread over the build threads (each one's quantile reads that pool alone)."""
+    xs = [np.ascontiguousarray(w.T, dtype=np.float64) for w in series]  # a pool per row
+    args = (int(h), int(history), int(max(1, min_history)), float(q))
     if pooled:
-        one = np.empty(x.shape[1])
-        n = np.empty(x.shape[1], np.int64)
-        kern.lagged_quantile_pooled(x, int(h), int(history), int(max(1, min_history)),
-                                    float(q), one, n)
-        return (np.repeat(one[:, None], x.shape[0], axis=1),
-                np.repeat(n[:, None], x.shape[0], axis=1))
-    out = np.empty(x.shape)
-    count = np.empty(x.shape, np.int64)
-    kern.lagged_quantile(x, int(h), int(history), int(max(1, min_history)), float(q), out,
-                         count)
-    return out.T, count.T
+        outs = [(np.empty(x.shape[1]), np.empty(x.shape[1], np.int64)) for x in xs]
+        run_all([partial(kern.lagged_quantile_pooled, x, *args, *o)
+                 for x, o in zip(xs, outs, strict=True)])
+        return [(np.repeat(one[:, None], x.shape[0], axis=1),
+                 np.repeat(n[:, None], x.shape[0], axis=1))
+                for x, (one, n) in zip(xs, outs, strict=True)]
+    outs = [(np.empty(x.shape), np.empty(x.shape, np.int64)) for x in xs]
+    tasks = []
+    for x, (out, count) in zip(xs, outs, strict=True):
+        cuts = np.linspace(0, len(x), min(feature_threads(), len(x)) + 1).astype(int)
+        tasks += [partial(kern.lagged_quantile, x[a:b], *args, out[a:b], count[a:b])
+                  for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+    run_all(tasks)
+    return [(out.T, count.T) for out, count in outs]
 
 
 def forward_lp_stress(
@@ -166,8 +173,8 @@ def forward_lp_stress(
     div_worst, out_worst = kern.forward_worst(ratio, net, h, np.empty(ratio.shape),
                                               np.empty(ratio.shape))
     complete = np.isfinite(div_worst)
-    div_q, n_done = _trailing_quantile(div_worst, h, quantile, history, min_history, pooled)
-    flt_q, _ = _trailing_quantile(out_worst, h, quantile, history, min_history, pooled)
+    (div_q, n_done), (flt_q, _) = _trailing_quantiles([div_worst, out_worst], h, quantile,
+                                                      history, min_history, pooled)
     div_thr = np.fmax(div_q, min_divergence)
     flt_thr = np.fmax(flt_q, min_flight)
     scaled = n_done >= max(1, min_history)
