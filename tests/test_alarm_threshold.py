@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +20,19 @@ from models.cv import Fold, walk_forward_splits
 from models.evaluate import FOLD, evaluate, score_predictions
 from models.forecasts import load_forecaster
 from models.stress import LightGBMStress
+from models.threads import use_threads
 from pipelines.cli import app
 from pipelines.config import tracking_uri
 
 H = 7  # label horizon, days
 FAST: dict[str, Any] = {"n_estimators": 30, "inner_folds": 2, "grid": [{"num_leaves": 4}],
                         "horizon_periods": H}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    with use_threads(1):  # small fits: threads only wait on each other
+        yield
 
 
 def _panel(days: int = 360, pools: int = 4, seed: int = 0) -> tuple[pd.DataFrame, pd.Series]:
@@ -131,10 +138,12 @@ def test_auto_threshold_flows_through_lpa_train_into_metrics_json(
     base = ('[train]\nmodels = ["lightgbm"]\ntargets = ["stress"]\nn_folds = 2\n{extra}'
             '[train.lightgbm]\nn_estimators = 30\ninner_folds = 2\ngrid = [{{num_leaves = 7}}]\n')
     cfg.write_text(base.format(extra=""))
-    out = CliRunner().invoke(app, ["train", "--workdir", str(wd), "--config", str(cfg)])
+    args = ["train", "--workdir", str(wd), "--config", str(cfg), "--threads", "1"]
+    out = CliRunner().invoke(app, args)
     assert out.exit_code == 0, out.output
     assert "alarm share" in out.output
-    reports = sorted((wd / "reports").glob("train-*/metrics.json"), key=lambda p: p.stat().st_mtime)
+    reports = sorted((wd / "reports").glob("train-*/metrics.json"),
+                     key=lambda p: p.stat().st_mtime)
     doc = json.loads(reports[-1].read_text())
     for kind in ("lightgbm", "baseline"):
         s = doc[kind]["stress"]
@@ -157,7 +166,8 @@ def test_auto_threshold_flows_through_lpa_train_into_metrics_json(
     assert all(float(v.tags["alarm_threshold"]) >= 0 for v in versions)
     # a fixed threshold is still accepted and reported as such
     cfg.write_text(base.format(extra="alarm_threshold = 0.25\n"))
-    out = CliRunner().invoke(app, ["train", "--workdir", str(wd), "--config", str(cfg)])
+    out = CliRunner().invoke(app, args)
     assert out.exit_code == 0, out.output
-    reports = sorted((wd / "reports").glob("train-*/metrics.json"), key=lambda p: p.stat().st_mtime)
+    reports = sorted((wd / "reports").glob("train-*/metrics.json"),
+                     key=lambda p: p.stat().st_mtime)
     assert json.loads(reports[-1].read_text())["lightgbm"]["stress"]["alarm_threshold"] == 0.25
