@@ -79,15 +79,14 @@ def lagged_quantile(x, lag, w, minp, q, out, count):  # type: ignore[no-untyped-
     into ``out`` (NaN with fewer than ``minp`` values) and the number of valid values into
     ``count``.
 
-    Each series' values are ranked once; a Fenwick tree over the ranks holds the window,
-    so adding, removing and selecting cost O(log T) whatever w is.
+    Each series' values are ranked once. The selected value is a cursor over the ranks that
+    knows how many window values lie below it; a step adds one value, drops one and moves the
+    wanted position by at most one, so the cursor walks to the nearest window values instead
+    of searching the window again.
     """
     n_p, n_t = x.shape
-    tree = np.zeros(n_t + 1, np.int64)
+    inside = np.zeros(n_t, np.bool_)
     rank = np.empty(n_t, np.int64)
-    top = 1
-    while top * 2 <= n_t:
-        top *= 2
     lo = max(minp, 1)
     for p in range(n_p):
         col, o, c = x[p], out[p], count[p]
@@ -95,23 +94,56 @@ def lagged_quantile(x, lag, w, minp, q, out, count):  # type: ignore[no-untyped-
         srt = col[order]
         for i in range(n_t):
             rank[order[i]] = i
-        tree[:] = 0
+        inside[:] = False
         n = 0
+        cur = -1  # rank of the selected value (a window value), -1 with an empty window
+        below = 0  # window values ranked below cur
         for t in range(n_t):
             i = t - lag  # entering the window
             if i >= 0 and col[i] == col[i]:
-                _tree_add(tree, rank[i] + 1, 1)
+                r = rank[i]
+                inside[r] = True
                 n += 1
+                if cur < 0:
+                    cur, below = r, 0
+                elif r < cur:
+                    below += 1
             i = t - w - lag  # leaving it
             if i >= 0 and col[i] == col[i]:
-                _tree_add(tree, rank[i] + 1, -1)
+                r = rank[i]
+                inside[r] = False
                 n -= 1
+                if n == 0:
+                    cur, below = -1, 0
+                elif r < cur:
+                    below -= 1
+                elif r == cur:  # the selected value left: the next window value above it
+                    j = cur + 1
+                    while j < n_t and not inside[j]:
+                        j += 1
+                    if j < n_t:
+                        cur = j
+                    else:  # none above: the one below, which had below - 1 values under it
+                        j = cur - 1
+                        while not inside[j]:
+                            j -= 1
+                        cur, below = j, below - 1
             c[t] = n
-            if n < lo:
+            if n == 0:
                 o[t] = np.nan
                 continue
-            # values before the selected one
-            o[t] = srt[_tree_select(tree, top, np.int64(q * (n - 1)))]
+            want = np.int64(q * (n - 1))
+            while below < want:  # up to the next window value
+                j = cur + 1
+                while not inside[j]:
+                    j += 1
+                cur, below = j, below + 1
+            while below > want:  # down to the previous one
+                j = cur - 1
+                while not inside[j]:
+                    j -= 1
+                cur, below = j, below - 1
+            o[t] = srt[cur] if n >= lo else np.nan
     return out, count
 
 

@@ -180,3 +180,28 @@ def test_model_inputs_look_only_backward() -> None:
     full, part = model_matrix(full_fs), model_matrix(cut_fs)
     full = full[full[TIMESTAMP] <= t].reset_index(drop=True)
     pd.testing.assert_frame_equal(full, part, check_dtype=False)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_trailing_quantile_kernel_matches_a_sorted_window(seed: int) -> None:
+    from features._label_kernels import lagged_quantile
+
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(3, 400))
+    if seed % 2:
+        x = np.round(x, 1)  # ties
+    if seed % 3 == 0:
+        x = np.cumsum(x, axis=1)  # a trend: the window drifts through the ranks
+    x[rng.random(x.shape) < 0.2] = np.nan
+    q = [0.0, 0.5, 0.95, 1.0, 0.8, 0.9][seed]
+    lag, w, minp = int(rng.integers(0, 30)), int(rng.integers(5, 150)), 10
+    out, count = lagged_quantile(x, lag, w, minp, q, np.empty(x.shape),
+                                 np.empty(x.shape, np.int64))
+    for p in range(x.shape[0]):
+        for t in range(x.shape[1]):
+            # the window: values lagged by `lag`, over the trailing w periods
+            win = x[p, max(0, t - lag - w + 1):max(0, t - lag + 1)]
+            win = np.sort(win[np.isfinite(win)])
+            assert count[p, t] == len(win)
+            want = win[int(q * (len(win) - 1))] if len(win) >= minp else np.nan
+            assert out[p, t] == want or (np.isnan(want) and np.isnan(out[p, t])), (p, t)
