@@ -117,13 +117,13 @@ def lagged_quantile(x, lag, w, minp, q, out, count):  # type: ignore[no-untyped-
                     cur, below = -1, 0
                 elif r < cur:
                     below -= 1
-                elif r == cur:  # the selected value left: the next window value above it
-                    j = cur + 1
-                    while j < n_t and not inside[j]:
-                        j += 1
-                    if j < n_t:
+                elif r == cur:  # the selected value left: the next window value above it,
+                    if n > below:  # of which there are n - below
+                        j = cur + 1
+                        while not inside[j]:
+                            j += 1
                         cur = j
-                    else:  # none above: the one below, which had below - 1 values under it
+                    else:  # or else the one below, which has below - 1 values under it
                         j = cur - 1
                         while not inside[j]:
                             j -= 1
