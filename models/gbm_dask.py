@@ -139,7 +139,12 @@ def _fit_share(part: tuple[pd.DataFrame, np.ndarray], params: dict[str, Any], ro
     """This machine's side of a data-parallel fit; the booster on the first machine only."""
     X, y = part
     data = lgb.Dataset(X, y, categorical_feature=categorical or "auto", free_raw_data=True)
-    booster = lgb.train(params, data, num_boost_round=rounds)
+    try:
+        booster = lgb.train(params, data, num_boost_round=rounds)
+    finally:
+        # the network is process-wide: left set up, this worker's next (serial) fit would
+        # wait for the other machines forever
+        lgb.basic._LIB.LGBM_NetworkFree()
     return booster if keep else None
 
 
