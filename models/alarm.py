@@ -6,8 +6,9 @@ no alarm) or, set low, alarming always. Here the threshold is chosen per fit so 
 alarms on about ``alarm_x`` times the share of its training rows that were stressed: it is the
 smallest score at which at most that share of reference scores lies at or above it. The
 reference scores are the model's out-of-sample scores on the inner walk-forward folds of its
-training window when its fit computed them (``inner_scores_``: no extra fit), else its
-in-sample scores on the training rows (one prediction; no row after the window is read).
+training window when its fit computed them (``inner_scores_``: no extra fit; the GRU scores its
+held-out early-stopping tail), else its in-sample scores on the training rows (one prediction;
+no row after the window is read).
 """
 
 from __future__ import annotations

@@ -169,6 +169,13 @@ class GRUForecaster(QuantileForecaster):
         if best_state is not None:
             net.load_state_dict(best_state)
         self.net_ = net.eval()
+        if self.is_classifier and len(va):
+            # scores on the held-out tail, which no training row's label window reaches: the
+            # out-of-sample reference of the alarm threshold (models.alarm)
+            with torch.no_grad():
+                vi = torch.from_numpy(va)
+                logits = net(seq.take(vi), ps[vi]).numpy()[:, 0]
+            self.inner_scores_: np.ndarray | None = 1 / (1 + np.exp(-logits.astype(float)))
 
     def _loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return _pinball(out, y)

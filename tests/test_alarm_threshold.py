@@ -171,3 +171,21 @@ def test_auto_threshold_flows_through_lpa_train_into_metrics_json(
     reports = sorted((wd / "reports").glob("train-*/metrics.json"),
                      key=lambda p: p.stat().st_mtime)
     assert json.loads(reports[-1].read_text())["lightgbm"]["stress"]["alarm_threshold"] == 0.25
+
+
+def test_gru_threshold_comes_from_its_held_out_tail_not_its_training_rows() -> None:
+    from models.sequence import GRUStress
+
+    X, y = _panel(days=200)
+    m = GRUStress(lookback=8, hidden=8, epochs=2, max_samples=4000, horizon_periods=H)
+    m.fit(X, y)
+    inner = m.inner_scores_
+    thr = fit_alarm_threshold(m, X, y, 2.0)
+    assert m.alarm_basis_ == INNER and inner is not None and np.isfinite(thr)
+    # every reference score is the model's score of a row in the last 15 % of the window
+    times = np.sort(X["timestamp"].unique())
+    tail = (X["timestamp"] >= times[int(len(times) * (1 - m.valid_frac))]).to_numpy()
+    p = m.predict(X)["p_stress"].to_numpy()
+    assert len(inner) <= tail.sum()
+    gap = np.abs(inner[:, None] - p[tail][None, :]).min(axis=1)
+    assert gap.max() < 1e-5
