@@ -181,7 +181,7 @@ def test_gru_threshold_comes_from_its_held_out_tail_not_its_training_rows() -> N
     m.fit(X, y)
     inner = m.inner_scores_
     thr = fit_alarm_threshold(m, X, y, 2.0)
-    assert m.alarm_basis_ == INNER and inner is not None and np.isfinite(thr)
+    assert m.alarm_basis_ == INNER and inner is not None and np.isfinite(thr)  # type: ignore[attr-defined]
     # every reference score is the model's score of a row in the last 15 % of the window
     times = np.sort(X["timestamp"].unique())
     tail = (X["timestamp"] >= times[int(len(times) * (1 - m.valid_frac))]).to_numpy()
