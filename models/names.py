@@ -51,13 +51,16 @@ _KINDS_FOR = {
 }
 
 QUANTILE_METRICS = ("mase", "mase_mean", "pinball", "coverage_80")
+# the alarm's share of rows and threshold stand beside its event scores, so that an alarm
+# that is always on cannot look good
 STRESS_METRICS = ("auc", "pr_auc", "brier", "base_rate", "median_lead_periods", "event_recall",
-                  "false_alarms_per_pool_year", "events")
+                  "false_alarms_per_pool_year", "events", "alarm_share", "alarm_threshold")
 METRIC_LABELS = {"mase": "MASE", "mase_mean": "MASE(mean)", "pinball": "pinball",
                  "coverage_80": "cover80", "auc": "AUC", "pr_auc": "PR-AUC", "brier": "Brier",
                  "base_rate": "base rate", "median_lead_periods": "lead",
                  "event_recall": "recall", "false_alarms_per_pool_year": "FA/pool-yr",
-                 "events": "events"}
+                 "events": "events", "alarm_share": "alarm share",
+                 "alarm_threshold": "alarm P>="}
 # lower is better: MASE of the median forecast, Brier score of P(stress)
 SCORE_METRIC = {Target.fee_yield: "mase", Target.volatility: "mase", Target.stress: "brier"}
 

@@ -31,6 +31,7 @@ from models.names import (
     Target,
     is_baseline,
     kinds_for,
+    metrics_for,
     score_of,
 )
 from models.pool import active_pool, task_pool
@@ -39,7 +40,7 @@ from pipelines.champion import Champion, Decision, challenge
 from pipelines.config import configure_mlflow
 from pipelines.plots import plot_calibration, plot_forecast, plot_importance
 from pipelines.runtime import quiet_mlflow
-from pipelines.train_config import TrainConfig, TrainResult, run_metrics
+from pipelines.train_config import TrainConfig, TrainResult
 from pipelines.train_register import register
 from pipelines.train_tasks import TrainInputs, evaluate_kind, evaluate_on, train_inputs
 
@@ -157,7 +158,7 @@ def metrics_document(res: TrainResult) -> dict[str, dict[str, dict[str, float | 
     doc: dict[str, dict[str, dict[str, float | None]]] = {}
     for r in res.rows:
         vals = {m: (float(r[m]) if math.isfinite(float(r[m])) else None)
-                for m in run_metrics(r["target"]) if m in r}
+                for m in metrics_for(r["target"]) if m in r}
         doc.setdefault(r["model"], {})[r["target"]] = vals
     return doc
 

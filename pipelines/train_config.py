@@ -18,18 +18,7 @@ from models.names import (
     metrics_for,
 )
 
-__all__ = ["TrainConfig", "TrainResult", "run_metrics", "ALARM_METRICS"]
-
-# beside the event scores of stress alarms: how much of the time the alarm is on, and at
-# which P(stress) (mean over folds), so that an alarm that is always on cannot look good
-ALARM_METRICS = ("alarm_share", "alarm_threshold")
-_LABELS = {"alarm_share": "alarm share", "alarm_threshold": "alarm P>=", **METRIC_LABELS}
-
-
-def run_metrics(target: str) -> tuple[str, ...]:
-    """Names of the metrics a training run reports for a target."""
-    extra = ALARM_METRICS if Target(target) is Target.stress else ()
-    return tuple(dict.fromkeys((*metrics_for(target), *extra)))
+__all__ = ["TrainConfig", "TrainResult"]
 
 
 class TrainConfig(BaseModel):
@@ -92,11 +81,11 @@ class TrainResult:
 
     def _metric_names(self) -> list[str]:
         targets = {r["target"] for r in self.rows}
-        return list(dict.fromkeys(m for t in Target if t in targets for m in run_metrics(t)))
+        return list(dict.fromkeys(m for t in Target if t in targets for m in metrics_for(t)))
 
     def summary_columns(self) -> list[str]:
         """Column names of the summary table."""
-        return ["model", "target", *[_LABELS[m] for m in self._metric_names()],
+        return ["model", "target", *[METRIC_LABELS[m] for m in self._metric_names()],
                 "score / best baseline", "registry"]
 
     def summary_rows(self) -> list[list[Any]]:
