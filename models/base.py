@@ -95,8 +95,12 @@ class BaseForecaster:
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         state = self._state()
-        (path / "forecaster.json").write_text(json.dumps(
-            {"kind": self.kind, "params": self.get_params(), "state": state}, indent=1))
+        spec: dict[str, Any] = {"kind": self.kind, "params": self.get_params(), "state": state}
+        if hasattr(self, "alarm_threshold_"):  # a stress model's alarm threshold (models.alarm)
+            spec["alarm"] = {"threshold": float(self.alarm_threshold_),
+                             "x": float(getattr(self, "alarm_x_", float("nan"))),
+                             "basis": str(getattr(self, "alarm_basis_", ""))}
+        (path / "forecaster.json").write_text(json.dumps(spec, indent=1))
         self._save_native(path)
         return path
 

@@ -159,6 +159,11 @@ def load_forecaster(path: Path) -> BaseForecaster:
                             f"of {sorted(FORECASTERS)}")
     obj = cls(**spec["params"])
     obj._load_state(spec["state"], path)
+    if "alarm" in spec:
+        a = spec["alarm"]
+        obj.alarm_threshold_ = float(a["threshold"])  # type: ignore[attr-defined]
+        obj.alarm_x_ = float(a["x"])  # type: ignore[attr-defined]
+        obj.alarm_basis_ = str(a["basis"])  # type: ignore[attr-defined]
     obj.fitted_ = True
     return obj
 

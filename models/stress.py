@@ -247,8 +247,7 @@ class LightGBMStress(BaseForecaster):
                 "calibrator": json.loads(json.dumps(self.calibrator_)),
                 "grid_choice": self.grid_choice_, "oos_rows": self.oos_rows_,
                 "rounds": self.rounds_,
-                "linear": self.linear_, "alarm_threshold": self.alarm_threshold_,
-                "alarm_x": self.alarm_x_, "alarm_basis": self.alarm_basis_}
+                "linear": self.linear_}
 
     def _save_native(self, path: Path) -> None:
         if self.booster_ is not None:
@@ -260,8 +259,5 @@ class LightGBMStress(BaseForecaster):
         self.grid_choice_, self.oos_rows_ = state["grid_choice"], state["oos_rows"]
         self.rounds_ = int(state.get("rounds", self.n_estimators))
         self.linear_ = state.get("linear")
-        self.alarm_threshold_ = float(state.get("alarm_threshold", math.nan))
-        self.alarm_x_ = float(state.get("alarm_x", DEFAULT_ALARM_X))
-        self.alarm_basis_ = str(state.get("alarm_basis", ""))
         self.booster_ = None if self.linear_ else lgb.Booster(
             model_file=str(path / "lightgbm_stress.txt"))

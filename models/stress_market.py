@@ -172,13 +172,8 @@ class MarketStress(BaseForecaster):
 
     def _state(self) -> dict[str, Any]:
         return {"linear": self.linear_, "columns": self.columns_,
-                "inner_losses": list(self.inner_losses_),
-                "alarm_threshold": self.alarm_threshold_, "alarm_x": self.alarm_x_,
-                "alarm_basis": self.alarm_basis_}
+                "inner_losses": list(self.inner_losses_)}
 
     def _load_state(self, state: dict[str, Any], path: Any) -> None:
         self.linear_, self.columns_ = state["linear"], state["columns"]
         self.inner_losses_ = state.get("inner_losses", [])
-        self.alarm_threshold_ = float(state.get("alarm_threshold", math.nan))
-        self.alarm_x_ = float(state.get("alarm_x", DEFAULT_ALARM_X))
-        self.alarm_basis_ = str(state.get("alarm_basis", ""))

@@ -86,6 +86,14 @@ def test_threshold_is_saved_and_loaded_with_the_model(tmp_path: Path) -> None:
     back = load_forecaster(m.save(tmp_path / "m"))
     assert back.alarm_threshold_ == m.alarm_threshold_  # type: ignore[attr-defined]
     assert back.alarm_basis_ == INNER  # type: ignore[attr-defined]
+    # every kind's saved model carries it once chosen, not only those that choose it at fit
+    b = BaseRateStress().fit(X, y)
+    thr = fit_alarm_threshold(b, X, y, 3.0)
+    back = load_forecaster(b.save(tmp_path / "b"))
+    assert back.alarm_threshold_ == thr and back.alarm_x_ == 3.0  # type: ignore[attr-defined]
+    assert back.alarm_basis_ == IN_SAMPLE  # type: ignore[attr-defined]
+    assert not hasattr(load_forecaster(BaseRateStress().fit(X, y).save(tmp_path / "c")),
+                       "alarm_threshold_")  # none chosen, none stored
 
 
 def _thresholds(make: Callable[[], BaseForecaster], X: pd.DataFrame, y: pd.Series,
