@@ -197,3 +197,19 @@ def test_gru_threshold_comes_from_its_held_out_tail_not_its_training_rows() -> N
     assert len(inner) <= tail.sum()
     gap = np.abs(inner[:, None] - p[tail][None, :]).min(axis=1)
     assert gap.max() < 1e-5
+
+
+def test_alarm_options_of_lpa_train_reach_the_config_and_bad_ones_are_refused(
+    tmp_path: Path,
+) -> None:
+    from pipelines.config import config_from
+    from pipelines.train_config import TrainConfig
+
+    cfg = config_from(TrainConfig, None, "train", alarm_threshold="0.3", alarm_share_x=3.0)
+    assert cfg.alarm_threshold == 0.3 and cfg.alarm_share_x == 3.0
+    assert config_from(TrainConfig, None, "train", alarm_threshold="auto").alarm_threshold \
+        == "auto"
+    res = CliRunner().invoke(app, ["train", "--workdir", str(tmp_path),
+                                   "--alarm-threshold", "1.5"])
+    assert res.exit_code != 0
+    assert "alarm_threshold" in res.output, res.output

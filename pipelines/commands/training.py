@@ -29,6 +29,12 @@ def train_cmd(
     threads: Annotated[int | None, typer.Option(
         min=1, help="Threads per model fit (default: env LPA_THREADS, else the CPUs "
                     "available).")] = None,
+    alarm_threshold: Annotated[str | None, typer.Option(
+        help="P(stress) that counts as an alarm, or auto: each fitted model chooses its own "
+             "on its training window (default: --config, else auto).")] = None,
+    alarm_share_x: Annotated[float | None, typer.Option(
+        help="With auto: rows in alarm aimed at, as a multiple of the training window's "
+             "stress base rate (> 0; default: --config, else 2).")] = None,
     cluster: ClusterOption = None,
     scheduler: SchedulerOption = None,
     workers: WorkersOption = None,
@@ -47,7 +53,8 @@ def train_cmd(
         models = (None if model is None else list(DEFAULT_KINDS) if model is TrainChoice.all
                   else [model.value])
         cfg = config_from(TrainConfig, config, "train", models=models, n_folds=folds, seed=seed,
-                          register_all=register_all or None, threads=threads, workers=workers)
+                          register_all=register_all or None, threads=threads, workers=workers,
+                          alarm_threshold=alarm_threshold, alarm_share_x=alarm_share_x)
         check_workers(cfg.workers, cluster, scheduler)
         from models.gbm_dask import use_dask
         from pipelines.cluster import dask_client
