@@ -14,13 +14,13 @@ __all__ = ["forward_worst", "lagged_quantile", "lagged_quantile_pooled", "first_
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def forward_worst(ratio, net, h, div_worst, out_worst):  # type: ignore[no-untyped-def]
-    """Worst forward move of each (t, pool) window (t, t + h]: max |ratio[t+k] - ratio[t]|
-    into ``div_worst`` and max -(net[t+k] - net[t]) into ``out_worst``, k = 1..h; NaN in
-    both unless every move of the window is finite."""
+def forward_worst(ratio, net, h, div_worst, out_worst, t0, t1):  # type: ignore[no-untyped-def]
+    """Worst forward move of each (t, pool) window (t, t + h], t in [t0, t1): max
+    |ratio[t+k] - ratio[t]| into ``div_worst`` and max -(net[t+k] - net[t]) into
+    ``out_worst``, k = 1..h; NaN in both unless every move of the window is finite."""
     n_t, n_p = ratio.shape
     bad = np.empty(n_p, np.bool_)
-    for t in range(n_t):
+    for t in range(t0, t1):
         dw, ow = div_worst[t], out_worst[t]
         if t + h >= n_t:
             for p in range(n_p):
@@ -149,9 +149,10 @@ def lagged_quantile(x, lag, w, minp, q, out, count):  # type: ignore[no-untyped-
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def first_crossings(ratio, net, dev, stable, h, div_thr, flt_thr, peg_break,
-                    onset, cause):  # type: ignore[no-untyped-def]
-    """First k in 1..h at which each window (t, t + h] crosses: |ratio[t+k] - ratio[t]| >
-    div_thr, -(net[t+k] - net[t]) > flt_thr, or (``stable`` pools) dev[t+k] > peg_break.
+                    onset, cause, t0, t1):  # type: ignore[no-untyped-def]
+    """First k in 1..h at which each window (t, t + h], t in [t0, t1), crosses:
+    |ratio[t+k] - ratio[t]| > div_thr, -(net[t+k] - net[t]) > flt_thr, or (``stable`` pools)
+    dev[t+k] > peg_break.
 
     ``onset`` gets the earliest such k (h + 1 when none) and ``cause`` the bit mask of the
     conditions that crossed (1 divergence, 2 flight, 4 peg).
@@ -161,7 +162,7 @@ def first_crossings(ratio, net, dev, stable, h, div_thr, flt_thr, peg_break,
     kf = np.empty(n_p, np.int64)
     kp = np.empty(n_p, np.int64)
     peg = dev.shape[0] > 0
-    for t in range(n_t):
+    for t in range(t0, t1):
         r0, m0, dt, ft = ratio[t], net[t], div_thr[t], flt_thr[t]
         kd[:] = 0
         kf[:] = 0

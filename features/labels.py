@@ -24,6 +24,7 @@ The label therefore needs no copy of the value formula of ``models.economics.inv
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
@@ -139,6 +140,13 @@ def _trailing_quantiles(series: list[np.ndarray], h: int, q: float, history: int
     return [(out.T, count.T) for out, count in outs]
 
 
+def _by_time(kernel: Callable[[int, int], object], n_t: int) -> None:
+    """Run a kernel over the rows [t0, t1) of a (time x pool) grid, the rows spread over the
+    build threads (each row's window reads ahead, but writes only its own row)."""
+    cuts = np.linspace(0, n_t, min(feature_threads(), max(n_t, 1)) + 1).astype(int)
+    run_all([partial(kernel, int(a), int(b)) for a, b in zip(cuts[:-1], cuts[1:], strict=True)])
+
+
 def forward_lp_stress(
     p0_usd: np.ndarray, p1_usd: np.ndarray, tvl: np.ndarray, stable_pair: np.ndarray, h: int,
     *, quantile: float = 0.95, history: int = 4380, min_history: int = 168,
@@ -170,8 +178,8 @@ def forward_lp_stress(
         net = np.ascontiguousarray(
             np.log(np.where(tvl > 0, tvl, np.nan)) - 0.5 * (lp0 + lp1), dtype=np.float64)
     h = int(h)
-    div_worst, out_worst = kern.forward_worst(ratio, net, h, np.empty(ratio.shape),
-                                              np.empty(ratio.shape))
+    div_worst, out_worst = np.empty(ratio.shape), np.empty(ratio.shape)
+    _by_time(partial(kern.forward_worst, ratio, net, h, div_worst, out_worst), len(ratio))
     complete = np.isfinite(div_worst)
     (div_q, n_done), (flt_q, _) = _trailing_quantiles([div_worst, out_worst], h, quantile,
                                                       history, min_history, pooled)
@@ -186,8 +194,9 @@ def forward_lp_stress(
         dev = np.empty((0, ratio.shape[1]))
     onset = np.empty(ratio.shape, np.int64)
     cause = np.empty(ratio.shape, np.int8)
-    kern.first_crossings(ratio, net, dev, np.ascontiguousarray(stable), h, div_thr, flt_thr,
-                         float(peg_break), onset, cause)
+    _by_time(partial(kern.first_crossings, ratio, net, dev, np.ascontiguousarray(stable), h,
+                     np.ascontiguousarray(div_thr), np.ascontiguousarray(flt_thr),
+                     float(peg_break), onset, cause), len(ratio))
     valid = complete & scaled
     stressed = valid & (onset <= h)
     return StressLabels(
