@@ -13,6 +13,7 @@ no row after the window is read).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -81,10 +82,19 @@ def has_scores(scores: np.ndarray | None) -> bool:
     return scores is not None and bool(np.isfinite(np.asarray(scores, float)).any())
 
 
-def store_threshold(model: Any, scores: np.ndarray, y: np.ndarray, alarm_x: float,
-                    basis: str) -> float:
+def store_threshold(model: Any, inner: np.ndarray | None,
+                    in_sample: Callable[[], np.ndarray], y: np.ndarray,
+                    alarm_x: float = DEFAULT_ALARM_X) -> float:
     """Choose the threshold (``choose_threshold``) and store it on ``model`` with what it was
-    chosen on: ``alarm_threshold_``, ``alarm_x_``, ``alarm_basis_``."""
+    chosen on: ``alarm_threshold_``, ``alarm_x_``, ``alarm_basis_``.
+
+    The reference scores are ``inner`` (out-of-sample scores of the training window) when it
+    holds a finite score, else ``in_sample()`` (the model's scores of its training rows).
+    """
+    if has_scores(inner):
+        scores, basis = np.asarray(inner, float), INNER
+    else:
+        scores, basis = np.asarray(in_sample(), float), IN_SAMPLE
     thr = choose_threshold(scores, y, alarm_x)
     model.alarm_threshold_, model.alarm_x_, model.alarm_basis_ = thr, float(alarm_x), basis
     return thr
@@ -107,12 +117,10 @@ def fit_alarm_threshold(model: Any, X: pd.DataFrame, y: pd.Series | np.ndarray,
     yv = np.asarray(y, float)
     if len(yv) != len(X):
         raise ForecastError(f"alarm threshold: y has {len(yv)} rows, X has {len(X)}")
-    inner = getattr(model, "inner_scores_", None)
-    if has_scores(inner):
-        return store_threshold(model, np.asarray(inner, float), yv, alarm_x, INNER)
     ok = np.isfinite(yv)
-    scores = model.predict(X.loc[ok])[PROB_COLUMN].to_numpy(float)
-    return store_threshold(model, scores, yv, alarm_x, IN_SAMPLE)
+    return store_threshold(model, getattr(model, "inner_scores_", None),
+                           lambda: model.predict(X.loc[ok])[PROB_COLUMN].to_numpy(float),
+                           yv, alarm_x)
 
 
 def resolve_thresholds(predictions: pd.DataFrame, alarm_threshold: float | str) -> np.ndarray:

@@ -24,7 +24,7 @@ import pandas as pd
 from sklearn.linear_model import LogisticRegression
 
 from features.schema import TIMESTAMP
-from models.alarm import DEFAULT_ALARM_X, IN_SAMPLE, INNER, has_scores, store_threshold
+from models.alarm import store_threshold
 from models.base import PROB_COLUMN, BaseForecaster
 from models.cv import inner_splits
 from models.gbm import feature_columns, lgb_matrix, lgb_params, stride_mask
@@ -203,12 +203,8 @@ class LightGBMStress(BaseForecaster):
     def _choose_alarm(self, X: pd.DataFrame, yv: np.ndarray) -> None:
         """Alarm threshold at the default multiple of the window's base rate, on the inner
         folds' calibrated scores (on the training rows' own scores when there are none)."""
-        if has_scores(self.inner_scores_):
-            assert self.inner_scores_ is not None
-            store_threshold(self, self.inner_scores_, yv, DEFAULT_ALARM_X, INNER)
-        else:
-            store_threshold(self, self._predict(X)[PROB_COLUMN].to_numpy(float), yv,
-                            DEFAULT_ALARM_X, IN_SAMPLE)
+        store_threshold(self, self.inner_scores_,
+                        lambda: self._predict(X)[PROB_COLUMN].to_numpy(float), yv)
 
     def _refit_selected(self, prev: LightGBMStress, X: pd.DataFrame, yv: np.ndarray) -> None:
         """Refit the candidate `prev` chose, keeping its Platt calibration and inner-fold

@@ -23,7 +23,7 @@ import pandas as pd
 from sklearn.linear_model import LogisticRegression
 
 from features.schema import POOL_ID, TIMESTAMP
-from models.alarm import DEFAULT_ALARM_X, IN_SAMPLE, INNER, has_scores, store_threshold
+from models.alarm import store_threshold
 from models.base import PROB_COLUMN, BaseForecaster, ForecastError
 from models.cv import inner_splits
 
@@ -156,11 +156,8 @@ class MarketStress(BaseForecaster):
         self.linear_ = self._fit_c(A, yv, self.c_grid[pick])
         self.columns_ = list(A.columns)
         self.inner_scores_: np.ndarray | None = scores[pick]
-        if has_scores(self.inner_scores_):
-            assert self.inner_scores_ is not None
-            store_threshold(self, self.inner_scores_, yv, DEFAULT_ALARM_X, INNER)
-        else:  # no inner fold with both classes: the training rows' own scores
-            store_threshold(self, self._prob(self.linear_, A), yv, DEFAULT_ALARM_X, IN_SAMPLE)
+        # without an inner fold with both classes: the training rows' own scores
+        store_threshold(self, self.inner_scores_, lambda: self._prob(self.linear_, A), yv)
 
     def _predict(self, X: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame({PROB_COLUMN: self._prob(self.linear_, market_inputs(X))})
