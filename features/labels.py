@@ -131,20 +131,21 @@ def _trailing_quantiles(series: list[np.ndarray], h: int, q: float, history: int
                  np.repeat(n[:, None], x.shape[0], axis=1))
                 for x, (one, n) in zip(xs, outs, strict=True)]
     outs = [(np.empty(x.shape), np.empty(x.shape, np.int64)) for x in xs]
-    tasks = []
-    for x, (out, count) in zip(xs, outs, strict=True):
-        cuts = np.linspace(0, len(x), min(feature_threads(), len(x)) + 1).astype(int)
-        tasks += [partial(kern.lagged_quantile, x[a:b], *args, out[a:b], count[a:b])
-                  for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
-    run_all(tasks)
+    run_all([partial(kern.lagged_quantile, x[a:b], *args, out[a:b], count[a:b])
+             for x, (out, count) in zip(xs, outs, strict=True) for a, b in _ranges(len(x))])
     return [(out.T, count.T) for out, count in outs]
+
+
+def _ranges(n: int) -> list[tuple[int, int]]:
+    """[a, b) ranges that split 0..n in one per build thread (fewer when n is smaller)."""
+    cuts = np.linspace(0, n, min(feature_threads(), max(n, 1)) + 1).astype(int)
+    return [(int(a), int(b)) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
 
 
 def _by_time(kernel: Callable[[int, int], object], n_t: int) -> None:
     """Run a kernel over the rows [t0, t1) of a (time x pool) grid, the rows spread over the
     build threads (each row's window reads ahead, but writes only its own row)."""
-    cuts = np.linspace(0, n_t, min(feature_threads(), max(n_t, 1)) + 1).astype(int)
-    run_all([partial(kernel, int(a), int(b)) for a, b in zip(cuts[:-1], cuts[1:], strict=True)])
+    run_all([partial(kernel, a, b) for a, b in _ranges(n_t)])
 
 
 def forward_lp_stress(

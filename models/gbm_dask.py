@@ -111,7 +111,7 @@ def train_booster(client: Any, M: pd.DataFrame, y: np.ndarray, params: dict[str,
     n = max(1, min(len(workers), len(M) // 50))
     M = M.reset_index(drop=True)
     y = np.asarray(y, float)
-    ports = {w: client.run(_open_port, workers=[w])[w] for w in workers[:n]}
+    ports = client.run(_open_port, workers=workers[:n])  # {worker address: port}
     machines = ",".join(f"{urlparse(w).hostname}:{ports[w]}" for w in workers[:n])
     futures = []
     for i, w in enumerate(workers[:n]):
