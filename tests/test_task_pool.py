@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import mlflow
@@ -9,9 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.build import build_features, write_features
+from features.build import build_features
 from features.sources.simulator import simulate_market
-from features.sources.store import write_panel
 from models.gbm_dask import fan_out, worker_threads
 from models.pool import TaskPool, active_pool, pool_workers, task_pool, use_pool
 from pipelines.backtest.engine import BacktestConfig, run_backtest
@@ -22,12 +22,8 @@ FAST = {"lightgbm": {"n_estimators": 30, "inner_folds": 2, "grid": [{"num_leaves
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    wd = tmp_path_factory.mktemp("work")
-    panel, truth = simulate_market(n_pools=5, days=40, seed=3)
-    write_panel(panel, wd, truth=truth)
-    write_features(build_features(panel), wd)
-    return wd
+def workdir(sim_workdir: Callable[..., Path]) -> Path:
+    return sim_workdir("work", n_pools=5, days=40, seed=3, panel=True)
 
 
 @pytest.fixture(scope="module")

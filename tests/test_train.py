@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import mlflow
@@ -32,12 +33,8 @@ WEAK = {"n_estimators": 1, "anchor": None, "baselines": [], "inner_folds": 0,
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    wd = tmp_path_factory.mktemp("work")
-    panel, truth = simulate_market(n_pools=6, days=40, seed=1)
-    write_panel(panel, wd, truth=truth)
-    write_features(build_features(panel), wd)
-    return wd
+def workdir(sim_workdir: Callable[..., Path]) -> Path:
+    return sim_workdir("work", n_pools=6, days=40, seed=1, panel=True)
 
 
 @pytest.fixture(autouse=True)
