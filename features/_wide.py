@@ -44,6 +44,17 @@ def feature_threads() -> int:
     return max(1, os.cpu_count() or 1)
 
 
+def _threads(n: int) -> ThreadPoolExecutor | None:
+    """The build threads for n tasks at once, or None where they run in the caller: one
+    task, one thread, or a caller that is itself a build thread (so none waits on another)."""
+    global _POOL
+    if n <= 1 or threading.current_thread().name.startswith(_THREAD_PREFIX):
+        return None
+    if _POOL is None or _POOL._max_workers < n:
+        _POOL = ThreadPoolExecutor(max_workers=n, thread_name_prefix=_THREAD_PREFIX)
+    return _POOL
+
+
 def run_all(tasks: Sequence[Callable[[], Any]]) -> list[Any]:
     """Results of independent tasks, in order, run on :func:`feature_threads` threads.
 
@@ -51,25 +62,19 @@ def run_all(tasks: Sequence[Callable[[], Any]]) -> list[Any]:
     from one of those threads (a task that runs tasks), it runs them in that thread, so the
     threads never wait on each other.
     """
-    global _POOL
-    n = min(feature_threads(), len(tasks))
-    if n <= 1 or threading.current_thread().name.startswith(_THREAD_PREFIX):
+    pool = _threads(min(feature_threads(), len(tasks)))
+    if pool is None:
         return [task() for task in tasks]
-    if _POOL is None or _POOL._max_workers < n:
-        _POOL = ThreadPoolExecutor(max_workers=n, thread_name_prefix=_THREAD_PREFIX)
-    return [job.result() for job in [_POOL.submit(task) for task in tasks]]
+    return [job.result() for job in [pool.submit(task) for task in tasks]]
 
 
 def run_beside(background: Callable[[], Any], foreground: Callable[[], Any]) -> tuple[Any, Any]:
     """Results of two independent tasks: ``background`` on a build thread while the caller
     runs ``foreground`` (whose own :func:`run_all` can then use the other threads)."""
-    global _POOL
-    n = feature_threads()
-    if n <= 1 or threading.current_thread().name.startswith(_THREAD_PREFIX):
+    pool = _threads(feature_threads())
+    if pool is None:
         return background(), foreground()
-    if _POOL is None or _POOL._max_workers < n:
-        _POOL = ThreadPoolExecutor(max_workers=n, thread_name_prefix=_THREAD_PREFIX)
-    job = _POOL.submit(background)
+    job = pool.submit(background)
     front = foreground()
     return job.result(), front
 
