@@ -311,12 +311,7 @@ class ForecastBundle:
     def predict_pools(self, X: pd.DataFrame, tvl: pd.Series | None = None) -> pd.DataFrame:
         """Allocator inputs for the latest row of each pool in X, indexed by pool_id."""
         X = X.reset_index(drop=True)
-        return self.pools_from_rows(X, self.predict_rows(X), tvl)
-
-    def pools_from_rows(self, X: pd.DataFrame, rows: pd.DataFrame,
-                        tvl: pd.Series | None = None) -> pd.DataFrame:
-        """:meth:`predict_pools` from per-row forecasts already made (``predict_rows`` of X)."""
-        X, rows = X.reset_index(drop=True), rows.reset_index(drop=True)
+        rows = self.predict_rows(X)
         rows[POOL_ID] = X[POOL_ID].to_numpy()
         rows[TIMESTAMP] = X[TIMESTAMP].to_numpy()
         if names.LOG_TVL in X.columns:
