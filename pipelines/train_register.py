@@ -13,6 +13,7 @@ import mlflow
 import pandas as pd
 
 from features.build import FeatureSet
+from models.alarm import AUTO
 from models.base import BaseForecaster
 from models.pool import TaskPool
 from models.pyfunc import log_forecaster
@@ -77,7 +78,7 @@ def _register_model(client: Any, target: str, kind: str, model: BaseForecaster,
     if math.isfinite(thr):
         tags.update(alarm_threshold=repr(thr), alarm_rule=(
             f"auto: {cfg.alarm_share_x:g} x training base rate"
-            if cfg.alarm_threshold == "auto" else "fixed"))
+            if cfg.alarm_threshold == AUTO else "fixed"))
     with mlflow.start_run(run_id=runs[kind], nested=True):
         info = log_forecaster(model, f"{target}_{kind}", X, registered_model_name=name,
                               tags=tags)

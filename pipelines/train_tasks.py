@@ -17,7 +17,7 @@ import pandas as pd
 
 from features.build import FeatureSet, read_features
 from features.schema import parse_duration
-from models.alarm import AUTO, fit_alarm_threshold
+from models.alarm import AUTO, DEFAULT_ALARM_X, fit_alarm_threshold
 from models.base import BaseForecaster
 from models.cv import Fold, walk_forward_splits
 from models.evaluate import Evaluation, evaluate, keep_selection
@@ -82,7 +82,7 @@ def evaluate_on(d: TrainInputs, kind: str, target: str, *, seed: int, params: di
 
 def refit_on(d: TrainInputs, kind: str, target: str, *, seed: int, params: dict[str, Any],
              selection: BaseForecaster | None, alarm_threshold: float | str = AUTO,
-             alarm_x: float = 2.0) -> BaseForecaster:
+             alarm_x: float = DEFAULT_ALARM_X) -> BaseForecaster:
     """One (kind, target) refitted on every labelled row, keeping ``selection``'s choice
     when one is given; a stress model carries its alarm threshold (``alarm_threshold_``:
     chosen on these rows when ``"auto"``, else the fixed one)."""
@@ -114,7 +114,7 @@ def evaluate_kind(item: tuple[str, str], *, workdir: str, digest: str, n_folds: 
 def refit_kind(item: tuple[str, str], *, workdir: str, digest: str, n_folds: int,
                gap: str | None, seed: int, params: dict[str, Any],
                selection: BaseForecaster | None, alarm_threshold: float | str = AUTO,
-               alarm_x: float = 2.0) -> BaseForecaster:
+               alarm_x: float = DEFAULT_ALARM_X) -> BaseForecaster:
     """:func:`refit_on` the work directory's feature set (a worker task)."""
     kind, target = item
     return refit_on(_inputs(workdir, digest, n_folds, gap), kind, target, seed=seed,
