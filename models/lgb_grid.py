@@ -50,13 +50,27 @@ def lgb_matrix(X: pd.DataFrame, columns: list[str], cats: dict[str, list[str]]) 
     columns = list(dict.fromkeys(columns))  # a repeated name is one column
     for c in columns:
         if c in cats:
-            data[c] = pd.Categorical(X[c].astype(str), categories=cats[c])
+            data[c] = _categorical(X[c], cats[c])
         elif c in X.columns:
-            data[c] = pd.to_numeric(X[c], errors="coerce").to_numpy(dtype=float,
-                                                                   na_value=np.nan)
+            data[c] = _floats(X[c])
         else:
             data[c] = np.full(len(X), np.nan)
     return pd.DataFrame(data, index=X.index, columns=columns)
+
+
+def _floats(s: pd.Series) -> np.ndarray:
+    """A column as float64, anything that is not a number NaN."""
+    if pd.api.types.is_bool_dtype(s) or pd.api.types.is_numeric_dtype(s):
+        return s.to_numpy(dtype=float, na_value=np.nan)
+    return pd.to_numeric(s, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+
+
+def _categorical(s: pd.Series, categories: list[str]) -> Any:
+    """A column as a categorical on ``categories``, each value compared by its string."""
+    codes, uniques = pd.factorize(s, use_na_sentinel=False)  # strings of the distinct values
+    at = pd.Index(categories).get_indexer(pd.Index(uniques).astype(str))
+    return pd.Categorical.from_codes(np.asarray(at[codes] if len(codes) else codes, np.int64),
+                                     dtype=pd.CategoricalDtype(categories))
 
 
 def feature_columns(X: pd.DataFrame) -> tuple[list[str], dict[str, list[str]]]:
