@@ -35,6 +35,7 @@ from models.lgb_grid import (
     feature_columns,
     final_rounds,
     grid_fold,
+    lgb_array,
     lgb_dataset,
     lgb_matrix,
     lgb_params,
@@ -148,8 +149,8 @@ class LightGBMQuantile(QuantileForecaster):
         return lgb_params(self.seed, **{"objective": "l2", **self.params, **point})
 
     def _core(self, booster: lgb.Booster, X: pd.DataFrame) -> np.ndarray:
-        M = lgb_matrix(X, self.columns_, self.categories_)
-        return np.asarray(booster.predict(M, num_threads=n_threads())) + self._anchor(X)
+        A = lgb_array(X, self.columns_, self.categories_)
+        return np.asarray(booster.predict(A, num_threads=n_threads())) + self._anchor(X)
 
     def _base_log(self, comp: BaseForecaster, X: pd.DataFrame) -> np.ndarray:
         return self._log(comp.predict(X)["q50"].to_numpy(float))

@@ -20,8 +20,8 @@ from features.schema import MISSING, POOL_ID, TIMESTAMP
 from models.threads import n_threads
 
 __all__ = ["SELECTION_PROTOCOL", "EARLY_STOP", "MIN_ROUNDS", "lgb_dataset", "grid_fold",
-           "final_rounds", "lgb_params", "lgb_matrix", "feature_columns", "stride_mask",
-           "CATEGORICALS", "NON_FEATURES"]
+           "final_rounds", "lgb_params", "lgb_matrix", "lgb_array", "feature_columns",
+           "stride_mask", "CATEGORICALS", "NON_FEATURES"]
 
 CATEGORICALS = (POOL_ID, "protocol", "chain", "pair")
 NON_FEATURES = {TIMESTAMP, MISSING}
@@ -56,6 +56,22 @@ def lgb_matrix(X: pd.DataFrame, columns: list[str], cats: dict[str, list[str]]) 
         else:
             data[c] = np.full(len(X), np.nan)
     return pd.DataFrame(data, index=X.index, columns=columns)
+
+
+def lgb_array(X: pd.DataFrame, columns: list[str], cats: dict[str, list[str]]) -> np.ndarray:
+    """The model matrix as LightGBM reads it: float64, a categorical as its category's code
+    (NaN when unknown), column for column as :func:`lgb_matrix`."""
+    columns = list(dict.fromkeys(columns))
+    out = np.empty((len(X), len(columns)))
+    for j, c in enumerate(columns):
+        if c in cats:
+            codes = _categorical(X[c], cats[c]).codes
+            out[:, j] = np.where(codes >= 0, codes, np.nan)
+        elif c in X.columns:
+            out[:, j] = _floats(X[c])
+        else:
+            out[:, j] = np.nan
+    return out
 
 
 def _floats(s: pd.Series) -> np.ndarray:

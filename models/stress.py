@@ -28,7 +28,7 @@ from models.alarm import store_threshold
 from models.base import PROB_COLUMN, BaseForecaster
 from models.cv import inner_splits
 from models.gbm import feature_columns, lgb_matrix, lgb_params, stride_mask
-from models.lgb_grid import final_rounds, grid_fold, lgb_dataset
+from models.lgb_grid import final_rounds, grid_fold, lgb_array, lgb_dataset
 
 __all__ = ["LightGBMStress", "STRESS_GRID", "platt"]
 
@@ -113,17 +113,17 @@ class LightGBMStress(BaseForecaster):
         return lgb_params(self.seed, objective="binary", **{**self.params, **point})
 
     def _raw(self, booster: lgb.Booster, X: pd.DataFrame) -> np.ndarray:
-        return np.asarray(booster.predict(lgb_matrix(X, self.columns_, self.categories_)))
+        return np.asarray(booster.predict(lgb_array(X, self.columns_, self.categories_)))
 
     def _linear_inputs(self, X: pd.DataFrame, lin: dict[str, Any]) -> np.ndarray:
-        A = lgb_matrix(X, lin["columns"], {}).to_numpy(float)
+        A = lgb_array(X, lin["columns"], {})
         Z = (A - np.asarray(lin["median"])) / np.asarray(lin["scale"])
         return np.nan_to_num(np.clip(Z, -5, 5))
 
     def _linear(self, X: pd.DataFrame, y: np.ndarray) -> dict[str, Any]:
         """Fit the regularised logistic candidate; its state is plain lists (JSON)."""
         cols = [c for c in self.columns_ if c not in self.categories_]
-        A = lgb_matrix(X, cols, {}).to_numpy(float)
+        A = lgb_array(X, cols, {})
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns are expected
             med = np.nan_to_num(np.nanmedian(A, axis=0))

@@ -39,3 +39,28 @@ def test_matrix_of_no_rows_keeps_its_columns() -> None:
     M = lgb_matrix(X, ["p", "a"], {"p": ["x"]})
     assert list(M.columns) == ["p", "a"] and len(M) == 0
     assert isinstance(M["p"].dtype, pd.CategoricalDtype)
+
+
+def test_array_is_what_lightgbm_reads_from_the_matrix() -> None:
+    import lightgbm as lgb
+
+    from models.lgb_grid import lgb_array
+
+    rng = np.random.default_rng(0)
+    n = 400
+    X = pd.DataFrame({"pool_id": rng.choice(["a", "b", "c"], n), "x": rng.normal(size=n),
+                      "f32": rng.normal(size=n).astype(np.float32), "flag": rng.random(n) > 0.5})
+    X.loc[::7, "x"] = np.nan
+    y = X["x"].fillna(0) + (X["pool_id"] == "b") * 2.0 + rng.normal(scale=0.1, size=n)
+    cats = {"pool_id": ["a", "b", "c"]}
+    cols = ["pool_id", "x", "f32", "flag"]
+    M = lgb_matrix(X, cols, cats)
+    booster = lgb.train({"verbose": -1, "num_leaves": 7, "min_child_samples": 5},
+                        lgb.Dataset(M, y.to_numpy(), categorical_feature=["pool_id"]), 20)
+
+    new = X.assign(pool_id=np.where(np.arange(n) % 5 == 0, "unknown", X["pool_id"]))
+    read, *_ = lgb.basic._data_from_pandas(lgb_matrix(new, cols, cats), "auto", "auto",
+                                           booster.pandas_categorical)
+    np.testing.assert_array_equal(lgb_array(new, cols, cats), read)
+    np.testing.assert_array_equal(booster.predict(lgb_array(new, cols, cats)),
+                                  booster.predict(lgb_matrix(new, cols, cats)))
