@@ -158,6 +158,10 @@ def features_build(
     horizon: Annotated[str | None, typer.Option(help="Label horizon, e.g. 24h or 7d.")] = None,
     cluster: ClusterOption = None,
     scheduler: SchedulerOption = None,
+    partitions: Annotated[int | None, typer.Option(
+        min=1, help="Build in this process in N partitions of pools, each written as it goes "
+        "(memory of one partition, not the whole table). Default: one table, or partitions "
+        "when it would not fit in the available memory.")] = None,
 ) -> None:
     """Build the feature table and forward labels from the stored panel."""
 
@@ -173,10 +177,25 @@ def features_build(
             from pipelines.cluster import dask_client
 
             with dask_client(cluster, scheduler) as client:
-                res = build_features_distributed(client, wd, cfg)
+                res = build_features_distributed(client, wd, cfg, partitions=partitions)
             console.print(f"wrote {res.rows:,} rows x {res.n_features} features, labels over "
                           f"{res.horizon} (feature set {res.version}, {res.parts} partitions "
                           f"of pools on the cluster) to {res.path}", markup=False)
+            return
+        from features import partitioned
+
+        parts = partitions
+        check = partitioned.memory_check(wd) if parts is None else None
+        if check is not None and check.partitions is not None:
+            console.print(f"the single-process build (about {check.need_gib:.1f} GiB) would "
+                          f"not fit in the {check.available_gib:.1f} GiB available: building "
+                          f"in {check.partitions} partition(s)", markup=False)
+            parts = check.partitions
+        if parts is not None:
+            res = partitioned.build_features_partitioned(wd, cfg, parts, progress=True)
+            console.print(f"wrote {res.rows:,} rows x {res.n_features} features, labels over "
+                          f"{res.horizon} (feature set {res.version}, {res.parts} partition(s) "
+                          f"of pools, in this process) to {res.path}", markup=False)
             return
         panel = read_panel(wd)
         fs = build_features(panel, cfg, progress=True)

@@ -1,0 +1,206 @@
+"""Feature build in this process, partition by partition of pools, each part written as it goes.
+
+The three passes of ``features.partitions`` run here: every partition's rows are read alone
+from the panel store (its pools' folders only), so peak memory is about one partition's
+working set plus the cross-pool inputs (eight series and about a dozen features of every
+pool), not the whole long table. One I/O thread reads the next partition's rows and writes
+the previous partition's part while this thread computes the current one on the build threads.
+The store is swapped in whole (``atomic_dir``): a build that fails leaves the previous one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from rich.progress import Progress
+
+from features.build import FeatureConfig
+from features.partitions import (
+    CELLS_PER_PART,
+    EXCHANGE_INPUTS,
+    Cross,
+    StoredFeatures,
+    cross_pass,
+    exchange_pass,
+    finish_pass,
+    join_exchange,
+    part_columns,
+    partition_pools,
+    read_panel_pools,
+    store_plan,
+    stored,
+    write_part,
+    write_store_manifest,
+)
+from features.schema import MISSING, TX_COUNT
+from features.sources.store import atomic_dir, panel_dir
+from features.stages import WIDE_COLUMNS, BuildPlan
+
+__all__ = ["build_features_partitioned", "memory_check", "MemoryCheck", "single_build_gib",
+           "available_gib", "SINGLE_GIB_PER_MILLION", "FIT_SHARE"]
+
+GIB = 2**30
+# peak memory of the single-process build per million pool-periods, GiB (5.9 GiB measured at
+# 200 pools x 730 days hourly, 3.5 M pool-hours, by benchmarks/scale.py)
+SINGLE_GIB_PER_MILLION = 1.7
+# share of the available memory the single-process build may take: above it, the automatic
+# choice builds in partitions
+FIT_SHARE = 0.8
+_IO_THREAD = "feature-io"  # not a build thread: its tasks may use the build threads
+
+
+def single_build_gib(pool_periods: int) -> float:
+    """Estimated peak memory of the single-process build of a panel, GiB."""
+    return SINGLE_GIB_PER_MILLION * pool_periods / 1e6
+
+
+def available_gib() -> float:
+    """Memory available to new work on this machine, GiB (MemAvailable of /proc/meminfo)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024 / GIB
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / GIB
+
+
+@dataclass(frozen=True)
+class MemoryCheck:
+    """Whether the single-process build of a stored panel fits in memory, and if not, in how
+    many partitions to build it."""
+
+    need_gib: float
+    available_gib: float
+    partitions: int | None
+
+
+def memory_check(workdir: Path, available: float | None = None) -> MemoryCheck:
+    """Estimated memory of the single-process build of the stored panel against what is free.
+
+    Parameters
+    ----------
+    workdir : work directory holding a stored panel
+    available : memory available, GiB (default: :func:`available_gib`)
+
+    Returns
+    -------
+    MemoryCheck : :func:`single_build_gib` of the panel, the memory available, and the
+        default partition count (at most :data:`CELLS_PER_PART` pool-periods each) when the
+        estimate exceeds :data:`FIT_SHARE` of what is available (else None)
+    """
+    path = panel_dir(Path(workdir)) / "manifest.json"
+    if not path.exists():
+        raise FileNotFoundError(f"no pool panel in {path.parent}; run `lpa data synth` or "
+                                "`lpa data import` first")
+    man = json.loads(path.read_text())
+    rows, pools = int(man["rows"]), max(int(man["pools"]), 1)
+    free = available_gib() if available is None else available
+    need = single_build_gib(rows)
+    if need <= FIT_SHARE * free:
+        return MemoryCheck(need, free, None)
+    per_part = max(1, CELLS_PER_PART // max(rows // pools, 1))
+    return MemoryCheck(need, free, math.ceil(pools / per_part))
+
+
+def _exchange_all(workdir: Path, plan: BuildPlan, parts: list[list[str]],
+                  step: Callable[[str], None]) -> Cross:
+    """Passes 1 and 2: every partition's exchange series, then the cross-pool features."""
+    series: list[dict[str, np.ndarray]] = []
+    with ThreadPoolExecutor(1, thread_name_prefix=_IO_THREAD) as io:
+        ahead = io.submit(read_panel_pools, workdir, parts[0], EXCHANGE_INPUTS)
+        for i, pools in enumerate(parts):
+            frame = ahead.result()
+            if i + 1 < len(parts):  # the next rows are read while these are computed
+                ahead = io.submit(read_panel_pools, workdir, parts[i + 1], EXCHANGE_INPUTS)
+            series.append(exchange_pass(plan, frame, pools))
+            del frame
+            step(f"exchange series {i + 1}/{len(parts)}")
+    cross = cross_pass(plan, join_exchange(series, consume=True))
+    step("cross-pool features")
+    return cross
+
+
+def _write_parts(tmp: Path, workdir: Path, plan: BuildPlan, parts: list[list[str]],
+                 cross: Cross, step: Callable[[str], None]) -> list[dict[str, Any]]:
+    """Pass 3: compute each partition's tables here while the I/O thread writes the last."""
+    (tmp / "features.parquet").mkdir()
+    (tmp / "labels.parquet").mkdir()
+    starts = np.cumsum([0, *[len(p) for p in parts]])
+
+    def read(pools: list[str]) -> pd.DataFrame:
+        return read_panel_pools(workdir, pools, WIDE_COLUMNS, (TX_COUNT, MISSING))
+
+    done: list[dict[str, Any]] = []
+    io = ThreadPoolExecutor(1, thread_name_prefix=_IO_THREAD)
+    try:
+        ahead = io.submit(read, parts[0])
+        writing: Future[dict[str, Any]] | None = None
+        for i, pools in enumerate(parts):
+            frame = ahead.result()
+            if i + 1 < len(parts):  # queued before this part's write: read while computing
+                ahead = io.submit(read, parts[i + 1])
+            lo = int(starts[i])
+            features, labels = finish_pass(plan, frame, pools, lo,
+                                           part_columns(cross, lo, lo + len(pools), copy=False))
+            del frame
+            if writing is not None:
+                done.append(writing.result())
+            writing = io.submit(write_part, features, labels, tmp, i)
+            del features, labels
+            step(f"features {i + 1}/{len(parts)}")
+        if writing is not None:
+            done.append(writing.result())
+    finally:  # nothing may still write into the folder when it is dropped or swapped in
+        io.shutdown(wait=True, cancel_futures=True)
+    return done
+
+
+def build_features_partitioned(
+    workdir: Path, config: FeatureConfig | None = None, partitions: int | None = None,
+    pools_per_part: int | None = None, progress: bool = False,
+) -> StoredFeatures:
+    """Build the feature table of the stored panel in this process, partition by partition.
+
+    Parameters
+    ----------
+    workdir : work directory whose panel is stored (``lpa data synth`` / ``import``)
+    config : feature settings (defaults as ``build_features``)
+    partitions, pools_per_part : number of partitions or pools per partition (default:
+        partitions of at most :data:`CELLS_PER_PART` pool-periods)
+    progress : show a progress bar
+
+    Returns
+    -------
+    StoredFeatures : path, rows, feature count, parts and digest of the store written under
+        ``workdir/features`` (equal to what ``build_features`` + ``write_features`` store)
+    """
+    cfg = config or FeatureConfig()
+    workdir = Path(workdir).resolve()
+    plan, meta = store_plan(workdir, cfg)
+    parts = partition_pools(plan.pools, len(plan.times), 0, pools_per_part, partitions)
+    written: dict[str, Any] = {}
+    with Progress(disable=not progress, transient=True) as bar:
+        task = bar.add_task("features", total=2 * len(parts) + 1)
+
+        def step(name: str) -> None:
+            bar.update(task, advance=1, description=f"features: {name}")
+
+        cross = _exchange_all(workdir, plan, parts, step)
+
+        def fill(tmp: Path) -> None:
+            done = _write_parts(tmp, workdir, plan, parts, cross, step)
+            written.update(write_store_manifest(tmp, cfg, plan, meta, done, parts))
+
+        target = workdir / "features"
+        atomic_dir(target, fill)
+    return stored(target, plan, written)
