@@ -13,6 +13,7 @@ no row after the window is read).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -23,12 +24,13 @@ from models.base import PROB_COLUMN, ForecastError
 
 __all__ = ["AUTO", "DEFAULT_ALARM_X", "THRESHOLD_COLUMN", "share_threshold",
            "choose_threshold", "store_threshold", "fit_alarm_threshold", "resolve_thresholds",
-           "INNER", "IN_SAMPLE", "has_scores"]
+           "INNER", "IN_SAMPLE", "FIXED", "has_scores", "fix_threshold"]
 
 AUTO = "auto"  # the alarm threshold setting that chooses it per fit
 DEFAULT_ALARM_X = 2.0  # alarm share as a multiple of the training base rate
 THRESHOLD_COLUMN = "alarm_threshold"  # per prediction row: the threshold of its fold's model
 INNER, IN_SAMPLE = "inner_folds", "training_rows"  # what the threshold was chosen on
+FIXED = "fixed"  # a threshold given by the run's settings, chosen on nothing
 
 
 def share_threshold(scores: np.ndarray, share: float) -> float:
@@ -98,6 +100,14 @@ def store_threshold(model: Any, inner: np.ndarray | None,
     thr = choose_threshold(scores, y, alarm_x)
     model.alarm_threshold_, model.alarm_x_, model.alarm_basis_ = thr, float(alarm_x), basis
     return thr
+
+
+def fix_threshold(model: Any, threshold: float) -> float:
+    """Give a stress model a fixed alarm threshold (P(stress), fraction) chosen on nothing."""
+    if not 0.0 < float(threshold) < 1.0:
+        raise ForecastError(f"alarm threshold must be a probability in (0, 1), got {threshold}")
+    model.alarm_threshold_, model.alarm_x_, model.alarm_basis_ = float(threshold), math.nan, FIXED
+    return float(threshold)
 
 
 def fit_alarm_threshold(model: Any, X: pd.DataFrame, y: pd.Series | np.ndarray,

@@ -17,7 +17,7 @@ import pandas as pd
 
 from features.build import FeatureSet, read_features
 from features.schema import parse_duration
-from models.alarm import AUTO, DEFAULT_ALARM_X, fit_alarm_threshold
+from models.alarm import AUTO, DEFAULT_ALARM_X, fit_alarm_threshold, fix_threshold
 from models.base import BaseForecaster
 from models.cv import Fold, walk_forward_splits
 from models.evaluate import Evaluation, evaluate, keep_selection
@@ -96,7 +96,7 @@ def refit_on(d: TrainInputs, kind: str, target: str, *, seed: int, params: dict[
         if alarm_threshold == AUTO:
             fit_alarm_threshold(model, d.X, y, alarm_x)
         else:
-            model.alarm_threshold_ = float(alarm_threshold)  # type: ignore[attr-defined]
+            fix_threshold(model, float(alarm_threshold))
     return model
 
 

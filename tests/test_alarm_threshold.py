@@ -13,7 +13,15 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from models.alarm import IN_SAMPLE, INNER, THRESHOLD_COLUMN, fit_alarm_threshold, share_threshold
+from models.alarm import (
+    FIXED,
+    IN_SAMPLE,
+    INNER,
+    THRESHOLD_COLUMN,
+    fit_alarm_threshold,
+    fix_threshold,
+    share_threshold,
+)
 from models.base import BaseForecaster
 from models.baselines import BaseRateStress
 from models.cv import Fold, walk_forward_splits
@@ -94,6 +102,20 @@ def test_threshold_is_saved_and_loaded_with_the_model(tmp_path: Path) -> None:
     assert back.alarm_basis_ == IN_SAMPLE  # type: ignore[attr-defined]
     assert not hasattr(load_forecaster(BaseRateStress().fit(X, y).save(tmp_path / "c")),
                        "alarm_threshold_")  # none chosen, none stored
+
+
+def test_a_fixed_threshold_replaces_the_chosen_one_and_says_so(tmp_path: Path) -> None:
+    X, y = _panel()
+    m = LightGBMStress(**FAST)
+    m.fit(X, y)
+    assert m.alarm_basis_ == INNER
+    assert fix_threshold(m, 0.25) == 0.25
+    back = load_forecaster(m.save(tmp_path / "m"))
+    assert back.alarm_threshold_ == 0.25  # type: ignore[attr-defined]
+    assert back.alarm_basis_ == FIXED  # type: ignore[attr-defined]
+    assert np.isnan(back.alarm_x_)  # type: ignore[attr-defined]  # no multiple was aimed at
+    with pytest.raises(ValueError, match="probability"):
+        fix_threshold(m, 1.5)
 
 
 def _thresholds(make: Callable[[], BaseForecaster], X: pd.DataFrame, y: pd.Series,
