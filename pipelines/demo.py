@@ -8,7 +8,15 @@ from typing import Any
 
 from rich.console import Console
 
-__all__ = ["run_demo"]
+__all__ = ["run_demo", "DEMO_SETTINGS"]
+
+# where the demo is lighter than the defaults of `lpa train` / `lpa backtest` (printed when it
+# runs); every choice stays walk-forward and made on earlier rows only
+DEMO_SETTINGS: dict[str, str] = {
+    "backtest retrain": "28d",  # models refit every 28 days (hourly default 7 d)
+    "train reselect_every": "3",  # the first of 3 folds selects, the later ones keep its choice
+    "torch patience": "1",  # the GRU stops at its first epoch without a better validation loss
+}
 
 
 def run_demo(
@@ -93,18 +101,26 @@ def _fit_and_backtest(workdir: Path, console: Console, stage: Any, t0: float, pa
     from pipelines.train import TrainConfig, train
 
     best = ModelKind.lightgbm if ModelKind.lightgbm in kinds else kinds[0]
-    # models refit every 28 days (the hourly default is 7) to keep the demo short; each refit
-    # is still purged walk-forward, and every 4th one re-selects on inner folds
-    bcfg = BacktestConfig.model_validate({"model": str(best), "seed": seed, "retrain": "28d"})
+    # each backtest refit is still purged walk-forward, and every 4th one re-selects on inner
+    # folds; the training's later folds keep the choice of its first (DEMO_SETTINGS)
+    bcfg = BacktestConfig.model_validate({"model": str(best), "seed": seed,
+                                          "retrain": DEMO_SETTINGS["backtest retrain"]})
+    tcfg = TrainConfig(models=kinds, n_folds=folds, seed=seed, threads=threads,
+                       reselect_every=int(DEMO_SETTINGS["train reselect_every"]),
+                       torch={"patience": int(DEMO_SETTINGS["torch patience"])})
     pool = active_pool()
     # the backtest needs nothing the training makes: with workers, it runs in one of them
     # from the start while the training's fits take the others and the time it leaves
     side = None if pool is None else pool.submit(backtest_task, str(workdir), bcfg)
+    side_done: list[float] = []
+    if side is not None:
+        side.add_done_callback(lambda _: side_done.append(time.perf_counter() - t0))
     stage("3/4 train, evaluate walk-forward, register champions"
           + (f" ({workers} worker processes; the backtest runs in one of them)"
              if side is not None else ""))
-    tres = train(workdir, TrainConfig(models=kinds, n_folds=folds, seed=seed, threads=threads),
-                 progress=True)
+    console.print("lighter than the defaults, to keep the demo short: "
+                  + ", ".join(f"{k} {v}" for k, v in DEMO_SETTINGS.items()))
+    tres = train(workdir, tcfg, progress=True)
     console.print(table("walk-forward evaluation", tres.summary_columns(), tres.summary_rows()))
     for target, why in tres.decisions.items():
         console.print(f"  {target}: {why}")
@@ -113,6 +129,8 @@ def _fit_and_backtest(workdir: Path, console: Console, stage: Any, t0: float, pa
     if side is not None:
         with console.status("waiting for the backtest's worker"):
             bres = side.result()
+        console.print(f"the backtest's worker finished at {side_done[0]:.0f} s"
+                      if side_done else "the backtest's worker finished")
     else:
         with use_threads(threads):
             bres = run_backtest(panel, fs, bcfg, workdir=workdir,
