@@ -53,7 +53,7 @@ from features.schema import (
     VOLUME_USD,
     validate_meta,
 )
-from features.sources.pool_rows import read_pool_rows
+from features.sources.pool_rows import PoolRows, read_pool_rows
 from features.sources.store import panel_dir, recover_dir
 from features.stages import (
     BuildPlan,
@@ -66,10 +66,12 @@ from features.stages import (
     pool_stage,
     wide_inputs,
 )
+from features.table_io import write_parquet
 
 __all__ = ["StoredFeatures", "partition_pools", "read_panel_pools", "CELLS_PER_PART",
            "EXCHANGE_INPUTS", "store_plan", "exchange_pass", "join_exchange", "cross_pass",
-           "part_columns", "finish_pass", "write_part", "write_store_manifest", "stored"]
+           "part_columns", "finish_pass", "write_part", "write_store_manifest", "stored",
+           "panel_rows"]
 
 # pool-periods per partition: about 1.5 GB of working memory for one partition's features
 CELLS_PER_PART = 1_000_000
@@ -125,6 +127,11 @@ def read_panel_pools(workdir: str | Path, pools: list[str],
     ``optional``: further columns read when stored.
     """
     return read_pool_rows(panel_dir(Path(workdir)) / "rows", pools, columns, optional)
+
+
+def panel_rows(workdir: str | Path) -> PoolRows:
+    """The work directory's stored panel rows, listed once for reading partition by partition."""
+    return PoolRows(panel_dir(Path(workdir)) / "rows")
 
 
 def store_plan(workdir: Path, cfg: FeatureConfig) -> tuple[BuildPlan, pd.DataFrame]:
@@ -217,7 +224,7 @@ def write_part(features: pd.DataFrame, labels: pd.DataFrame, out_dir: str | Path
     for table, sub in ((features, "features.parquet"), (labels, "labels.parquet")):
         path = Path(out_dir) / sub / name
         tmp = path.with_name(f".{name}.tmp")
-        table.to_parquet(tmp, **PARQUET_OPTIONS)
+        write_parquet(table, tmp, PARQUET_OPTIONS)  # the bytes table.to_parquet writes
         os.replace(tmp, path)
     return {"rows": len(features), "columns": list(features.columns),
             "as_of": features[TIMESTAMP].max() if len(features) else None}

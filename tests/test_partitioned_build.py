@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from features import partitioned
-from features.build import build_features, read_features, write_features
+from features.build import PARQUET_OPTIONS, build_features, read_features, write_features
 from features.partitioned import build_features_partitioned, memory_check, single_build_gib
 from features.partitions import partition_pools, read_panel_pools
 from features.schema import (
@@ -28,6 +28,7 @@ from features.schema import (
 )
 from features.sources.simulator import simulate_market
 from features.sources.store import read_panel, write_panel
+from features.table_io import write_parquet
 from pipelines.cli import app
 
 
@@ -113,6 +114,19 @@ def test_read_panel_pools_reads_what_read_panel_holds(single: Path) -> None:
     assert list(some.columns) == [POOL_ID, TIMESTAMP, "close", MISSING]
     with pytest.raises(ValueError, match="no column 'no_such_column'"):
         read_panel_pools(single, pools, ["no_such_column"])
+
+
+def test_part_files_hold_the_bytes_to_parquet_writes(single: Path, tmp_path: Path) -> None:
+    fs = build_features(read_panel(single))
+    odd = fs.labels.head(50).assign(**{POOL_ID: lambda d: d[POOL_ID].astype(object),
+                                      "all_nan": np.nan, "f32": np.float32(1.5)})
+    for i, frame in enumerate((fs.features, fs.labels, odd, fs.labels.head(0))):
+        frame.to_parquet(tmp_path / f"{i}-pandas.parquet", **PARQUET_OPTIONS)
+        write_parquet(frame, tmp_path / f"{i}-arrow.parquet", PARQUET_OPTIONS)
+        assert ((tmp_path / f"{i}-pandas.parquet").read_bytes()
+                == (tmp_path / f"{i}-arrow.parquet").read_bytes()), i
+    with pytest.raises(ValueError, match="expected index=False"):
+        write_parquet(odd, tmp_path / "x.parquet", {"index": True})
 
 
 def _copy_store(panel: Panel, single: Path, wd: Path) -> dict[str, bytes]:
