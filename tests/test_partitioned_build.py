@@ -118,8 +118,10 @@ def test_read_panel_pools_reads_what_read_panel_holds(single: Path) -> None:
 
 def test_part_files_hold_the_bytes_to_parquet_writes(single: Path, tmp_path: Path) -> None:
     fs = build_features(read_panel(single))
-    odd = fs.labels.head(50).assign(**{POOL_ID: lambda d: d[POOL_ID].astype(object),
-                                      "all_nan": np.nan, "f32": np.float32(1.5)})
+    odd = fs.labels.head(50).copy()
+    odd[POOL_ID] = odd[POOL_ID].astype(object)
+    odd["all_nan"] = np.nan
+    odd["f32"] = np.full(len(odd), 1.5, np.float32)
     for i, frame in enumerate((fs.features, fs.labels, odd, fs.labels.head(0))):
         frame.to_parquet(tmp_path / f"{i}-pandas.parquet", **PARQUET_OPTIONS)
         write_parquet(frame, tmp_path / f"{i}-arrow.parquet", PARQUET_OPTIONS)
