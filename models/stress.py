@@ -76,7 +76,7 @@ class LightGBMStress(BaseForecaster):
     ----------
     n_estimators : boosting rounds
     seed : random seed
-    row_stride : fit every candidate (boosters and the logistic one) on every k-th timestamp
+    row_stride : fit on every k-th timestamp
     params : LightGBM parameters applied to every grid point
     horizon_periods : label horizon h, periods (purges the inner folds)
     inner_folds : inner walk-forward folds (0: first grid point, uncalibrated)
@@ -121,11 +121,8 @@ class LightGBMStress(BaseForecaster):
         return np.nan_to_num(np.clip(Z, -5, 5))
 
     def _linear(self, X: pd.DataFrame, y: np.ndarray) -> dict[str, Any]:
-        """Fit the regularised logistic candidate on the rows the boosters train on (every
-        ``row_stride``-th timestamp, labelled); its state is plain lists (JSON)."""
+        """Fit the regularised logistic candidate; its state is plain lists (JSON)."""
         cols = [c for c in self.columns_ if c not in self.categories_]
-        keep = stride_mask(X[TIMESTAMP], self.row_stride) & np.isfinite(y)
-        X, y = X.loc[keep], y[keep]
         A = lgb_array(X, cols, {})
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns are expected
@@ -133,8 +130,9 @@ class LightGBMStress(BaseForecaster):
             scale = np.nan_to_num(np.nanstd(A, axis=0), nan=1.0)
         scale[scale < 1e-12] = 1.0
         lin: dict[str, Any] = {"columns": cols, "median": med.tolist(), "scale": scale.tolist()}
+        ok = np.isfinite(y)
         m = LogisticRegression(C=LOGISTIC_C, max_iter=1000).fit(
-            self._linear_inputs(X, lin), y.astype(int))
+            self._linear_inputs(X.loc[ok], lin), y[ok].astype(int))
         lin.update(coef=m.coef_[0].tolist(), intercept=float(m.intercept_[0]))
         return lin
 
