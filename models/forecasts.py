@@ -29,7 +29,6 @@ from models.baselines import BaseRateStress, ColumnForecaster, HARForecaster
 from models.garch import GARCHVolatility
 from models.gbm import LightGBMQuantile
 from models.names import MEAN_COLUMN, ModelKind, Target, kinds_for
-from models.sequence import GRUForecaster, GRUStress
 from models.stress import LightGBMStress
 
 __all__ = ["TARGETS", "make_forecaster", "load_forecaster", "history_periods", "model_matrix",
@@ -143,17 +142,24 @@ def make_forecaster(kind: str, target: str, freq: str, horizon_periods: int = 24
         params.setdefault("anchor", [col, scale])
         return LightGBMQuantile(seed=seed, row_stride=stride, horizon_periods=horizon_periods,
                                 **params)
+    from models.sequence import GRUForecaster, GRUStress  # torch loads with its first model
+
     params.setdefault("lookback", history_periods(model, freq))
     if stress:
         return GRUStress(seed=seed, horizon_periods=horizon_periods, **params)
     return GRUForecaster(seed=seed, horizon_periods=horizon_periods, **params)
 
 
+SEQUENCE_KINDS = ("torch", "torch_stress")  # kinds of models.sequence, imported when needed
+
+
 def load_forecaster(path: Path) -> BaseForecaster:
     """Rebuild a forecaster saved with ``BaseForecaster.save`` from its folder."""
     path = Path(path)
     spec = json.loads((path / "forecaster.json").read_text())
-    cls = FORECASTERS.get(spec["kind"])  # every kind is defined by the modules imported above
+    if spec.get("kind") in SEQUENCE_KINDS:
+        import models.sequence  # noqa: F401  (defines the sequence kinds; torch loads here)
+    cls = FORECASTERS.get(spec["kind"])  # every other kind is defined by the modules above
     if cls is None:
         raise ForecastError(f"unknown forecaster kind {spec['kind']!r} in {path}; expected one "
                             f"of {sorted(FORECASTERS)}")
