@@ -14,8 +14,9 @@ __all__ = ["run_demo", "DEMO_SETTINGS"]
 # runs); every choice stays walk-forward and made on earlier rows only
 DEMO_SETTINGS: dict[str, str] = {
     "backtest retrain": "28d",  # models refit every 28 days (hourly default 7 d)
+    "backtest reselect_every": "8",  # only the first refit selects (and the next while the
+    # first had too few rows to calibrate), the later ones keep its choice (default: every 4th)
     "train reselect_every": "3",  # the first of 3 folds selects, the later ones keep its choice
-    "torch patience": "1",  # the GRU stops at its first epoch without a better validation loss
 }
 
 
@@ -101,13 +102,13 @@ def _fit_and_backtest(workdir: Path, console: Console, stage: Any, t0: float, pa
     from pipelines.train import TrainConfig, train
 
     best = ModelKind.lightgbm if ModelKind.lightgbm in kinds else kinds[0]
-    # each backtest refit is still purged walk-forward, and every 4th one re-selects on inner
-    # folds; the training's later folds keep the choice of its first (DEMO_SETTINGS)
-    bcfg = BacktestConfig.model_validate({"model": str(best), "seed": seed,
-                                          "retrain": DEMO_SETTINGS["backtest retrain"]})
+    # each backtest refit is still purged walk-forward; its later refits and the training's
+    # later folds keep the choice made on inner folds by the first ones (DEMO_SETTINGS)
+    bcfg = BacktestConfig.model_validate({
+        "model": str(best), "seed": seed, "retrain": DEMO_SETTINGS["backtest retrain"],
+        "reselect_every": int(DEMO_SETTINGS["backtest reselect_every"])})
     tcfg = TrainConfig(models=kinds, n_folds=folds, seed=seed, threads=threads,
-                       reselect_every=int(DEMO_SETTINGS["train reselect_every"]),
-                       torch={"patience": int(DEMO_SETTINGS["torch patience"])})
+                       reselect_every=int(DEMO_SETTINGS["train reselect_every"]))
     pool = active_pool()
     # the backtest needs nothing the training makes: with workers, it runs in one of them
     # from the start while the training's fits take the others and the time it leaves
