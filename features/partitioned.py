@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +58,7 @@ SINGLE_GIB_PER_MILLION = 1.7
 # share of the available memory the single-process build may take: above it, the automatic
 # choice builds in partitions
 FIT_SHARE = 0.8
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -3, -8  # glibc mallopt parameters
 _IO_THREAD = "feature-io"  # not a build thread: its tasks may use the build threads
 
 
@@ -115,6 +116,20 @@ def memory_check(workdir: Path, available: float | None = None) -> MemoryCheck:
     return MemoryCheck(need, free, math.ceil(pools / per_part))
 
 
+@cache
+def _glibc() -> ctypes.CDLL | None:
+    """This process's C library when it is glibc (whose heap :func:`_heap_reuse` tunes)."""
+    libc = ctypes.CDLL(None)
+    return libc if hasattr(libc, "gnu_get_libc_version") and hasattr(libc, "mallopt") else None
+
+
+def _release_heap() -> None:
+    """Hand the C heap's free blocks back to the system (before a stage of other sizes)."""
+    libc = _glibc()
+    if libc is not None:
+        libc.malloc_trim(0)
+
+
 @contextmanager
 def _heap_reuse() -> Iterator[None]:
     """Keep freed blocks of up to 32 MiB in the C heap while the build runs, then free them.
@@ -123,18 +138,19 @@ def _heap_reuse() -> Iterator[None]:
     arrays (a few MiB each) would be fresh pages again, which the kernel must clear: a tenth
     of the build's time on a virtual machine. Partitions of one size reuse each other's blocks.
     """
-    libc = ctypes.CDLL(None)
-    mallopt = getattr(libc, "mallopt", None)
-    if mallopt is None or not hasattr(libc, "gnu_get_libc_version"):  # not glibc
+    libc = _glibc()
+    if libc is None:
         yield
         return
-    mallopt(_M_MMAP_THRESHOLD, 32 * 2**20)
-    mallopt(_M_TRIM_THRESHOLD, 2**30)
+    libc.mallopt(_M_MMAP_THRESHOLD, 32 * 2**20)
+    libc.mallopt(_M_TRIM_THRESHOLD, 2**30)
+    libc.mallopt(_M_ARENA_MAX, 1)  # threads started now share one heap and its free blocks
     try:
         yield
     finally:  # glibc's defaults, and the retained blocks back to the system
-        mallopt(_M_TRIM_THRESHOLD, 128 * 2**10)
-        mallopt(_M_MMAP_THRESHOLD, 128 * 2**10)
+        libc.mallopt(_M_ARENA_MAX, 0)
+        libc.mallopt(_M_TRIM_THRESHOLD, 128 * 2**10)
+        libc.mallopt(_M_MMAP_THRESHOLD, 128 * 2**10)
         libc.malloc_trim(0)
 
 
@@ -164,6 +180,7 @@ def _exchange_all(workdir: Path, plan: BuildPlan, parts: list[list[str]],
         for i, pools, frame in _prefetched(io, read, parts):
             series.append(exchange_pass(plan, frame, pools))
             step(f"exchange series {i + 1}/{len(parts)}")
+    _release_heap()  # the partitions' blocks: the cross-pool pass allocates whole-market ones
     cross = cross_pass(plan, join_exchange(series, consume=True))
     step("cross-pool features")
     return cross
