@@ -58,9 +58,7 @@ class _Windows:
 
     def take(self, rows: np.ndarray | torch.Tensor) -> torch.Tensor:
         """The windows of the given rows as a float32 tensor."""
-        at = self.idx[np.asarray(rows)]
-        return torch.from_numpy(np.take(self.F, at.ravel(), axis=0).reshape(
-            *at.shape, self.F.shape[1]))
+        return torch.from_numpy(self.F[self.idx[np.asarray(rows)]])
 
 
 class GRUForecaster(QuantileForecaster):
