@@ -3,9 +3,9 @@
 The three passes of ``features.partitions`` run here: every partition's rows are read alone
 from the panel store (its pools' folders only), so peak memory is about one partition's
 working set plus the cross-pool inputs (eight series and about a dozen features of every
-pool), not the whole long table. One I/O thread reads the next partition's rows and writes
-the previous partition's part while this thread computes the current one on the build threads.
-The store is swapped in whole (``atomic_dir``): a build that fails leaves the previous one.
+pool), not the whole long table. While this thread computes a partition on the build threads,
+one I/O thread reads the next partition's rows and another writes the previous partition's
+part. The store is swapped in whole (``atomic_dir``): a build that fails leaves the previous one.
 """
 
 from __future__ import annotations
@@ -52,9 +52,9 @@ __all__ = ["build_features_partitioned", "memory_check", "MemoryCheck", "single_
            "available_gib", "SINGLE_GIB_PER_MILLION", "FIT_SHARE"]
 
 GIB = 2**30
-# peak memory of the single-process build per million pool-periods, GiB (5.9 GiB measured at
-# 200 pools x 730 days hourly, 3.5 M pool-hours, by benchmarks/scale.py)
-SINGLE_GIB_PER_MILLION = 1.7
+# peak memory of the single-process build per million pool-periods, GiB (benchmarks/scale.py:
+# 1.93 GiB at 200 pools x 365 days hourly, 3.45 GiB at 200 x 730)
+SINGLE_GIB_PER_MILLION = 1.1
 # share of the available memory the single-process build may take: above it, the automatic
 # choice builds in partitions
 FIT_SHARE = 0.8
@@ -170,7 +170,6 @@ def _exchange_all(workdir: Path, plan: BuildPlan, parts: list[list[str]],
                   step: Callable[[str], None]) -> Cross:
     """Passes 1 and 2: every partition's exchange series, then the cross-pool features."""
     series: list[dict[str, np.ndarray]] = []
-
     rows = panel_rows(workdir)
 
     def read(pools: list[str]) -> pd.DataFrame:
