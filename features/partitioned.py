@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from rich.progress import Progress
 
 from features.build import FeatureConfig
@@ -47,6 +48,7 @@ from features.partitions import (
 from features.schema import MISSING, TX_COUNT
 from features.sources.store import atomic_dir, panel_dir
 from features.stages import WIDE_COLUMNS, BuildPlan
+from features.table_io import arrow_schema
 
 __all__ = ["build_features_partitioned", "memory_check", "MemoryCheck", "single_build_gib",
            "available_gib", "SINGLE_GIB_PER_MILLION", "FIT_SHARE"]
@@ -203,13 +205,16 @@ def _write_parts(tmp: Path, workdir: Path, plan: BuildPlan, parts: list[list[str
     io = ThreadPoolExecutor(2, thread_name_prefix=_IO_THREAD)
     try:
         writing: Future[dict[str, Any]] | None = None
+        schemas: tuple[pa.Schema, pa.Schema] | None = None
         for i, pools, frame in _prefetched(io, read, parts):
             lo = int(starts[i])
             features, labels = finish_pass(plan, frame, pools, lo,
                                            part_columns(cross, lo, lo + len(pools), copy=False))
+            if schemas is None:  # here: it may touch the warning filters, the I/O threads not
+                schemas = (arrow_schema(features), arrow_schema(labels))
             if writing is not None:
                 done.append(writing.result())
-            writing = io.submit(write_part, features, labels, tmp, i)
+            writing = io.submit(write_part, features, labels, tmp, i, schemas)
             del features, labels
             step(f"features {i + 1}/{len(parts)}")
         if writing is not None:

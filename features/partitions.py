@@ -213,18 +213,19 @@ def finish_pass(plan: BuildPlan, frame: pd.DataFrame, pools: list[str], lo: int,
     return finish_stage(frame, grid, feats, labels)
 
 
-def write_part(features: pd.DataFrame, labels: pd.DataFrame, out_dir: str | Path,
-               part: int) -> dict[str, Any]:
+def write_part(features: pd.DataFrame, labels: pd.DataFrame, out_dir: str | Path, part: int,
+               schemas: tuple[pa.Schema, pa.Schema] | None = None) -> dict[str, Any]:
     """Write a partition's tables as part ``part`` of the store in ``out_dir``; its summary.
 
     Each file is written under a hidden temp name and renamed into place, so a part file
-    is never seen half-written.
+    is never seen half-written. ``schemas``: the two tables' ``arrow_schema``, if known.
     """
     name = f"part-{part:05d}.parquet"
-    for table, sub in ((features, "features.parquet"), (labels, "labels.parquet")):
+    for table, sub, schema in ((features, "features.parquet", schemas and schemas[0]),
+                               (labels, "labels.parquet", schemas and schemas[1])):
         path = Path(out_dir) / sub / name
         tmp = path.with_name(f".{name}.tmp")
-        write_parquet(table, tmp, PARQUET_OPTIONS)  # the bytes table.to_parquet writes
+        write_parquet(table, tmp, PARQUET_OPTIONS, schema)  # the bytes to_parquet writes
         os.replace(tmp, path)
     return {"rows": len(features), "columns": list(features.columns),
             "as_of": features[TIMESTAMP].max() if len(features) else None}

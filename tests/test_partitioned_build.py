@@ -28,7 +28,7 @@ from features.schema import (
 )
 from features.sources.simulator import simulate_market
 from features.sources.store import read_panel, write_panel
-from features.table_io import write_parquet
+from features.table_io import arrow_schema, write_parquet
 from pipelines.cli import app
 
 
@@ -122,13 +122,20 @@ def test_part_files_hold_the_bytes_to_parquet_writes(single: Path, tmp_path: Pat
     odd[POOL_ID] = odd[POOL_ID].astype(object)
     odd["all_nan"] = np.nan
     odd["f32"] = np.full(len(odd), 1.5, np.float32)
+    odd.loc[odd.index[3], TIMESTAMP] = pd.NaT  # a null stamp
     for i, frame in enumerate((fs.features, fs.labels, odd, fs.labels.head(0))):
         frame.to_parquet(tmp_path / f"{i}-pandas.parquet", **PARQUET_OPTIONS)
         write_parquet(frame, tmp_path / f"{i}-arrow.parquet", PARQUET_OPTIONS)
-        assert ((tmp_path / f"{i}-pandas.parquet").read_bytes()
-                == (tmp_path / f"{i}-arrow.parquet").read_bytes()), i
+        # as a part is written: the schema made once for every part
+        write_parquet(frame, tmp_path / f"{i}-schema.parquet", PARQUET_OPTIONS,
+                      arrow_schema(frame))
+        expect = (tmp_path / f"{i}-pandas.parquet").read_bytes()
+        assert (tmp_path / f"{i}-arrow.parquet").read_bytes() == expect, i
+        assert (tmp_path / f"{i}-schema.parquet").read_bytes() == expect, i
     with pytest.raises(ValueError, match="expected index=False"):
         write_parquet(odd, tmp_path / "x.parquet", {"index": True})
+    with pytest.raises(ValueError, match="expected the same columns"):
+        write_parquet(odd, tmp_path / "x.parquet", PARQUET_OPTIONS, arrow_schema(fs.labels))
 
 
 def _copy_store(panel: Panel, single: Path, wd: Path) -> dict[str, bytes]:
