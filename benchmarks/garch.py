@@ -30,27 +30,11 @@ from models.garch import (  # noqa: E402
     garch_forecast,
     garch_loglik,
     garch_params,
+    garch_forecast_reference,
     garch_params_arch,
 )
 
 H, PPY = 24, 8760.0  # a day ahead on hourly returns
-
-
-def python_forecast(ret: np.ndarray, init_var: float, params: dict[str, float], h: int,
-                    ppy: float) -> np.ndarray:
-    """garch_forecast as the pure-Python loop it replaced."""
-    mu, omega, a, b = params["mu"], params["omega"], params["alpha"], params["beta"]
-    phi = a + b
-    level = omega / (1 - phi)
-    s2 = init_var if np.isfinite(init_var) and init_var > 0 else level
-    out = np.empty(len(ret))
-    decay = (1 - phi**h) / (1 - phi)
-    for t, r in enumerate(np.asarray(ret, float)):
-        e2 = (r - mu) ** 2 if np.isfinite(r) else s2
-        s2 = omega + a * e2 + b * s2
-        total = h * level + (s2 - level) * decay + h * mu * mu
-        out[t] = np.sqrt(max(total, 0.0) / h * ppy)
-    return out
 
 
 def simulate(n_series: int, n_rows: int, seed: int = 0) -> list[np.ndarray]:
@@ -100,7 +84,7 @@ def main() -> None:
     fc_new = median_seconds(lambda: [garch_forecast(r, v, p, H, PPY)
                                      for r, v, p in zip(series, inits, new, strict=True)],
                             args.runs)
-    fc_old = median_seconds(lambda: [python_forecast(r, v, p, H, PPY)
+    fc_old = median_seconds(lambda: [garch_forecast_reference(r, v, p, H, PPY)
                                      for r, v, p in zip(series, inits, new, strict=True)],
                             args.runs)
 

@@ -29,6 +29,7 @@ from models.names import MEAN_COLUMN
 from models.quantile import QuantileForecaster, log_ratio_quantiles
 
 __all__ = ["GARCHVolatility", "garch_params", "garch_params_arch", "garch_forecast",
+           "garch_forecast_reference",
            "garch_loglik"]
 
 MAX_PERSISTENCE = 0.9995  # alpha + beta is kept below 1 so the variance has a finite level
@@ -209,6 +210,23 @@ def garch_forecast(ret: np.ndarray, init_var: float, params: dict[str, float], h
     out = np.empty(len(r))
     kern.forecast_vol(r, float(s2), float(mu), float(omega), float(a), float(b), float(level),
                       float(decay), int(h), float(ppy), out)
+    return out
+
+
+def garch_forecast_reference(ret: np.ndarray, init_var: float, params: dict[str, float], h: int,
+                              ppy: float) -> np.ndarray:
+    """garch_forecast as the pure-Python loop it replaced (the reference of tests and benchmark)."""
+    mu, omega, a, b = params["mu"], params["omega"], params["alpha"], params["beta"]
+    phi = a + b
+    level = omega / (1 - phi)
+    s2 = init_var if np.isfinite(init_var) and init_var > 0 else level
+    out = np.empty(len(ret))
+    decay = (1 - phi**h) / (1 - phi)
+    for t, r in enumerate(np.asarray(ret, float)):
+        e2 = (r - mu) ** 2 if np.isfinite(r) else s2
+        s2 = omega + a * e2 + b * s2
+        total = h * level + (s2 - level) * decay + h * mu * mu
+        out[t] = np.sqrt(max(total, 0.0) / h * ppy)
     return out
 
 

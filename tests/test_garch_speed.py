@@ -1,6 +1,6 @@
 """The compiled GARCH(1,1) fit and forecast reproduce the ``arch`` fit and the Python loop.
 
-References: ``_reference_forecast`` is the pure-Python variance recursion garch_forecast ran
+References: ``garch_forecast_reference`` is the pure-Python variance recursion garch_forecast ran
 before (models/garch.py as of commit 97b2a53), and ``garch_params_arch`` is the ``arch``
 package's fit of the same model. Stated tolerances:
 
@@ -26,6 +26,7 @@ from models.garch import (
     _Likelihood,
     _mle,
     garch_forecast,
+    garch_forecast_reference,
     garch_loglik,
     garch_params,
     garch_params_arch,
@@ -38,21 +39,6 @@ H, PPY = 24, 8760.0
 LL_RTOL, FORECAST_RTOL = 1e-6, 1e-3
 
 
-def _reference_forecast(ret: np.ndarray, init_var: float, params: dict[str, float], h: int,
-                        ppy: float) -> np.ndarray:
-    """garch_forecast as the Python loop it replaced."""
-    mu, omega, a, b = params["mu"], params["omega"], params["alpha"], params["beta"]
-    phi = a + b
-    level = omega / (1 - phi)
-    s2 = init_var if np.isfinite(init_var) and init_var > 0 else level
-    out = np.empty(len(ret))
-    decay = (1 - phi**h) / (1 - phi)
-    for t, r in enumerate(np.asarray(ret, float)):
-        e2 = (r - mu) ** 2 if np.isfinite(r) else s2
-        s2 = omega + a * e2 + b * s2
-        total = h * level + (s2 - level) * decay + h * mu * mu
-        out[t] = np.sqrt(max(total, 0.0) / h * ppy)
-    return out
 
 
 def _simulate(n: int, mu: float, omega: float, alpha: float, beta: float,
@@ -126,7 +112,7 @@ def test_forecast_matches_the_python_recursion() -> None:
         for init in (rng.uniform(1e-6, 1e-3), np.nan, 0.0, -1.0, np.inf):
             h = int(rng.integers(1, 200))
             new = garch_forecast(ret, init, params, h, PPY)
-            old = _reference_forecast(ret, init, params, h, PPY)
+            old = garch_forecast_reference(ret, init, params, h, PPY)
             np.testing.assert_array_equal(np.isnan(new), np.isnan(old), err_msg=f"{trial}")
             ok = np.isfinite(old)
             assert np.max(np.abs(new[ok] - old[ok]), initial=0.0) <= 1e-12 * np.max(
