@@ -3,7 +3,9 @@
 For each size the script simulates an hourly market and stores its panel in a temporary work
 directory (in its own interpreter: the simulator holds the whole market), then times what
 `lpa features build` does (read the stored panel, build, write the feature store) in up to
-three ways, each run in a fresh interpreter so its peak memory is its own:
+three ways, each run in a fresh interpreter so its peak memory is its own, into a work
+directory whose previous feature store is deleted first (timed apart: replacing a store costs
+that much more):
 
 - ``single``: one table in memory (``build_features`` + ``write_features``); skipped when its
   peak memory, estimated from the last single run (or ``SINGLE_GIB_PER_MILLION``), would not
@@ -87,7 +89,14 @@ def _measure(mode: str, workdir: Path, workers: int) -> dict[str, float]:
 
 
 def _child(mode: str, workdir: Path, workers: int) -> dict[str, Any]:
-    """Run one measurement in a fresh interpreter and read its JSON line."""
+    """Run one measurement in a fresh interpreter and read its JSON line.
+
+    The feature store of the previous run is deleted first and that time kept apart
+    (``delete_seconds``): a build that replaces a store also deletes the old one.
+    """
+    t0 = time.perf_counter()
+    shutil.rmtree(workdir / "features", ignore_errors=True)
+    deleted = time.perf_counter() - t0
     cmd = [sys.executable, __file__, "--measure", mode, "--workdir", str(workdir),
            "--workers", str(workers)]
     load0 = os.getloadavg()[0]
@@ -97,6 +106,7 @@ def _child(mode: str, workdir: Path, workers: int) -> dict[str, Any]:
         return {"error": True, "returncode": run.returncode, "message": lines[-1] if lines else ""}
     out: dict[str, Any] = json.loads(run.stdout.strip().splitlines()[-1])
     out["load"] = (load0 + os.getloadavg()[0]) / 2
+    out["delete_seconds"] = deleted
     return out
 
 
@@ -138,6 +148,9 @@ def _row(pools: int, days: int, rows: int, mode: str, runs: list[dict[str, Any]]
     spread = (f"{min(r['seconds'] for r in runs):.1f}-{max(r['seconds'] for r in runs):.1f}"
               if len(runs) > 1 else "")
     note = f"load {statistics.mean(r['load'] for r in runs):.1f}, cpu {cpu:.0f} s"
+    if len(runs) > 1:  # later runs delete a store their mode wrote
+        deleted = statistics.median(r["delete_seconds"] for r in runs[1:])
+        note += f", old store deleted in {deleted:.1f} s"
     if mode == "partitioned":
         note += f", {int(runs[0]['parts'])} parts"
         if (pools, days) == TARGET_SIZE:

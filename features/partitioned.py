@@ -15,18 +15,19 @@ import json
 import math
 import os
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 from rich.progress import Progress
 
+from features._wide import feature_threads, run_all
 from features.build import FeatureConfig
 from features.partitions import (
     CELLS_PER_PART,
@@ -36,7 +37,6 @@ from features.partitions import (
     cross_pass,
     exchange_pass,
     finish_pass,
-    join_exchange,
     panel_rows,
     part_columns,
     partition_pools,
@@ -46,6 +46,7 @@ from features.partitions import (
     write_store_manifest,
 )
 from features.schema import MISSING, TX_COUNT
+from features.sources.pool_rows import PoolRows
 from features.sources.store import atomic_dir, panel_dir
 from features.stages import WIDE_COLUMNS, BuildPlan
 from features.table_io import arrow_schema
@@ -62,6 +63,8 @@ SINGLE_GIB_PER_MILLION = 1.1
 FIT_SHARE = 0.8
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -3, -8  # glibc mallopt parameters
 _IO_THREAD = "feature-io"  # not a build thread: its tasks may use the build threads
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 def single_build_gib(pool_periods: int) -> float:
@@ -156,57 +159,57 @@ def _heap_reuse() -> Iterator[None]:
         libc.malloc_trim(0)
 
 
-def _prefetched(io: ThreadPoolExecutor, read: Callable[[list[str]], pd.DataFrame],
-                parts: list[list[str]]) -> Iterator[tuple[int, list[str], pd.DataFrame]]:
-    """Each partition's rows, the next partition's read on ``io`` while the caller works."""
-    ahead = io.submit(read, parts[0])
-    for i, pools in enumerate(parts):
-        frame = ahead.result()
-        if i + 1 < len(parts):
-            ahead = io.submit(read, parts[i + 1])
-        yield i, pools, frame
-        del frame
+def _prefetched(io: ThreadPoolExecutor, read: Callable[[T], R], items: list[T],
+                first: Future[R] | None = None) -> Iterator[tuple[int, T, R]]:
+    """Each item with what ``read`` gives for it, the next item's read on ``io`` while the
+    caller works on this one (``first``: the first item's read, already submitted)."""
+    ahead = first if first is not None else io.submit(read, items[0])
+    for i, item in enumerate(items):
+        got = ahead.result()
+        if i + 1 < len(items):
+            ahead = io.submit(read, items[i + 1])
+        yield i, item, got
+        del got
 
 
-def _exchange_all(workdir: Path, plan: BuildPlan, parts: list[list[str]],
-                  step: Callable[[str], None]) -> Cross:
-    """Passes 1 and 2: every partition's exchange series, then the cross-pool features."""
-    series: list[dict[str, np.ndarray]] = []
-    rows = panel_rows(workdir)
+def _exchange_series(io: ThreadPoolExecutor, rows: PoolRows, plan: BuildPlan,
+                     parts: list[list[str]],
+                     step: Callable[[str], None]) -> dict[str, np.ndarray]:
+    """Pass 1: every pool's exchange series, partitions computed side by side on the build
+    threads while ``io`` reads the next ones."""
+    starts = np.cumsum([0, *[len(p) for p in parts]])
+    width = feature_threads()
+    groups = [list(range(i, min(i + width, len(parts)))) for i in range(0, len(parts), width)]
+    joined: dict[str, np.ndarray] = {}  # every pool's series, filled partition by partition
 
-    def read(pools: list[str]) -> pd.DataFrame:
-        return rows.read(pools, EXCHANGE_INPUTS)
+    def read(group: list[int]) -> list[pd.DataFrame]:
+        return [rows.read(parts[k], EXCHANGE_INPUTS) for k in group]
 
-    with ThreadPoolExecutor(1, thread_name_prefix=_IO_THREAD) as io:
-        for i, pools, frame in _prefetched(io, read, parts):
-            series.append(exchange_pass(plan, frame, pools))
-            step(f"exchange series {i + 1}/{len(parts)}")
-    _release_heap()  # the partitions' blocks: the cross-pool pass allocates whole-market ones
-    cross = cross_pass(plan, join_exchange(series, consume=True))
-    step("cross-pool features")
-    return cross
+    for _, group, frames in _prefetched(io, read, groups):
+        series = run_all([partial(exchange_pass, plan, f, parts[k])
+                          for f, k in zip(frames, group, strict=True)])
+        for k, ex in zip(group, series, strict=True):
+            for name, v in ex.items():
+                if name not in joined:
+                    joined[name] = np.empty((len(plan.times), len(plan.pools)), v.dtype)
+                joined[name][:, starts[k]:starts[k + 1]] = v
+        step(f"exchange series {group[-1] + 1}/{len(parts)}")
+    return joined
 
 
-def _write_parts(tmp: Path, workdir: Path, plan: BuildPlan, parts: list[list[str]],
+def _write_parts(tmp: Path, io: ThreadPoolExecutor, read: Callable[[list[str]], pd.DataFrame],
+                 first: Future[pd.DataFrame], plan: BuildPlan, parts: list[list[str]],
                  cross: Cross, step: Callable[[str], None]) -> list[dict[str, Any]]:
-    """Pass 3: compute each partition's tables here while I/O threads write the previous
-    partition's and read the next one's rows."""
+    """Pass 3: compute each partition's tables here while ``io`` writes the previous
+    partition's and reads the next one's rows (``first``: the first partition's read)."""
     (tmp / "features.parquet").mkdir()
     (tmp / "labels.parquet").mkdir()
     starts = np.cumsum([0, *[len(p) for p in parts]])
-
-    rows = panel_rows(workdir)
-
-    def read(pools: list[str]) -> pd.DataFrame:
-        return rows.read(pools, WIDE_COLUMNS, (TX_COUNT, MISSING))
-
     done: list[dict[str, Any]] = []
-    # two threads: at most one read and one write are ever pending, so they run side by side
-    io = ThreadPoolExecutor(2, thread_name_prefix=_IO_THREAD)
+    writing: Future[dict[str, Any]] | None = None
+    schemas: tuple[pa.Schema, pa.Schema] | None = None
     try:
-        writing: Future[dict[str, Any]] | None = None
-        schemas: tuple[pa.Schema, pa.Schema] | None = None
-        for i, pools, frame in _prefetched(io, read, parts):
+        for i, pools, frame in _prefetched(io, read, parts, first):
             lo = int(starts[i])
             features, labels = finish_pass(plan, frame, pools, lo,
                                            part_columns(cross, lo, lo + len(pools), copy=False))
@@ -220,7 +223,8 @@ def _write_parts(tmp: Path, workdir: Path, plan: BuildPlan, parts: list[list[str
         if writing is not None:
             done.append(writing.result())
     finally:  # nothing may still write into the folder when it is dropped or swapped in
-        io.shutdown(wait=True, cancel_futures=True)
+        if writing is not None:
+            wait([writing])
     return done
 
 
@@ -247,19 +251,31 @@ def build_features_partitioned(
     workdir = Path(workdir).resolve()
     plan, meta = store_plan(workdir, cfg)
     parts = partition_pools(plan.pools, len(plan.times), 0, pools_per_part, partitions)
+    rows = panel_rows(workdir)
+    target = workdir / "features"
     written: dict[str, Any] = {}
-    with _heap_reuse(), Progress(disable=not progress, transient=True) as bar:
+
+    def read(pools: list[str]) -> pd.DataFrame:
+        return rows.read(pools, WIDE_COLUMNS, (TX_COUNT, MISSING))
+
+    # two I/O threads: at most one read and one write are ever pending, side by side
+    with (_heap_reuse(), Progress(disable=not progress, transient=True) as bar,
+          ThreadPoolExecutor(2, thread_name_prefix=_IO_THREAD) as io):
         task = bar.add_task("features", total=2 * len(parts) + 1)
 
         def step(name: str) -> None:
             bar.update(task, advance=1, description=f"features: {name}")
 
-        cross = _exchange_all(workdir, plan, parts, step)
+        joined = _exchange_series(io, rows, plan, parts, step)
+        _release_heap()  # the partitions' blocks: the cross-pool pass allocates whole-market ones
+        first = io.submit(read, parts[0])  # pass 3's first rows, read during pass 2
+        cross = cross_pass(plan, joined)  # pass 2
+        del joined
+        step("cross-pool features")
 
         def fill(tmp: Path) -> None:
-            done = _write_parts(tmp, workdir, plan, parts, cross, step)
+            done = _write_parts(tmp, io, read, first, plan, parts, cross, step)
             written.update(write_store_manifest(tmp, cfg, plan, meta, done, parts))
 
-        target = workdir / "features"
         atomic_dir(target, fill)
     return stored(target, plan, written)
