@@ -32,9 +32,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from features._wide import Grid, run_all
+from features._wide import run_all
 from features.build import (
     PARQUET_OPTIONS,
     FeatureConfig,
@@ -153,25 +152,9 @@ def store_plan(workdir: Path, cfg: FeatureConfig) -> tuple[BuildPlan, pd.DataFra
     return plan_build(meta, man["freq"], times, sorted(meta[POOL_ID].astype(str)), cfg), meta
 
 
-def _grid(frame: pd.DataFrame, plan: BuildPlan, pools: list[str]) -> Grid:
-    """:func:`pool_grid` of a partition's rows, each pool id looked up once (as a category)."""
-    ids = pa.array(frame[POOL_ID])
-    if pa.types.is_dictionary(ids.type):  # a categorical column
-        ids = ids.cast(ids.type.value_type)
-    codes = pc.index_in(ids, value_set=pa.array(pools, type=ids.type)).fill_null(-1).to_numpy(
-        zero_copy_only=False)
-    if (codes < 0).any():
-        bad = frame[POOL_ID].iloc[int(np.argmax(codes < 0))]
-        raise ValueError(f"partition rows name pool {bad!r}, which is not among its pools "
-                         f"{pools[:3]}...")
-    keys = pd.DataFrame({POOL_ID: pd.Categorical.from_codes(codes, categories=pd.Index(pools)),
-                         TIMESTAMP: frame[TIMESTAMP]}, copy=False)
-    return pool_grid(keys, plan, pools)
-
-
 def exchange_pass(plan: BuildPlan, frame: pd.DataFrame, pools: list[str]) -> dict[str, np.ndarray]:
     """Pass 1: the exchange series of a partition's pools (reads :data:`EXCHANGE_INPUTS`)."""
-    grid = _grid(frame, plan, pools)
+    grid = pool_grid(frame, plan, pools)
     cols = [frame[c] for c in EXCHANGE_INPUTS]
     wide = run_all([partial(grid.wide, c) for c in cols])
     return exchange_direct(plan, dict(zip(EXCHANGE_INPUTS, wide, strict=True)))
@@ -197,7 +180,7 @@ def part_columns(cross: Cross, lo: int, hi: int, copy: bool = True) -> Cross:
 def finish_pass(plan: BuildPlan, frame: pd.DataFrame, pools: list[str], lo: int,
                 cross: Cross) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Pass 3: a partition's long feature and label tables (pools from position ``lo``)."""
-    grid = _grid(frame, plan, pools)
+    grid = pool_grid(frame, plan, pools)
     w = wide_inputs(frame, grid)
     idx = np.arange(lo, lo + len(pools))
     feats, gaps = pool_stage(plan, w, idx)

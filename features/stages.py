@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from features import names
 from features._wide import Grid, lag, rolling_mean, run_all, run_beside
@@ -99,19 +101,22 @@ class BuildPlan:
 
 def pool_grid(frame: pd.DataFrame, plan: BuildPlan, pools: list[str]) -> Grid:
     """Grid of some pools' rows on the plan's global time axis (pools in the given order)."""
-    pmap = {p: i for i, p in enumerate(pools)}
+    ids = pa.array(frame[POOL_ID])  # each distinct id looked up once, not row by row
+    if pa.types.is_dictionary(ids.type):  # a categorical column
+        ids = ids.cast(ids.type.value_type)
+    pi = pc.index_in(ids, value_set=pa.array(pools, type=ids.type)).fill_null(-1).to_numpy(
+        zero_copy_only=False).astype(np.int64)
+    if (pi < 0).any():
+        bad = frame[POOL_ID].iloc[int(np.argmax(pi < 0))]
+        raise ValueError(f"partition rows name pool {bad!r}, which is not among its pools "
+                         f"{pools[:3]}...")
     ti = ((frame[TIMESTAMP] - plan.times[0]) // plan.step).to_numpy().astype(np.int64)
-    pi = frame[POOL_ID].map(pmap)
-    if pi.isna().any():
-        raise ValueError(f"partition rows name pool {frame[POOL_ID][pi.isna()].iloc[0]!r}, "
-                         f"which is not among its pools {pools[:3]}...")
     if (ti < 0).any() or (ti >= len(plan.times)).any():
         raise ValueError(f"partition rows fall outside the panel's time axis "
                          f"{plan.times[0]} .. {plan.times[-1]}")
     present = np.zeros((len(plan.times), len(pools)), dtype=bool)
-    pi_arr = pi.to_numpy().astype(np.int64)
-    present[ti, pi_arr] = True
-    return Grid(times=plan.times, pools=list(pools), ti=ti, pi=pi_arr, present=present)
+    present[ti, pi] = True
+    return Grid(times=plan.times, pools=list(pools), ti=ti, pi=pi, present=present)
 
 
 def wide_inputs(frame: pd.DataFrame, grid: Grid) -> dict[str, np.ndarray | None]:
