@@ -46,16 +46,9 @@ def lgb_params(seed: int, **overrides: Any) -> dict[str, Any]:
 
 def lgb_matrix(X: pd.DataFrame, columns: list[str], cats: dict[str, list[str]]) -> pd.DataFrame:
     """Model input frame with fixed column order and categoricals on known categories."""
-    data: dict[str, Any] = {}
     columns = list(dict.fromkeys(columns))  # a repeated name is one column
-    for c in columns:
-        if c in cats:
-            data[c] = _categorical(X[c], cats[c])
-        elif c in X.columns:
-            data[c] = _floats(X[c])
-        else:
-            data[c] = np.full(len(X), np.nan)
-    return pd.DataFrame(data, index=X.index, columns=columns)
+    return pd.DataFrame({c: _column(X, c, cats) for c in columns}, index=X.index,
+                        columns=columns)
 
 
 def lgb_array(X: pd.DataFrame, columns: list[str], cats: dict[str, list[str]]) -> np.ndarray:
@@ -64,14 +57,19 @@ def lgb_array(X: pd.DataFrame, columns: list[str], cats: dict[str, list[str]]) -
     columns = list(dict.fromkeys(columns))
     out = np.empty((len(X), len(columns)))
     for j, c in enumerate(columns):
-        if c in cats:
-            codes = _categorical(X[c], cats[c]).codes
-            out[:, j] = np.where(codes >= 0, codes, np.nan)
-        elif c in X.columns:
-            out[:, j] = _floats(X[c])
-        else:
-            out[:, j] = np.nan
+        v = _column(X, c, cats)
+        out[:, j] = np.where(v.codes >= 0, v.codes, np.nan) if c in cats else v
     return out
+
+
+def _column(X: pd.DataFrame, c: str, cats: dict[str, list[str]]) -> Any:
+    """One model input column: a categorical on its known categories, else float64 (NaN when
+    absent from X or not a number)."""
+    if c in cats:
+        return _categorical(X[c], cats[c])
+    if c in X.columns:
+        return _floats(X[c])
+    return np.full(len(X), np.nan)
 
 
 def _floats(s: pd.Series) -> np.ndarray:
