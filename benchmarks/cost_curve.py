@@ -1,29 +1,44 @@
 """Cost curve: how the feature build and the backtest scale with pools and years (hourly).
 
+Jobs:
+
+- ``features``: ``build_features`` on a simulated panel held in memory (the build alone);
+- ``features-stored``: what ``lpa features build`` does at scale: the simulated panel is
+  stored first (untimed), then read, built partition by partition and written as the feature
+  store (``benchmarks/scale.py``'s partitioned measurement); its memory stays bounded, so it
+  runs at every size;
+- ``backtest``: the walk-forward backtest of the allocator and four baselines on baseline
+  forecasts, daily reallocation (features built untimed).
+
 Runs each (job, pools, years) in its own process, smallest first, and prints seconds, rows/s,
 the process's peak memory and the scaling exponent (d log seconds / d log rows) against the
 previous size of the same job and years. A combination whose memory, extrapolated from the
 largest run of that job so far, would exceed the limit is skipped and says so. Usage:
-    .venv/bin/python benchmarks/cost_curve.py [--jobs features,backtest] [--pools 50,200,1000]
-        [--years 1,2] [--mem-limit-gib G]
+    .venv/bin/python benchmarks/cost_curve.py [--jobs features,features-stored,backtest]
+        [--pools 50,200,1000] [--years 1,2] [--mem-limit-gib G]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import importlib.util
 import math
 import resource
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+from types import ModuleType
 
 # benchmarks/features.py is named like the `features` package: keep this folder off the path
 sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 TARGETS = {
-    "features": "target >= 2M rows/s; 1,000 pools x 2 years in < 60 s and < 4 GiB",
+    "features": "target >= 2M rows/s",
+    "features-stored": "target: 1,000 pools x 2 years in < 60 s and < 4 GiB",
     "backtest": "target < 10 s at 200 pools x 1 year (allocator + four baselines)",
 }
 
@@ -76,6 +91,32 @@ def _backtest(pools: int, days: int) -> tuple[int, float]:
     return once(pools, days)
 
 
+def _scale() -> ModuleType:
+    """benchmarks/scale.py, loaded by path (this folder is off the import path)."""
+    spec = importlib.util.spec_from_file_location("scale_benchmark",
+                                                  Path(__file__).with_name("scale.py"))
+    if spec is None or spec.loader is None:
+        raise RuntimeError("benchmarks/scale.py not found beside this script")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def features_stored(pools: int, days: int) -> dict[str, float]:
+    """Store a simulated panel (untimed), then time its partitioned build in a fresh
+    interpreter: rows, seconds and that interpreter's peak MiB."""
+    scale = _scale()
+    root = Path(tempfile.mkdtemp(prefix=f"lpa-curve-{pools}x{days}-"))
+    try:
+        _, rows = scale.simulate_stored(pools, days, root)
+        out = scale.measure_in_child("partitioned", root, 2)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    if out.get("error"):
+        raise RuntimeError(f"partitioned build failed: {out['message']}")
+    return {"rows": rows, "seconds": out["seconds"], "peak_mib": out["peak_gib"] * 1024}
+
+
 def run_one(job: str, pools: int, days: int) -> None:
     """Time one job in this process and print a JSON line (rows, seconds, peak MiB)."""
     rows, secs = {"features": _features, "backtest": _backtest}[job](pools, days)
@@ -93,7 +134,7 @@ def _available_gib() -> float:
 def main() -> None:
     """Run the grid of sizes, each in a child process, and print the curve."""
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--jobs", default="features,backtest")
+    ap.add_argument("--jobs", default="features,features-stored,backtest")
     ap.add_argument("--pools", default="50,200,1000")
     ap.add_argument("--years", default="1,2")
     ap.add_argument("--mem-limit-gib", type=float, default=None,
@@ -109,7 +150,7 @@ def main() -> None:
     years = sorted(int(y) for y in args.years.split(","))
     print(f"memory limit for a run: {limit:.1f} GiB (the machine is shared: timings move with "
           "its load)")
-    print(f"{'job':9s} {'pools':>5s} {'years':>5s} {'rows':>11s} {'seconds':>8s} "
+    print(f"{'job':15s} {'pools':>5s} {'years':>5s} {'rows':>11s} {'seconds':>8s} "
           f"{'rows/s':>10s} {'peak MiB':>9s} {'exponent':>8s}")
     for job in args.jobs.split(","):
         per_row: float | None = None  # peak bytes per row of this job's largest run so far
@@ -117,24 +158,31 @@ def main() -> None:
             prev: tuple[int, float] | None = None
             for p in pools:
                 rows = p * y * 365 * 24
-                need = per_row * rows / 2**30 if per_row else 0.0
+                need = per_row * rows / 2**30 if per_row and job != "features-stored" else 0.0
                 if need > limit:
-                    print(f"{job:9s} {p:5d} {y:5d} {rows:11,d}  skipped: needs ~{need:.1f} GiB "
+                    print(f"{job:15s} {p:5d} {y:5d} {rows:11,d}  skipped: needs ~{need:.1f} GiB "
                           f"(extrapolated), above the {limit:.1f} GiB limit")
                     continue
-                cmd = [sys.executable, __file__, "--one", job, "--pools", str(p),
-                       "--days", str(365 * y)]
-                done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-                if done.returncode != 0:
-                    tail = (done.stderr.strip().splitlines() or ["?"])[-1]
-                    print(f"{job:9s} {p:5d} {y:5d} {rows:11,d}  failed: {tail}")
-                    continue
-                r = json.loads(done.stdout.strip().splitlines()[-1])
+                if job == "features-stored":
+                    try:
+                        r = features_stored(p, 365 * y)
+                    except (RuntimeError, subprocess.CalledProcessError) as exc:
+                        print(f"{job:15s} {p:5d} {y:5d} {rows:11,d}  failed: {exc}")
+                        continue
+                else:
+                    cmd = [sys.executable, __file__, "--one", job, "--pools", str(p),
+                           "--days", str(365 * y)]
+                    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+                    if done.returncode != 0:
+                        tail = (done.stderr.strip().splitlines() or ["?"])[-1]
+                        print(f"{job:15s} {p:5d} {y:5d} {rows:11,d}  failed: {tail}")
+                        continue
+                    r = json.loads(done.stdout.strip().splitlines()[-1])
                 per_row = max(per_row or 0.0, r["peak_mib"] * 2**20 / r["rows"])
                 slope = (math.log(r["seconds"] / prev[1]) / math.log(r["rows"] / prev[0])
                          if prev else float("nan"))
                 prev = (r["rows"], r["seconds"])
-                print(f"{job:9s} {p:5d} {y:5d} {r['rows']:11,d} {r['seconds']:8.2f} "
+                print(f"{job:15s} {p:5d} {y:5d} {r['rows']:11,d} {r['seconds']:8.2f} "
                       f"{r['rows'] / r['seconds']:10,.0f} {r['peak_mib']:9,.0f} "
                       f"{slope:8.2f}", flush=True)
         print(f"{job}: {TARGETS[job]}")

@@ -88,7 +88,7 @@ def _measure(mode: str, workdir: Path, workers: int) -> dict[str, float]:
     return out
 
 
-def _child(mode: str, workdir: Path, workers: int) -> dict[str, Any]:
+def measure_in_child(mode: str, workdir: Path, workers: int) -> dict[str, Any]:
     """Run one measurement in a fresh interpreter and read its JSON line.
 
     The feature store of the previous run is deleted first and that time kept apart
@@ -131,7 +131,7 @@ def _simulate_here(pools: int, days: int, workdir: Path) -> list[float]:
     return [time.perf_counter() - t0, float(len(panel.frame))]
 
 
-def _simulate(pools: int, days: int, workdir: Path) -> tuple[float, int]:
+def simulate_stored(pools: int, days: int, workdir: Path) -> tuple[float, int]:
     """Simulate and store a panel in a fresh interpreter; seconds and rows."""
     run = subprocess.run([sys.executable, __file__, "--simulate", str(pools), "--days",
                           str(days), "--workdir", str(workdir)],
@@ -219,7 +219,7 @@ def main() -> None:
                 rows = int(json.loads(manifest.read_text())["rows"])
                 print(f"{pools:>6} {days:>5} {rows:>11,} (stored panel of {root})", flush=True)
             else:
-                sim_s, rows = _simulate(pools, days, root)
+                sim_s, rows = simulate_stored(pools, days, root)
                 print(f"{pools:>6} {days:>5} {rows:>11,} (simulated and stored in "
                       f"{sim_s:.0f} s)", flush=True)
             for mode in modes:
@@ -229,7 +229,7 @@ def main() -> None:
                           f"{gib_per_row * rows:.1f} GiB estimated: more than 80% of the "
                           f"{avail:.1f} GiB available", flush=True)
                     continue
-                runs = [_child(mode, root, args.workers) for _ in range(args.repeat)]
+                runs = [measure_in_child(mode, root, args.workers) for _ in range(args.repeat)]
                 failed = [r for r in runs if "error" in r]
                 if failed:
                     print(f"{pools:>6} {days:>5} {rows:>11,} {mode:>12} {'failed':>8}  exit "
