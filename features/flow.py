@@ -99,6 +99,7 @@ def flow_features(
     volume: np.ndarray, fees: np.ndarray, tvl: np.ndarray, tx: np.ndarray | None,
     p0: np.ndarray, p1: np.ndarray, membership: np.ndarray, windows: dict[str, int],
     ppy: float, halflives: dict[str, int], freq: str,
+    shares: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
     """All flow features, named by the durations they cover (e.g. fee_yield_24h).
 
@@ -112,6 +113,8 @@ def flow_features(
     ppy : periods per year (fee APR)
     halflives : EWMA half-lives of the per-period fee yield, duration label -> periods
     freq : panel frequency (names the per-period features)
+    shares : (periods x pools) each pool's share of its pair's volume and TVL, when computed
+        over more pools than these (a partition of the market); default: over these pools
     """
     fy1 = names.period(names.FEE_YIELD, freq)
     log_tvl = _log(tvl)
@@ -124,8 +127,8 @@ def flow_features(
     del log_tvl
     out[names.period("tvl_price_effect", freq)] = price_eff
     out[names.period("lp_netflow", freq)] = netflow
-    vshare = pair_share(volume, membership)
-    tshare = pair_share(tvl, membership)
+    vshare, tshare = (shares if shares is not None
+                      else (pair_share(volume, membership), pair_share(tvl, membership)))
     out[names.period("pair_volume_share", freq)] = vshare
     out["pair_tvl_share"] = tshare
     if tx is not None:

@@ -59,7 +59,6 @@ from features.stages import (
     cross_stage,
     exchange_direct,
     finish_stage,
-    pair_columns,
     pair_shares,
     pool_grid,
     pool_stage,
@@ -183,9 +182,8 @@ def finish_pass(plan: BuildPlan, frame: pd.DataFrame, pools: list[str], lo: int,
     grid = pool_grid(frame, plan, pools)
     w = wide_inputs(frame, grid)
     idx = np.arange(lo, lo + len(pools))
-    feats, gaps = pool_stage(plan, w, idx)
-    if len(pools) < len(plan.pools):  # shares over this partition alone are not the market's
-        feats.update(pair_columns(plan, cross["shares"]))
+    # the market's pair shares: a partition's own pools are not the whole pair
+    feats, gaps = pool_stage(plan, w, idx, shares=cross["shares"])
     feats.update(cross["network"])
     feats.update(gaps)
     labels = forward_labels(plan, w, feats, idx)

@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from features import names
-from features._wide import Grid, lag, rolling_mean, run_all, run_beside
+from features._wide import Grid, rolling_mean, run_all, run_beside
 from features.flow import fee_yield, flow_features, pair_share, tvl_flow_split
 from features.network import network_features, token_groups
 from features.schema import (
@@ -46,7 +46,7 @@ from features.schema import (
 from features.volatility import log_returns, realized_vol, volatility_features
 
 __all__ = ["BuildPlan", "pool_grid", "wide_inputs", "pool_stage", "exchange_series",
-           "exchange_direct", "cross_stage", "pair_shares", "pair_columns", "finish_stage",
+           "exchange_direct", "cross_stage", "pair_shares", "finish_stage",
            "EXCHANGE"]
 
 WIDE_COLUMNS = (OPEN, HIGH, LOW, CLOSE, VOLUME_USD, FEES_USD, TVL_USD, TOKEN0_PRICE_USD,
@@ -140,12 +140,13 @@ def _membership(plan: BuildPlan, idx: np.ndarray) -> np.ndarray:
 def pool_stage(
     plan: BuildPlan, w: dict[str, Any], idx: np.ndarray,
     step: Callable[[str], None] = lambda _: None,
+    shares: dict[str, np.ndarray] | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Per-pool features of the pools ``idx`` (positions in the plan's pool order).
 
     Returns the volatility and flow features and the gap features apart (the table lists the
-    cross-pool features between them). Pair shares are over the pools given: a partition
-    replaces them with :func:`pair_columns` of the whole market's shares.
+    cross-pool features between them). Pair shares are over the pools given unless
+    ``shares`` (:func:`pair_shares` of the whole market, these pools' columns) gives them.
     """
     membership = _membership(plan, idx)
     vol, flow = run_beside(  # independent: volatility on a build thread, flow (whose windows
@@ -154,7 +155,8 @@ def pool_stage(
                                     plan.halflives, plan.har, plan.freq),
         lambda: flow_features(w[VOLUME_USD], w[FEES_USD], w[TVL_USD], w[TX_COUNT],
                               w[TOKEN0_PRICE_USD], w[TOKEN1_PRICE_USD], membership,
-                              plan.windows, plan.ppy, plan.halflives, plan.freq))
+                              plan.windows, plan.ppy, plan.halflives, plan.freq,
+                              None if shares is None else (shares["volume"], shares["tvl"])))
     feats = vol
     ret = feats[names.period(names.RET, plan.freq)]
     step("volatility")
@@ -207,16 +209,6 @@ def pair_shares(plan: BuildPlan, ex: dict[str, np.ndarray]) -> dict[str, np.ndar
     """Each pool's share of its pair's volume and TVL, over the whole market."""
     m = _membership(plan, np.arange(len(plan.pools)))
     return {"volume": pair_share(ex["volume"], m), "tvl": pair_share(ex["tvl"], m)}
-
-
-def pair_columns(plan: BuildPlan, shares: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The flow features made of pair shares (as ``flow_features`` makes them)."""
-    vshare, tshare = shares["volume"], shares["tvl"]
-    out = {names.period("pair_volume_share", plan.freq): vshare, "pair_tvl_share": tshare}
-    for name, n in plan.windows.items():
-        out[names.window("pair_volume_share", name)] = rolling_mean(vshare, n)
-        out[names.window("pair_tvl_share_chg", name)] = tshare - lag(tshare, n)
-    return out
 
 
 def finish_stage(
