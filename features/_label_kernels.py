@@ -1,5 +1,5 @@
 """Compiled kernels of the forward-looking labels: worst forward moves, trailing quantile
-thresholds and first threshold crossings over (time x pool) grids.
+thresholds and the stress label with its first threshold crossing over (time x pool) grids.
 
 Only `features.labels` may use them (they look forward by design). Like `features._kernels`
 they walk time in the outer loop, are single-threaded and release the GIL.
@@ -10,40 +10,78 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["forward_worst", "lagged_quantile", "lagged_quantile_pooled", "first_crossings"]
+__all__ = ["forward_worst", "lagged_quantile", "lagged_quantile_pooled", "order_keys",
+           "lagged_quantile_sorted", "stress_outputs"]
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def forward_worst(ratio, net, h, div_worst, out_worst, t0, t1):  # type: ignore[no-untyped-def]
     """Worst forward move of each (t, pool) window (t, t + h], t in [t0, t1): max
     |ratio[t+k] - ratio[t]| into ``div_worst`` and max -(net[t+k] - net[t]) into
-    ``out_worst``, k = 1..h; NaN in both unless every move of the window is finite."""
+    ``out_worst``, k = 1..h; NaN in both unless every move of the window is finite.
+
+    Both are read off the window's extremes (|r - r0| and -(m - m0) are monotone on each side
+    of r0, so the worst move is the one to the highest or lowest value, the same float), kept
+    as suffix extremes of blocks of h periods and a running prefix of the next block: a few
+    operations per value whatever h.
+    """
     n_t, n_p = ratio.shape
-    bad = np.empty(n_p, np.bool_)
-    for t in range(t0, t1):
-        dw, ow = div_worst[t], out_worst[t]
-        if t + h >= n_t:
-            for p in range(n_p):
-                dw[p] = np.nan
-                ow[p] = np.nan
-            continue
-        r0, m0 = ratio[t], net[t]
+    t_end = min(t1, n_t - h)  # windows that end inside the grid
+    for t in range(max(t0, t_end), t1):
         for p in range(n_p):
-            dw[p] = -np.inf
-            ow[p] = -np.inf
-            bad[p] = False
-        for k in range(1, h + 1):
-            rk, mk = ratio[t + k], net[t + k]
+            div_worst[t, p] = np.nan
+            out_worst[t, p] = np.nan
+    if h < 1:  # an empty window: no move at all
+        for t in range(t0, t_end):
             for p in range(n_p):
-                d = abs(rk[p] - r0[p])
-                o = -(mk[p] - m0[p])
-                bad[p] |= not (d - d == 0.0 and o - o == 0.0)  # NaN or infinite
-                dw[p] = max(dw[p], d)
-                ow[p] = max(ow[p], o)
-        for p in range(n_p):
-            if bad[p]:
-                dw[p] = np.nan
-                ow[p] = np.nan
+                div_worst[t, p] = -np.inf
+                out_worst[t, p] = -np.inf
+        return div_worst, out_worst
+    smax = np.empty((h, n_p))
+    smin = np.empty((h, n_p))
+    mmin = np.empty((h, n_p))
+    sok = np.empty((h, n_p), np.bool_)
+    pmax = np.empty(n_p)
+    pmin = np.empty(n_p)
+    pmm = np.empty(n_p)
+    pok = np.empty(n_p, np.bool_)
+    for s in range(t0 + 1, t_end + 1, h):  # block [s, s + h) of window starts t + 1
+        for i in range(h - 1, -1, -1):
+            r, m = ratio[s + i], net[s + i]
+            for p in range(n_p):
+                fin = r[p] - r[p] == 0.0 and m[p] - m[p] == 0.0
+                if i == h - 1:
+                    smax[i, p], smin[i, p], mmin[i, p], sok[i, p] = r[p], r[p], m[p], fin
+                else:
+                    smax[i, p] = max(r[p], smax[i + 1, p])
+                    smin[i, p] = min(r[p], smin[i + 1, p])
+                    mmin[i, p] = min(m[p], mmin[i + 1, p])
+                    sok[i, p] = fin and sok[i + 1, p]
+        for i in range(min(h, t_end + 1 - s)):
+            t = s + i - 1
+            r0, m0, dw, ow = ratio[t], net[t], div_worst[t], out_worst[t]
+            if i > 0:  # the window reaches row s + h + i - 1 of the next block
+                r, m = ratio[s + h + i - 1], net[s + h + i - 1]
+                for p in range(n_p):
+                    fin = r[p] - r[p] == 0.0 and m[p] - m[p] == 0.0
+                    if i == 1:
+                        pmax[p], pmin[p], pmm[p], pok[p] = r[p], r[p], m[p], fin
+                    else:
+                        pmax[p] = max(r[p], pmax[p])
+                        pmin[p] = min(r[p], pmin[p])
+                        pmm[p] = min(m[p], pmm[p])
+                        pok[p] = fin and pok[p]
+            for p in range(n_p):
+                hi, lo, ml, ok = smax[i, p], smin[i, p], mmin[i, p], sok[i, p]
+                if i > 0:
+                    hi, lo, ml, ok = max(hi, pmax[p]), min(lo, pmin[p]), min(ml, pmm[p]), \
+                        ok and pok[p]
+                if ok and r0[p] - r0[p] == 0.0 and m0[p] - m0[p] == 0.0:
+                    dw[p] = max(abs(hi - r0[p]), abs(lo - r0[p]))
+                    ow[p] = -(ml - m0[p])
+                else:
+                    dw[p] = np.nan
+                    ow[p] = np.nan
     return div_worst, out_worst
 
 
@@ -148,56 +186,6 @@ def lagged_quantile(x, lag, w, minp, q, out, count):  # type: ignore[no-untyped-
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def first_crossings(ratio, net, dev, stable, h, div_thr, flt_thr, peg_break,
-                    onset, cause, t0, t1):  # type: ignore[no-untyped-def]
-    """First k in 1..h at which each window (t, t + h], t in [t0, t1), crosses:
-    |ratio[t+k] - ratio[t]| > div_thr, -(net[t+k] - net[t]) > flt_thr, or (``stable`` pools)
-    dev[t+k] > peg_break.
-
-    ``onset`` gets the earliest such k (h + 1 when none) and ``cause`` the bit mask of the
-    conditions that crossed (1 divergence, 2 flight, 4 peg).
-    """
-    n_t, n_p = ratio.shape
-    kd = np.empty(n_p, np.int64)
-    kf = np.empty(n_p, np.int64)
-    kp = np.empty(n_p, np.int64)
-    peg = dev.shape[0] > 0
-    for t in range(t0, t1):
-        r0, m0, dt, ft = ratio[t], net[t], div_thr[t], flt_thr[t]
-        kd[:] = 0
-        kf[:] = 0
-        kp[:] = 0
-        for k in range(1, min(h, n_t - 1 - t) + 1):
-            rk, mk = ratio[t + k], net[t + k]
-            for p in range(n_p):
-                if kd[p] == 0 and abs(rk[p] - r0[p]) > dt[p]:
-                    kd[p] = k
-                if kf[p] == 0 and -(mk[p] - m0[p]) > ft[p]:
-                    kf[p] = k
-            if peg:
-                dk = dev[t + k]
-                for p in range(n_p):
-                    if kp[p] == 0 and stable[p] and dk[p] > peg_break:
-                        kp[p] = k
-        on, ca = onset[t], cause[t]
-        for p in range(n_p):
-            c = 0
-            first = h + 1
-            if kd[p] > 0:
-                c |= 1
-                first = min(first, kd[p])
-            if kf[p] > 0:
-                c |= 2
-                first = min(first, kf[p])
-            if kp[p] > 0:
-                c |= 4
-                first = min(first, kp[p])
-            on[p] = first
-            ca[p] = c
-    return onset, cause
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
 def lagged_quantile_pooled(x, lag, w, minp, q, out, count):  # type: ignore[no-untyped-def]
     """As ``lagged_quantile``, but over the valid values of every row (pool) together: at
     column t, the q-quantile ("lower") of x[:, t - lag - w + 1 .. t - lag] into ``out[t]``
@@ -237,3 +225,174 @@ def lagged_quantile_pooled(x, lag, w, minp, q, out, count):  # type: ignore[no-u
             continue
         out[t] = srt[_tree_select(tree, top, np.int64(q * (m - 1)))]
     return out, count
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def order_keys(x, a, b, bits, keys):  # type: ignore[no-untyped-def]
+    """Sort keys of the columns a..b-1 of x (periods x pools) into ``keys`` (a row per pool):
+    the value's bits mapped to an unsigned integer of the same order, their lowest ``bits``
+    replaced by the period (NaN: the largest key). Sorted, they put the values in order up to
+    values that share all other bits (put right by ``lagged_quantile_sorted``)."""
+    xu = x.view(np.uint64)
+    low = (np.uint64(1) << np.uint64(bits)) - np.uint64(1)
+    high = ~low
+    sign = np.uint64(1) << np.uint64(63)
+    for t in range(x.shape[0]):
+        row, bits_row, tt = x[t], xu[t], np.uint64(t)
+        for p in range(a, b):
+            u = bits_row[p]
+            if row[p] != row[p]:
+                k = high
+            elif u & sign:
+                k = ~u
+            else:
+                k = u | sign
+            keys[p - a, t] = (k & high) | tt
+    return keys
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def lagged_quantile_sorted(x, a, keys, bits, lag, w, minp, q, out, count):  # type: ignore[no-untyped-def]
+    """As ``lagged_quantile`` for the columns a.. of x (periods x pools) whose sorted
+    ``order_keys`` are the rows of ``keys``: row p - a of ``out`` and ``count`` (pools x
+    periods) gets pool p's trailing quantile and number of values."""
+    n_t = x.shape[0]
+    low = (np.uint64(1) << np.uint64(bits)) - np.uint64(1)
+    order = np.empty(n_t, np.int64)
+    srt = np.empty(n_t)
+    rank = np.empty(n_t, np.int64)
+    inside = np.zeros(n_t, np.bool_)
+    lo = max(minp, 1)
+    for j in range(keys.shape[0]):
+        p, kj, o, c = a + j, keys[j], out[j], count[j]
+        nv = 0
+        for i in range(n_t):
+            ti = np.int64(kj[i] & low)
+            v = x[ti, p]
+            order[i] = ti
+            srt[i] = v
+            if v == v:
+                nv += 1
+        for i in range(1, nv):  # values that shared the kept bits: put in order
+            v, ti = srt[i], order[i]
+            k = i - 1
+            while k >= 0 and srt[k] > v:
+                srt[k + 1] = srt[k]
+                order[k + 1] = order[k]
+                k -= 1
+            srt[k + 1] = v
+            order[k + 1] = ti
+        for i in range(n_t):
+            rank[order[i]] = i
+        inside[:] = False
+        n = 0
+        cur = -1  # rank of the selected value (a window value), -1 with an empty window
+        below = 0  # window values ranked below cur
+        for t in range(n_t):
+            i = t - lag  # entering the window
+            if i >= 0 and rank[i] < nv:
+                r = rank[i]
+                inside[r] = True
+                n += 1
+                if cur < 0:
+                    cur, below = r, 0
+                elif r < cur:
+                    below += 1
+            i = t - w - lag  # leaving it
+            if i >= 0 and rank[i] < nv:
+                r = rank[i]
+                inside[r] = False
+                n -= 1
+                if n == 0:
+                    cur, below = -1, 0
+                elif r < cur:
+                    below -= 1
+                elif r == cur:
+                    if n > below:
+                        k = cur + 1
+                        while not inside[k]:
+                            k += 1
+                        cur = k
+                    else:
+                        k = cur - 1
+                        while not inside[k]:
+                            k -= 1
+                        cur, below = k, below - 1
+            c[t] = n
+            if n == 0:
+                o[t] = np.nan
+                continue
+            want = np.int64(q * (n - 1))
+            while below < want:
+                k = cur + 1
+                while not inside[k]:
+                    k += 1
+                cur, below = k, below + 1
+            while below > want:
+                k = cur - 1
+                while not inside[k]:
+                    k -= 1
+                cur, below = k, below - 1
+            o[t] = srt[cur] if n >= lo else np.nan
+    return out, count
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _fmax(a, b):  # type: ignore[no-untyped-def]
+    """np.fmax of two floats (the other one where one is NaN; b on a tie)."""
+    if b != b:
+        return a
+    if a != a:
+        return b
+    return a if a > b else b
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def stress_outputs(ratio, net, dev, scol, h, div_worst, out_worst, div_q, flt_q, n_done,
+                   qstep, minp, min_div, min_flt, peg_break, stress, onset, cause,
+                   div_thr, flt_thr, t0, t1):  # type: ignore[no-untyped-def]
+    """The stress label of each (t, pool), t in [t0, t1), from the worst forward moves and the
+    trailing quantiles (a row per pool, pool p's at row p qstep; n_done values read).
+
+    A window is labelled where complete (finite worst moves) and scaled (``minp`` values);
+    its thresholds are the quantiles floored at ``min_div`` / ``min_flt``. It crosses the
+    divergence (flight) threshold where its worst move exceeds it, and a peg break where a
+    stable pool's (``scol`` >= 0: its column of ``dev``) deviation exceeds ``peg_break`` in
+    it. Writes ``stress`` (1, 0, NaN unlabelled), ``onset`` (first k of a crossing, NaN
+    unless stressed), ``cause`` (bits 1 divergence, 2 flight, 4 peg; 0 unlabelled) and the
+    thresholds (NaN unlabelled)."""
+    n_p = ratio.shape[1]
+    for t in range(t0, t1):
+        r0, m0, dw, ow = ratio[t], net[t], div_worst[t], out_worst[t]
+        st, on, ca, dt, ft = stress[t], onset[t], cause[t], div_thr[t], flt_thr[t]
+        for p in range(n_p):
+            qi = p * qstep
+            d, f = dw[p], ow[p]
+            if not (d - d == 0.0 and n_done[qi, t] >= minp):
+                st[p], on[p], ca[p], dt[p], ft[p] = np.nan, np.nan, 0, np.nan, np.nan
+                continue
+            dth = _fmax(div_q[qi, t], min_div)
+            fth = _fmax(flt_q[qi, t], min_flt)
+            dt[p], ft[p] = dth, fth
+            c = 0
+            if d > dth:
+                c |= 1
+            if f > fth:
+                c |= 2
+            s = scol[p]
+            if s >= 0:
+                for k in range(1, h + 1):
+                    if dev[t + k, s] > peg_break:
+                        c |= 4
+                        break
+            ca[p] = c
+            if c == 0:
+                st[p], on[p] = 0.0, np.nan
+                continue
+            st[p] = 1.0
+            for k in range(1, h + 1):
+                if (abs(ratio[t + k, p] - r0[p]) > dth or -(net[t + k, p] - m0[p]) > fth
+                        or (s >= 0 and dev[t + k, s] > peg_break)):
+                    on[p] = k
+                    break
+    return stress, onset, cause, div_thr, flt_thr

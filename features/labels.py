@@ -115,25 +115,38 @@ class StressLabels:
 
 def _trailing_quantiles(series: list[np.ndarray], h: int, q: float, history: int,
                         min_history: int, pooled: bool = False
-                        ) -> list[tuple[np.ndarray, np.ndarray]]:
+                        ) -> tuple[list[np.ndarray], np.ndarray]:
     """Per (periods x pools) array: the q-quantile ("lower") of the forward worst values of
     windows completed by t (those at t - h or earlier, over the last ``history`` periods; NaN
-    with fewer than ``min_history`` values) and how many values it read. ``pooled``: one
-    quantile per period over the windows of every pool together (broadcast to all pools).
-    Pools are spread over the build threads (each one's quantile reads that pool alone)."""
-    xs = [np.ascontiguousarray(w.T, dtype=np.float64) for w in series]  # a pool per row
+    with fewer than ``min_history`` values), as a (pools x periods) array, and how many values
+    the first one read (the series are NaN together). ``pooled``: one quantile per period over
+    the windows of every pool together, as a (1 x periods) array. Pools are spread over the
+    build threads (each one's quantile reads that pool alone)."""
     args = (int(h), int(history), int(max(1, min_history)), float(q))
     if pooled:
-        outs = [(np.empty(x.shape[1]), np.empty(x.shape[1], np.int64)) for x in xs]
-        run_all([partial(kern.lagged_quantile_pooled, x, *args, *o)
-                 for x, o in zip(xs, outs, strict=True)])
-        return [(np.repeat(one[:, None], x.shape[0], axis=1),
-                 np.repeat(n[:, None], x.shape[0], axis=1))
-                for x, (one, n) in zip(xs, outs, strict=True)]
-    outs = [(np.empty(x.shape), np.empty(x.shape, np.int64)) for x in xs]
-    run_all([partial(kern.lagged_quantile, x[a:b], *args, out[a:b], count[a:b])
-             for x, (out, count) in zip(xs, outs, strict=True) for a, b in _ranges(len(x))])
-    return [(out.T, count.T) for out, count in outs]
+        xs = [np.ascontiguousarray(w.T, dtype=np.float64) for w in series]
+        outs = [(np.empty((1, x.shape[1])), np.empty((1, x.shape[1]), np.int64)) for x in xs]
+        run_all([partial(kern.lagged_quantile_pooled, x, *args, o[0], n[0])
+                 for x, (o, n) in zip(xs, outs, strict=True)])
+        return [o for o, _ in outs], outs[0][1]
+    cols = [np.ascontiguousarray(w, dtype=np.float64) for w in series]
+    n_t, n_p = cols[0].shape
+    quant = [np.empty((n_p, n_t)) for _ in cols]
+    counts = [np.empty((n_p, n_t), np.int64) for _ in cols]
+    run_all([partial(_sorted_quantiles, x, a, b, args, out[a:b], count[a:b])
+             for x, out, count in zip(cols, quant, counts, strict=True)
+             for a, b in _ranges(n_p)])
+    return quant, counts[0]
+
+
+def _sorted_quantiles(x: np.ndarray, a: int, b: int, args: tuple[int, int, int, float],
+                      out: np.ndarray, count: np.ndarray) -> None:
+    """Trailing quantiles of the pools a..b-1 of x (periods x pools) into out and count
+    (pools x periods): each pool's values are ranked by one sort of integer keys."""
+    bits = max(1, (x.shape[0] - 1).bit_length())
+    keys = kern.order_keys(x, a, b, bits, np.empty((b - a, x.shape[0]), np.uint64))
+    keys.sort(axis=1)
+    kern.lagged_quantile_sorted(x, a, keys, bits, *args, out, count)
 
 
 def _ranges(n: int) -> list[tuple[int, int]]:
@@ -181,28 +194,24 @@ def forward_lp_stress(
     h = int(h)
     div_worst, out_worst = np.empty(ratio.shape), np.empty(ratio.shape)
     _by_time(partial(kern.forward_worst, ratio, net, h, div_worst, out_worst), len(ratio))
-    complete = np.isfinite(div_worst)
-    (div_q, n_done), (flt_q, _) = _trailing_quantiles([div_worst, out_worst], h, quantile,
-                                                      history, min_history, pooled)
-    div_thr = np.fmax(div_q, min_divergence)
-    flt_thr = np.fmax(flt_q, min_flight)
-    scaled = n_done >= max(1, min_history)
+    (div_q, flt_q), n_done = _trailing_quantiles([div_worst, out_worst], h, quantile, history,
+                                                 min_history, pooled)
     stable = np.asarray(stable_pair, bool).reshape(-1)
-    if stable.any():
-        dev = np.ascontiguousarray(np.fmax(np.abs(p0_usd - 1), np.abs(p1_usd - 1)),
-                                   dtype=np.float64)
+    scol = np.full(ratio.shape[1], -1, np.int64)
+    if stable.any():  # each stable pool's deviation from the peg, in its column of dev
+        scol[stable] = np.arange(int(stable.sum()))
+        with np.errstate(invalid="ignore"):
+            dev = np.ascontiguousarray(np.fmax(np.abs(p0_usd[:, stable] - 1),
+                                               np.abs(p1_usd[:, stable] - 1)), dtype=np.float64)
     else:
-        dev = np.empty((0, ratio.shape[1]))
-    onset = np.empty(ratio.shape, np.int64)
-    cause = np.empty(ratio.shape, np.int8)
-    _by_time(partial(kern.first_crossings, ratio, net, dev, np.ascontiguousarray(stable), h,
-                     np.ascontiguousarray(div_thr), np.ascontiguousarray(flt_thr),
-                     float(peg_break), onset, cause), len(ratio))
-    valid = complete & scaled
-    stressed = valid & (onset <= h)
-    return StressLabels(
-        stress=np.where(valid, stressed.astype(float), np.nan),
-        onset=np.where(stressed, onset.astype(float), np.nan),
-        cause=np.where(valid, cause, 0).astype(np.int8),
-        divergence_threshold=np.where(valid, div_thr, np.nan),
-        flight_threshold=np.where(valid, flt_thr, np.nan))
+        dev = np.empty((0, 0))
+    shape = ratio.shape
+    out = StressLabels(stress=np.empty(shape), onset=np.empty(shape),
+                       cause=np.empty(shape, np.int8), divergence_threshold=np.empty(shape),
+                       flight_threshold=np.empty(shape))
+    _by_time(partial(kern.stress_outputs, ratio, net, dev, scol, h, div_worst, out_worst,
+                     div_q, flt_q, n_done, 0 if pooled else 1, int(max(1, min_history)),
+                     float(min_divergence), float(min_flight), float(peg_break), out.stress,
+                     out.onset, out.cause, out.divergence_threshold, out.flight_threshold),
+             len(ratio))
+    return out
