@@ -150,16 +150,14 @@ def make_forecaster(kind: str, target: str, freq: str, horizon_periods: int = 24
     return GRUForecaster(seed=seed, horizon_periods=horizon_periods, **params)
 
 
-SEQUENCE_KINDS = ("torch", "torch_stress")  # kinds of models.sequence, imported when needed
-
-
 def load_forecaster(path: Path) -> BaseForecaster:
     """Rebuild a forecaster saved with ``BaseForecaster.save`` from its folder."""
     path = Path(path)
     spec = json.loads((path / "forecaster.json").read_text())
-    if spec.get("kind") in SEQUENCE_KINDS:
-        import models.sequence  # noqa: F401  (defines the sequence kinds; torch loads here)
-    cls = FORECASTERS.get(spec["kind"])  # every other kind is defined by the modules above
+    cls = FORECASTERS.get(spec["kind"])  # the kinds of the modules imported above
+    if cls is None:  # the sequence kinds register when their module loads, torch with it
+        import models.sequence  # noqa: F401
+        cls = FORECASTERS.get(spec["kind"])
     if cls is None:
         raise ForecastError(f"unknown forecaster kind {spec['kind']!r} in {path}; expected one "
                             f"of {sorted(FORECASTERS)}")
