@@ -13,7 +13,7 @@ import mlflow
 import pandas as pd
 
 from features.build import FeatureSet
-from models.alarm import AUTO
+from models.alarm import FIXED
 from models.base import BaseForecaster
 from models.pool import TaskPool
 from models.pyfunc import log_forecaster
@@ -64,6 +64,18 @@ def _decide(client: Any, target: str, scores: dict[str, float], cfg: TrainConfig
     return decision, champ, kinds
 
 
+def alarm_tags(model: BaseForecaster) -> dict[str, str]:
+    """Version tags of a stress model's alarm threshold and the rule it was chosen by, as the
+    model records them (none for a model without a threshold)."""
+    thr = float(getattr(model, "alarm_threshold_", math.nan))
+    if not math.isfinite(thr):
+        return {}
+    basis = str(getattr(model, "alarm_basis_", FIXED))
+    x = float(getattr(model, "alarm_x_", math.nan))
+    return {"alarm_threshold": repr(thr), "alarm_rule": (
+        FIXED if basis == FIXED else f"auto: {x:g} x training base rate, chosen on {basis}")}
+
+
 def _register_model(client: Any, target: str, kind: str, model: BaseForecaster,
                     scores: dict[str, float], cfg: TrainConfig, fs: FeatureSet,
                     X: pd.DataFrame, digest: str, runs: dict[str, str], res: TrainResult,
@@ -74,11 +86,7 @@ def _register_model(client: Any, target: str, kind: str, model: BaseForecaster,
             "features": fs.digest, "params": params_tag(cfg.params(kind)),
             "target": str(target), "feature_set": fs.version, "horizon": str(fs.horizon),
             "freq": fs.freq}
-    thr = float(getattr(model, "alarm_threshold_", math.nan))
-    if math.isfinite(thr):
-        tags.update(alarm_threshold=repr(thr), alarm_rule=(
-            f"auto: {cfg.alarm_share_x:g} x training base rate"
-            if cfg.alarm_threshold == AUTO else "fixed"))
+    tags.update(alarm_tags(model))
     with mlflow.start_run(run_id=runs[kind], nested=True):
         info = log_forecaster(model, f"{target}_{kind}", X, registered_model_name=name,
                               tags=tags)

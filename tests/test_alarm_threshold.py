@@ -31,6 +31,7 @@ from models.stress import LightGBMStress
 from models.threads import use_threads
 from pipelines.cli import app
 from pipelines.config import tracking_uri
+from pipelines.train_register import alarm_tags
 
 H = 7  # label horizon, days
 FAST: dict[str, Any] = {"n_estimators": 30, "inner_folds": 2, "grid": [{"num_leaves": 4}],
@@ -109,7 +110,9 @@ def test_a_fixed_threshold_replaces_the_chosen_one_and_says_so(tmp_path: Path) -
     m = LightGBMStress(**FAST)
     m.fit(X, y)
     assert m.alarm_basis_ == INNER
+    assert alarm_tags(m)["alarm_rule"] == f"auto: 2 x training base rate, chosen on {INNER}"
     assert fix_threshold(m, 0.25) == 0.25
+    assert alarm_tags(m) == {"alarm_threshold": "0.25", "alarm_rule": FIXED}  # registry tags
     back = load_forecaster(m.save(tmp_path / "m"))
     assert back.alarm_threshold_ == 0.25  # type: ignore[attr-defined]
     assert back.alarm_basis_ == FIXED  # type: ignore[attr-defined]
@@ -194,6 +197,9 @@ def test_auto_threshold_flows_through_lpa_train_into_metrics_json(
     # the registered stress model carries its threshold as a version tag
     versions = client.search_model_versions("name='lpa-stress'")
     assert all(float(v.tags["alarm_threshold"]) >= 0 for v in versions)
+    # and the rule it was chosen by, as the model recorded it (not the run's settings)
+    assert {v.tags["alarm_rule"] for v in versions} <= {
+        f"auto: 2 x training base rate, chosen on {b}" for b in (INNER, IN_SAMPLE)}
     # a fixed threshold is still accepted and reported as such
     cfg.write_text(base.format(extra="alarm_threshold = 0.25\n"))
     out = CliRunner().invoke(app, args)
