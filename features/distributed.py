@@ -24,6 +24,7 @@ from features.partitions import (
     exchange_pass,
     finish_pass,
     join_exchange,
+    make_part_dirs,
     part_columns,
     partition_pools,
     read_panel_pools,
@@ -101,8 +102,7 @@ def build_features_distributed(
     written: dict[str, Any] = {}
 
     def fill(tmp: Path) -> None:
-        (tmp / "features.parquet").mkdir()
-        (tmp / "labels.parquet").mkdir()
+        make_part_dirs(tmp)
         done = client.gather([client.submit(_finish, plan_f, f, ps, int(lo), s, str(tmp), i)
                               for i, (f, ps, lo, s) in enumerate(zip(frames, parts, starts,
                                                                      slices, strict=False))])

@@ -37,6 +37,7 @@ from features.partitions import (
     cross_pass,
     exchange_pass,
     finish_pass,
+    make_part_dirs,
     panel_rows,
     part_columns,
     partition_pools,
@@ -202,8 +203,7 @@ def _write_parts(tmp: Path, io: ThreadPoolExecutor, read: Callable[[list[str]], 
                  cross: Cross, step: Callable[[str], None]) -> list[dict[str, Any]]:
     """Pass 3: compute each partition's tables here while ``io`` writes the previous
     partition's and reads the next one's rows (``first``: the first partition's read)."""
-    (tmp / "features.parquet").mkdir()
-    (tmp / "labels.parquet").mkdir()
+    make_part_dirs(tmp)
     starts = np.cumsum([0, *[len(p) for p in parts]])
     done: list[dict[str, Any]] = []
     writing: Future[dict[str, Any]] | None = None

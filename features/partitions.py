@@ -67,9 +67,9 @@ from features.stages import (
 from features.table_io import write_parquet
 
 __all__ = ["StoredFeatures", "partition_pools", "read_panel_pools", "CELLS_PER_PART",
-           "EXCHANGE_INPUTS", "PART_OPTIONS", "store_plan", "exchange_pass", "join_exchange",
-           "cross_pass", "part_columns", "finish_pass", "write_part", "write_store_manifest",
-           "stored", "panel_rows"]
+           "EXCHANGE_INPUTS", "PART_OPTIONS", "PART_DIRS", "store_plan", "exchange_pass",
+           "join_exchange", "cross_pass", "part_columns", "finish_pass", "make_part_dirs",
+           "write_part", "write_store_manifest", "stored", "panel_rows"]
 
 # pool-periods per partition: about 1.5 GB of working memory for one partition's features
 CELLS_PER_PART = 1_000_000
@@ -78,6 +78,7 @@ CELLS_PER_PART = 1_000_000
 # columns only (the ones a reader filters on); the values stored are the same
 PART_OPTIONS: dict[str, Any] = {**PARQUET_OPTIONS, "compression": "none",
                                 "write_statistics": [POOL_ID, TIMESTAMP]}
+PART_DIRS = ("features.parquet", "labels.parquet")  # the store's folders of part files
 # the panel columns pass 1 reads (those :func:`features.stages.exchange_direct` reads)
 EXCHANGE_INPUTS = (CLOSE, VOLUME_USD, TVL_USD, TOKEN0_PRICE_USD, TOKEN1_PRICE_USD)
 Cross = dict[str, dict[str, np.ndarray]]
@@ -191,6 +192,12 @@ def finish_pass(plan: BuildPlan, frame: pd.DataFrame, pools: list[str], lo: int,
     return finish_stage(frame, grid, feats, labels)
 
 
+def make_part_dirs(out_dir: Path) -> None:
+    """Create the store's two folders of part files in ``out_dir``."""
+    for sub in PART_DIRS:
+        (Path(out_dir) / sub).mkdir()
+
+
 def write_part(features: pd.DataFrame, labels: pd.DataFrame, out_dir: str | Path, part: int,
                schemas: tuple[pa.Schema, pa.Schema] | None = None) -> dict[str, Any]:
     """Write a partition's tables as part ``part`` of the store in ``out_dir``; its summary.
@@ -199,8 +206,8 @@ def write_part(features: pd.DataFrame, labels: pd.DataFrame, out_dir: str | Path
     is never seen half-written. ``schemas``: the two tables' ``arrow_schema``, if known.
     """
     name = f"part-{part:05d}.parquet"
-    for table, sub, schema in ((features, "features.parquet", schemas and schemas[0]),
-                               (labels, "labels.parquet", schemas and schemas[1])):
+    for table, sub, schema in ((features, PART_DIRS[0], schemas and schemas[0]),
+                               (labels, PART_DIRS[1], schemas and schemas[1])):
         path = Path(out_dir) / sub / name
         tmp = path.with_name(f".{name}.tmp")
         write_parquet(table, tmp, PART_OPTIONS, schema)  # as to_parquet(**PART_OPTIONS)
