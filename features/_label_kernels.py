@@ -11,7 +11,7 @@ import numpy as np
 from numba import njit
 
 __all__ = ["forward_worst", "lagged_quantile", "lagged_quantile_pooled", "order_keys",
-           "lagged_quantile_sorted", "stress_outputs"]
+           "lagged_quantile_sorted", "stress_outputs", "log_moves", "forward_ratio"]
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -262,13 +262,16 @@ def lagged_quantile_sorted(x, a, keys, bits, lag, w, minp, q, out, count):  # ty
     srt = np.empty(n_t)
     rank = np.empty(n_t, np.int64)
     inside = np.zeros(n_t, np.bool_)
+    col = np.empty(n_t)
     lo = max(minp, 1)
     for j in range(keys.shape[0]):
         p, kj, o, c = a + j, keys[j], out[j], count[j]
+        for i in range(n_t):
+            col[i] = x[i, p]
         nv = 0
         for i in range(n_t):
             ti = np.int64(kj[i] & low)
-            v = x[ti, p]
+            v = col[ti]
             order[i] = ti
             srt[i] = v
             if v == v:
@@ -396,3 +399,45 @@ def stress_outputs(ratio, net, dev, scol, h, div_worst, out_worst, div_q, flt_q,
                     on[p] = k
                     break
     return stress, onset, cause, div_thr, flt_thr
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def log_moves(lp0, lp1, ltvl, tvl, ratio, net):  # type: ignore[no-untyped-def]
+    """Log price ratio lp0 - lp1 into ``ratio`` and log TVL net of the price effect of a 50/50
+    position, log TVL (NaN unless TVL > 0) - (lp0 + lp1) / 2, into ``net`` (may be the
+    inputs: each cell is read before it is written)."""
+    for t in range(lp0.shape[0]):
+        a, b, lt, v, r, m = lp0[t], lp1[t], ltvl[t], tvl[t], ratio[t], net[t]
+        for p in range(a.shape[0]):
+            x, y = a[p], b[p]
+            m[p] = (lt[p] if v[p] > 0 else np.nan) - 0.5 * (x + y)
+            r[p] = x - y
+    return ratio, net
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def forward_ratio(num, den, h, mode, scale, out, t0, t1):  # type: ignore[no-untyped-def]
+    """Forward labels of rows [t0, t1) from a value h periods later (NaN past the end).
+
+    mode 0: num[t+h] / den[t] where den[t] > 0, else NaN (a trailing sum h later per unit at
+    t); 1: sqrt(num[t+h] / h x scale) (annualised volatility from a trailing sum of squares);
+    2: constant-product value versus HODL minus 1 at r = (num[t+h] / num[t]) /
+    (den[t+h] / den[t]), 2 sqrt(r) / (1 + r) - 1.
+    """
+    n_t, n_p = out.shape
+    for t in range(t0, t1):
+        o, u, d = out[t], num[t], den[t]
+        if t + h >= n_t:
+            for p in range(n_p):
+                o[p] = np.nan
+            continue
+        uh, dh = num[t + h], den[t + h]
+        for p in range(n_p):
+            if mode == 0:
+                o[p] = uh[p] / d[p] if d[p] > 0 else np.nan
+            elif mode == 1:
+                o[p] = np.sqrt(uh[p] / h * scale)
+            else:
+                r = (uh[p] / u[p]) / (dh[p] / d[p])
+                o[p] = 2.0 * np.sqrt(r) / (1.0 + r) - 1
+    return out

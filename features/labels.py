@@ -78,20 +78,41 @@ def _forward_max(x: np.ndarray, h: int) -> np.ndarray:
 
 def forward_fee_yield(fees: np.ndarray, tvl: np.ndarray, h: int) -> np.ndarray:
     """Fees over (t, t + h] per dollar of TVL at t (fraction per horizon)."""
+    if _is_grid(fees, tvl):
+        return _forward_ratio(rolling_sum(fees, h, min_periods=h), tvl, h, 0)
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(tvl > 0, forward_window_sum(fees, h) / np.where(tvl > 0, tvl, 1), np.nan)
 
 
 def forward_volatility(ret: np.ndarray, h: int, ppy: float) -> np.ndarray:
     """Annualised realised volatility of returns over (t, t + h]."""
+    if _is_grid(ret) and h >= 1:
+        sums = rolling_sum(ret * ret, h, min_periods=h)
+        return _forward_ratio(sums, sums, h, 1, ppy)
     return np.sqrt(forward_window_sum(ret * ret, h) / h * ppy)
 
 
 def forward_il(p0: np.ndarray, p1: np.ndarray, h: int) -> np.ndarray:
     """Constant-product LP value vs HODL minus 1 over (t, t + h] (<= 0)."""
+    if _is_grid(p0, p1) and h >= 1:
+        return _forward_ratio(p0, p1, h, 2)
     with np.errstate(divide="ignore", invalid="ignore"):
         r = (_lead(p0, h) / p0) / (_lead(p1, h) / p1)
     return cp_value_ratio(r) - 1
+
+
+def _is_grid(*xs: np.ndarray) -> bool:
+    """All are C-ordered float64 (periods x pools) grids of one shape (the compiled path)."""
+    return all(isinstance(x, np.ndarray) and x.ndim == 2 and x.dtype == np.float64
+               and x.flags.c_contiguous and x.shape == xs[0].shape for x in xs)
+
+
+def _forward_ratio(num: np.ndarray, den: np.ndarray, h: int, mode: int,
+                   scale: float = 1.0) -> np.ndarray:
+    """``kern.forward_ratio`` over a new grid, rows spread over the build threads."""
+    out = np.empty(num.shape)
+    _by_time(partial(kern.forward_ratio, num, den, int(h), mode, float(scale), out), len(out))
+    return out
 
 
 @dataclass(frozen=True)
@@ -161,6 +182,19 @@ def _by_time(kernel: Callable[[int, int], object], n_t: int) -> None:
     run_all([partial(kernel, a, b) for a, b in _ranges(n_t)])
 
 
+def _log_moves(p0_usd: np.ndarray, p1_usd: np.ndarray, tvl: np.ndarray, ratio: np.ndarray,
+               net: np.ndarray, a: int, b: int) -> None:
+    """Rows a..b-1 of the log price ratio and of the log TVL net of the price effect of a
+    50/50 position (features.flow.tvl_flow_split), in the inputs' precision."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lp0, lp1, tv = np.log(p0_usd[a:b]), np.log(p1_usd[a:b]), tvl[a:b]
+        if _is_grid(p0_usd, p1_usd, tvl):  # the combination in one pass
+            kern.log_moves(lp0, lp1, np.log(tv), tv, ratio[a:b], net[a:b])
+            return
+        ratio[a:b] = lp0 - lp1
+        net[a:b] = np.log(np.where(tv > 0, tv, np.nan)) - 0.5 * (lp0 + lp1)
+
+
 def forward_lp_stress(
     p0_usd: np.ndarray, p1_usd: np.ndarray, tvl: np.ndarray, stable_pair: np.ndarray, h: int,
     *, quantile: float = 0.95, history: int = 4380, min_history: int = 168,
@@ -185,19 +219,16 @@ def forward_lp_stress(
         market-wide scale: a loss counts as stress by its size, whichever pool it hits; the
         history fills ``min_history`` values pools-times faster); False: each pool's own
     """
-    with np.errstate(divide="ignore", invalid="ignore"):
-        lp0, lp1 = np.log(p0_usd), np.log(p1_usd)
-        ratio = np.ascontiguousarray(lp0 - lp1, dtype=np.float64)
-        # TVL net of the price effect of a 50/50 position (features.flow.tvl_flow_split)
-        net = np.ascontiguousarray(
-            np.log(np.where(tvl > 0, tvl, np.nan)) - 0.5 * (lp0 + lp1), dtype=np.float64)
+    n_t, n_p = np.shape(p0_usd)
+    ratio, net = np.empty((n_t, n_p)), np.empty((n_t, n_p))
+    _by_time(partial(_log_moves, p0_usd, p1_usd, tvl, ratio, net), len(ratio))
     h = int(h)
     div_worst, out_worst = np.empty(ratio.shape), np.empty(ratio.shape)
     _by_time(partial(kern.forward_worst, ratio, net, h, div_worst, out_worst), len(ratio))
     (div_q, flt_q), n_done = _trailing_quantiles([div_worst, out_worst], h, quantile, history,
                                                  min_history, pooled)
     stable = np.asarray(stable_pair, bool).reshape(-1)
-    scol = np.full(ratio.shape[1], -1, np.int64)
+    scol = np.full(n_p, -1, np.int64)
     if stable.any():  # each stable pool's deviation from the peg, in its column of dev
         scol[stable] = np.arange(int(stable.sum()))
         with np.errstate(invalid="ignore"):

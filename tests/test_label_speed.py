@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from features import _label_kernels as kern
-from features._wide import make_grid
-from features.labels import forward_lp_stress
+from features._wide import make_grid, rolling_sum
+from features.labels import forward_fee_yield, forward_il, forward_lp_stress, forward_volatility
 from features.sources.simulator import simulate_market
 from features.stages import wide_inputs
 
@@ -156,3 +156,36 @@ def test_key_ranking_orders_values_that_share_the_kept_bits() -> None:
     want, n = _quantile(x, lag, q, w, minp, pooled=False)
     np.testing.assert_array_equal(out, want.T)
     np.testing.assert_array_equal(count, n.T)
+
+
+def _lead(x: np.ndarray, h: int) -> np.ndarray:
+    out = np.full(x.shape, np.nan)
+    out[:-h] = x[h:]
+    return out
+
+
+@pytest.mark.parametrize("h", [1, 6, 24])
+def test_forward_yield_volatility_and_il_equal_the_array_formulas(h: int) -> None:
+    rng = np.random.default_rng(h)
+    shape = (120, 7)
+    fees, ret = rng.exponential(size=shape), rng.normal(0, 0.01, size=shape)
+    tvl = rng.exponential(1e6, size=shape)
+    p0, p1 = np.exp(rng.normal(size=shape)), np.exp(rng.normal(size=shape))
+    for a in (fees, ret, tvl, p0, p1):
+        a[rng.random(shape) < 0.03] = np.nan
+    tvl[rng.random(shape) < 0.03], tvl[5, 2], p0[9, 1], p1[11, 3] = 0.0, -1.0, 0.0, np.inf
+    with np.errstate(divide="ignore", invalid="ignore"):
+        fee = np.where(tvl > 0, _lead(rolling_sum(fees, h, h), h) / np.where(tvl > 0, tvl, 1),
+                       np.nan)
+        vol = np.sqrt(_lead(rolling_sum(ret * ret, h, h), h) / h * 8760.0)
+        r = (_lead(p0, h) / p0) / (_lead(p1, h) / p1)
+        il = 2.0 * np.sqrt(r) / (1.0 + r) - 1
+    np.testing.assert_array_equal(forward_fee_yield(fees, tvl, h), fee)
+    np.testing.assert_array_equal(forward_volatility(ret, h, 8760.0), vol)
+    np.testing.assert_array_equal(forward_il(p0, p1, h), il)
+    # float32 inputs take the array path: the same values from the same float32 inputs
+    f32 = [a.astype(np.float32) for a in (fees, tvl, p0, p1)]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r32 = (_lead(f32[2], h) / f32[2]) / (_lead(f32[3], h) / f32[3])
+        il32 = 2.0 * np.sqrt(r32) / (1.0 + r32) - 1
+    np.testing.assert_array_equal(forward_il(f32[2], f32[3], h), il32)
