@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit
+from numba.cpython.unsafe.numbers import leading_zeros, trailing_zeros
 
 __all__ = ["forward_worst", "lagged_quantile", "lagged_quantile_pooled", "order_keys",
            "lagged_quantile_sorted", "stress_outputs", "log_moves", "forward_ratio"]
@@ -251,6 +252,28 @@ def order_keys(x, a, b, bits, keys):  # type: ignore[no-untyped-def]
     return keys
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _set_above(bset, j):  # type: ignore[no-untyped-def]
+    """Lowest position >= j set in the bit set (one must be)."""
+    wi = j >> 6
+    word = bset[wi] & (~np.uint64(0) << np.uint64(j & 63))
+    while word == 0:
+        wi += 1
+        word = bset[wi]
+    return wi * 64 + np.int64(trailing_zeros(word))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _set_below(bset, j):  # type: ignore[no-untyped-def]
+    """Highest position <= j set in the bit set (one must be)."""
+    wi = j >> 6
+    word = bset[wi] & (~np.uint64(0) >> np.uint64(63 - (j & 63)))
+    while word == 0:
+        wi -= 1
+        word = bset[wi]
+    return wi * 64 + 63 - np.int64(leading_zeros(word))
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def lagged_quantile_sorted(x, a, keys, bits, lag, w, minp, q, out, count):  # type: ignore[no-untyped-def]
     """As ``lagged_quantile`` for the columns a.. of x (periods x pools) whose sorted
@@ -261,7 +284,8 @@ def lagged_quantile_sorted(x, a, keys, bits, lag, w, minp, q, out, count):  # ty
     order = np.empty(n_t, np.int64)
     srt = np.empty(n_t)
     rank = np.empty(n_t, np.int64)
-    inside = np.zeros(n_t, np.bool_)
+    inside = np.zeros((n_t + 63) // 64, np.uint64)  # bit set of the window's ranks
+    one = np.uint64(1)
     col = np.empty(n_t)
     lo = max(minp, 1)
     for j in range(keys.shape[0]):
@@ -287,56 +311,46 @@ def lagged_quantile_sorted(x, a, keys, bits, lag, w, minp, q, out, count):  # ty
             order[k + 1] = ti
         for i in range(n_t):
             rank[order[i]] = i
-        inside[:] = False
+        inside[:] = 0
         n = 0
-        cur = -1  # rank of the selected value (a window value), -1 with an empty window
+        cur = -1  # rank of the selected value (a window value), -1 while not followed
         below = 0  # window values ranked below cur
         for t in range(n_t):
             i = t - lag  # entering the window
             if i >= 0 and rank[i] < nv:
                 r = rank[i]
-                inside[r] = True
+                inside[r >> 6] |= one << np.uint64(r & 63)
                 n += 1
-                if cur < 0:
-                    cur, below = r, 0
-                elif r < cur:
+                if r < cur:
                     below += 1
             i = t - w - lag  # leaving it
             if i >= 0 and rank[i] < nv:
                 r = rank[i]
-                inside[r] = False
+                inside[r >> 6] &= ~(one << np.uint64(r & 63))
                 n -= 1
-                if n == 0:
+                if cur < 0:
+                    pass
+                elif n == 0:
                     cur, below = -1, 0
                 elif r < cur:
                     below -= 1
                 elif r == cur:
                     if n > below:
-                        k = cur + 1
-                        while not inside[k]:
-                            k += 1
-                        cur = k
+                        cur = _set_above(inside, cur + 1)
                     else:
-                        k = cur - 1
-                        while not inside[k]:
-                            k -= 1
-                        cur, below = k, below - 1
+                        cur, below = _set_below(inside, cur - 1), below - 1
             c[t] = n
-            if n == 0:
+            if n < lo:
                 o[t] = np.nan
                 continue
             want = np.int64(q * (n - 1))
+            if cur < 0:  # followed from the first window with enough values
+                cur, below = _set_above(inside, 0), 0
             while below < want:
-                k = cur + 1
-                while not inside[k]:
-                    k += 1
-                cur, below = k, below + 1
+                cur, below = _set_above(inside, cur + 1), below + 1
             while below > want:
-                k = cur - 1
-                while not inside[k]:
-                    k -= 1
-                cur, below = k, below - 1
-            o[t] = srt[cur] if n >= lo else np.nan
+                cur, below = _set_below(inside, cur - 1), below - 1
+            o[t] = srt[cur]
     return out, count
 
 
