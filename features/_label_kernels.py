@@ -116,73 +116,20 @@ def lagged_quantile(x, lag, w, minp, q, out, count):  # type: ignore[no-untyped-
     """q-quantile ("lower": the int(q (n - 1))-th smallest) of the valid values of x lagged
     by ``lag`` columns over the trailing w columns, per row (a pool's series, pools x time),
     into ``out`` (NaN with fewer than ``minp`` values) and the number of valid values into
-    ``count``.
-
-    Each series' values are ranked once. The selected value is a cursor over the ranks that
-    knows how many window values lie below it; a step adds one value, drops one and moves the
-    wanted position by at most one, so the cursor walks to the nearest window values instead
-    of searching the window again.
-    """
+    ``count``. Each series' values are ranked by one sort (see ``_follow_quantile``)."""
     n_p, n_t = x.shape
-    inside = np.zeros(n_t, np.bool_)
+    inside = np.zeros((n_t + 63) // 64, np.uint64)
     rank = np.empty(n_t, np.int64)
-    lo = max(minp, 1)
     for p in range(n_p):
-        col, o, c = x[p], out[p], count[p]
+        col = x[p]
         order = np.argsort(col, kind="mergesort")  # NaN last
         srt = col[order]
         for i in range(n_t):
             rank[order[i]] = i
-        inside[:] = False
-        n = 0
-        cur = -1  # rank of the selected value (a window value), -1 with an empty window
-        below = 0  # window values ranked below cur
-        for t in range(n_t):
-            i = t - lag  # entering the window
-            if i >= 0 and col[i] == col[i]:
-                r = rank[i]
-                inside[r] = True
-                n += 1
-                if cur < 0:
-                    cur, below = r, 0
-                elif r < cur:
-                    below += 1
-            i = t - w - lag  # leaving it
-            if i >= 0 and col[i] == col[i]:
-                r = rank[i]
-                inside[r] = False
-                n -= 1
-                if n == 0:
-                    cur, below = -1, 0
-                elif r < cur:
-                    below -= 1
-                elif r == cur:  # the selected value left: the next window value above it,
-                    if n > below:  # of which there are n - below
-                        j = cur + 1
-                        while not inside[j]:
-                            j += 1
-                        cur = j
-                    else:  # or else the one below, which has below - 1 values under it
-                        j = cur - 1
-                        while not inside[j]:
-                            j -= 1
-                        cur, below = j, below - 1
-            c[t] = n
-            if n == 0:
-                o[t] = np.nan
-                continue
-            want = np.int64(q * (n - 1))
-            while below < want:  # up to the next window value
-                j = cur + 1
-                while not inside[j]:
-                    j += 1
-                cur, below = j, below + 1
-            while below > want:  # down to the previous one
-                j = cur - 1
-                while not inside[j]:
-                    j -= 1
-                cur, below = j, below - 1
-            o[t] = srt[cur] if n >= lo else np.nan
+        nv = 0
+        for i in range(n_t):
+            nv += col[i] == col[i]
+        _follow_quantile(rank, srt, nv, inside, lag, w, max(minp, 1), q, out[p], count[p])
     return out, count
 
 
@@ -274,6 +221,61 @@ def _set_below(bset, j):  # type: ignore[no-untyped-def]
     return wi * 64 + 63 - np.int64(leading_zeros(word))
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _follow_quantile(rank, srt, nv, inside, lag, w, lo, q, o, c):  # type: ignore[no-untyped-def]
+    """Trailing quantile of one series whose value at t has rank ``rank[t]`` among its
+    values sorted into ``srt`` (the nv valid ones first) into ``o`` (NaN with fewer than
+    ``lo`` values) and the window's number of values into ``c``.
+
+    The selected value is a cursor over the ranks that knows how many window values lie
+    below it; a step adds one value, drops one and moves the wanted position by at most one,
+    so the cursor steps to the nearest window values (a bit set of the window's ranks finds
+    them) instead of searching the window again.
+    """
+    n_t = rank.shape[0]
+    one = np.uint64(1)
+    inside[:] = 0
+    n = 0
+    cur = -1  # rank of the selected value (a window value), -1 while not followed
+    below = 0  # window values ranked below cur
+    for t in range(n_t):
+        i = t - lag  # entering the window
+        if i >= 0 and rank[i] < nv:
+            r = rank[i]
+            inside[r >> 6] |= one << np.uint64(r & 63)
+            n += 1
+            if r < cur:
+                below += 1
+        i = t - w - lag  # leaving it
+        if i >= 0 and rank[i] < nv:
+            r = rank[i]
+            inside[r >> 6] &= ~(one << np.uint64(r & 63))
+            n -= 1
+            if cur < 0:
+                pass
+            elif n == 0:
+                cur, below = -1, 0
+            elif r < cur:
+                below -= 1
+            elif r == cur:
+                if n > below:
+                    cur = _set_above(inside, cur + 1)
+                else:
+                    cur, below = _set_below(inside, cur - 1), below - 1
+        c[t] = n
+        if n < lo:
+            o[t] = np.nan
+            continue
+        want = np.int64(q * (n - 1))
+        if cur < 0:  # followed from the first window with enough values
+            cur, below = _set_above(inside, 0), 0
+        while below < want:
+            cur, below = _set_above(inside, cur + 1), below + 1
+        while below > want:
+            cur, below = _set_below(inside, cur - 1), below - 1
+        o[t] = srt[cur]
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def lagged_quantile_sorted(x, a, keys, bits, lag, w, minp, q, out, count):  # type: ignore[no-untyped-def]
     """As ``lagged_quantile`` for the columns a.. of x (periods x pools) whose sorted
@@ -285,7 +287,6 @@ def lagged_quantile_sorted(x, a, keys, bits, lag, w, minp, q, out, count):  # ty
     srt = np.empty(n_t)
     rank = np.empty(n_t, np.int64)
     inside = np.zeros((n_t + 63) // 64, np.uint64)  # bit set of the window's ranks
-    one = np.uint64(1)
     col = np.empty(n_t)
     lo = max(minp, 1)
     for j in range(keys.shape[0]):
@@ -311,46 +312,7 @@ def lagged_quantile_sorted(x, a, keys, bits, lag, w, minp, q, out, count):  # ty
             order[k + 1] = ti
         for i in range(n_t):
             rank[order[i]] = i
-        inside[:] = 0
-        n = 0
-        cur = -1  # rank of the selected value (a window value), -1 while not followed
-        below = 0  # window values ranked below cur
-        for t in range(n_t):
-            i = t - lag  # entering the window
-            if i >= 0 and rank[i] < nv:
-                r = rank[i]
-                inside[r >> 6] |= one << np.uint64(r & 63)
-                n += 1
-                if r < cur:
-                    below += 1
-            i = t - w - lag  # leaving it
-            if i >= 0 and rank[i] < nv:
-                r = rank[i]
-                inside[r >> 6] &= ~(one << np.uint64(r & 63))
-                n -= 1
-                if cur < 0:
-                    pass
-                elif n == 0:
-                    cur, below = -1, 0
-                elif r < cur:
-                    below -= 1
-                elif r == cur:
-                    if n > below:
-                        cur = _set_above(inside, cur + 1)
-                    else:
-                        cur, below = _set_below(inside, cur - 1), below - 1
-            c[t] = n
-            if n < lo:
-                o[t] = np.nan
-                continue
-            want = np.int64(q * (n - 1))
-            if cur < 0:  # followed from the first window with enough values
-                cur, below = _set_above(inside, 0), 0
-            while below < want:
-                cur, below = _set_above(inside, cur + 1), below + 1
-            while below > want:
-                cur, below = _set_below(inside, cur - 1), below - 1
-            o[t] = srt[cur]
+        _follow_quantile(rank, srt, nv, inside, lag, w, lo, q, o, c)
     return out, count
 
 
