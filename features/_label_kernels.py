@@ -134,18 +134,19 @@ def lagged_quantile(x, lag, w, minp, q, out, count):  # type: ignore[no-untyped-
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def lagged_quantile_pooled(x, lag, w, minp, q, out, count):  # type: ignore[no-untyped-def]
-    """As ``lagged_quantile``, but over the valid values of every row (pool) together: at
-    column t, the q-quantile ("lower") of x[:, t - lag - w + 1 .. t - lag] into ``out[t]``
-    (NaN with fewer than ``minp`` values) and the number of values into ``count[t]``."""
-    n_p, n_t = x.shape
-    flat = x.T.copy().reshape(-1)  # time-major: column t holds flat[t n_p .. (t + 1) n_p)
+def lagged_quantile_pooled(flat, n_t, keys, bits, lag, w, minp, q, out, count):  # type: ignore[no-untyped-def]
+    """As ``lagged_quantile``, but over the valid values of every pool together: at period
+    t, the q-quantile ("lower") of the (periods x pools) grid ``flat`` (flattened, n_t
+    periods) at periods t - lag - w + 1 .. t - lag into ``out[t]`` (NaN with fewer than
+    ``minp`` values) and the number of values into ``count[t]``; ``keys``: the sorted
+    ``order_keys`` of flat (index in the lowest ``bits``)."""
     n = flat.shape[0]
-    order = np.argsort(flat, kind="mergesort")  # NaN last
-    srt = flat[order]
+    n_p = n // max(n_t, 1)
+    order = np.empty(n, np.int64)
+    srt = np.empty(n)
     rank = np.empty(n, np.int64)
-    for i in range(n):
-        rank[order[i]] = i
+    _rank_by_keys(flat, keys, (np.uint64(1) << np.uint64(bits)) - np.uint64(1), order, srt,
+                  rank)
     tree = np.zeros(n + 1, np.int64)
     top = 1
     while top * 2 <= n:
@@ -276,6 +277,33 @@ def _follow_quantile(rank, srt, nv, inside, lag, w, lo, q, o, c):  # type: ignor
         o[t] = srt[cur]
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _rank_by_keys(vals, keys, low, order, srt, rank):  # type: ignore[no-untyped-def]
+    """Number of valid values of ``vals``, their values in order into ``srt`` and each one's
+    position there into ``rank``, from the sorted ``order_keys`` of vals (index in the bits
+    ``low``): values that shared the other kept bits are put in order by insertion."""
+    nv = 0
+    for i in range(vals.shape[0]):
+        ti = np.int64(keys[i] & low)
+        v = vals[ti]
+        order[i] = ti
+        srt[i] = v
+        if v == v:
+            nv += 1
+    for i in range(1, nv):
+        v, ti = srt[i], order[i]
+        k = i - 1
+        while k >= 0 and srt[k] > v:
+            srt[k + 1] = srt[k]
+            order[k + 1] = order[k]
+            k -= 1
+        srt[k + 1] = v
+        order[k + 1] = ti
+    for i in range(vals.shape[0]):
+        rank[order[i]] = i
+    return nv
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def lagged_quantile_sorted(x, a, keys, bits, lag, w, minp, q, out, count):  # type: ignore[no-untyped-def]
     """As ``lagged_quantile`` for the columns a.. of x (periods x pools) whose sorted
@@ -293,25 +321,7 @@ def lagged_quantile_sorted(x, a, keys, bits, lag, w, minp, q, out, count):  # ty
         p, kj, o, c = a + j, keys[j], out[j], count[j]
         for i in range(n_t):
             col[i] = x[i, p]
-        nv = 0
-        for i in range(n_t):
-            ti = np.int64(kj[i] & low)
-            v = col[ti]
-            order[i] = ti
-            srt[i] = v
-            if v == v:
-                nv += 1
-        for i in range(1, nv):  # values that shared the kept bits: put in order
-            v, ti = srt[i], order[i]
-            k = i - 1
-            while k >= 0 and srt[k] > v:
-                srt[k + 1] = srt[k]
-                order[k + 1] = order[k]
-                k -= 1
-            srt[k + 1] = v
-            order[k + 1] = ti
-        for i in range(n_t):
-            rank[order[i]] = i
+        nv = _rank_by_keys(col, kj, low, order, srt, rank)
         _follow_quantile(rank, srt, nv, inside, lag, w, lo, q, o, c)
     return out, count
 

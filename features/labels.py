@@ -144,13 +144,12 @@ def _trailing_quantiles(series: list[np.ndarray], h: int, q: float, history: int
     the windows of every pool together, as a (1 x periods) array. Pools are spread over the
     build threads (each one's quantile reads that pool alone)."""
     args = (int(h), int(history), int(max(1, min_history)), float(q))
-    if pooled:
-        xs = [np.ascontiguousarray(w.T, dtype=np.float64) for w in series]
-        outs = [(np.empty((1, x.shape[1])), np.empty((1, x.shape[1]), np.int64)) for x in xs]
-        run_all([partial(kern.lagged_quantile_pooled, x, *args, o[0], n[0])
-                 for x, (o, n) in zip(xs, outs, strict=True)])
-        return [o for o, _ in outs], outs[0][1]
     cols = [np.ascontiguousarray(w, dtype=np.float64) for w in series]
+    if pooled:
+        outs = [(np.empty((1, len(x))), np.empty((1, len(x)), np.int64)) for x in cols]
+        run_all([partial(_pooled_quantiles, x, args, o[0], n[0])
+                 for x, (o, n) in zip(cols, outs, strict=True)])
+        return [o for o, _ in outs], outs[0][1]
     n_t, n_p = cols[0].shape
     quant = [np.empty((n_p, n_t)) for _ in cols]
     counts = [np.empty((n_p, n_t), np.int64) for _ in cols]
@@ -158,6 +157,17 @@ def _trailing_quantiles(series: list[np.ndarray], h: int, q: float, history: int
              for x, out, count in zip(cols, quant, counts, strict=True)
              for a, b in _ranges(n_p)])
     return quant, counts[0]
+
+
+def _pooled_quantiles(x: np.ndarray, args: tuple[int, int, int, float], out: np.ndarray,
+                      count: np.ndarray) -> None:
+    """Trailing quantiles of every pool of x (periods x pools) together into out and count
+    (periods): the values are ranked by one sort of integer keys."""
+    flat = x.reshape(-1, 1)  # period-major: a column of periods x pools values
+    bits = max(1, (len(flat) - 1).bit_length())
+    keys = kern.order_keys(flat, 0, 1, bits, np.empty((1, len(flat)), np.uint64))[0]
+    keys.sort()
+    kern.lagged_quantile_pooled(flat[:, 0], len(x), keys, bits, *args, out, count)
 
 
 def _sorted_quantiles(x: np.ndarray, a: int, b: int, args: tuple[int, int, int, float],
