@@ -31,6 +31,7 @@ from functools import partial
 import numpy as np
 
 from features import _label_kernels as kern
+from features import _quantile_kernels as qkern
 from features._wide import feature_threads, rolling_count, rolling_max, rolling_sum, run_all
 from features.amm import cp_value_ratio
 
@@ -165,9 +166,9 @@ def _pooled_quantiles(x: np.ndarray, args: tuple[int, int, int, float], out: np.
     (periods): the values are ranked by one sort of integer keys."""
     flat = x.reshape(-1, 1)  # period-major: a column of periods x pools values
     bits = max(1, (len(flat) - 1).bit_length())
-    keys = kern.order_keys(flat, 0, 1, bits, np.empty((1, len(flat)), np.uint64))[0]
+    keys = qkern.order_keys(flat, 0, 1, bits, np.empty((1, len(flat)), np.uint64))[0]
     keys.sort()
-    kern.lagged_quantile_pooled(flat[:, 0], len(x), keys, bits, *args, out, count)
+    qkern.lagged_quantile_pooled(flat[:, 0], len(x), keys, bits, *args, out, count)
 
 
 def _sorted_quantiles(x: np.ndarray, a: int, b: int, args: tuple[int, int, int, float],
@@ -175,9 +176,9 @@ def _sorted_quantiles(x: np.ndarray, a: int, b: int, args: tuple[int, int, int, 
     """Trailing quantiles of the pools a..b-1 of x (periods x pools) into out and count
     (pools x periods): each pool's values are ranked by one sort of integer keys."""
     bits = max(1, (x.shape[0] - 1).bit_length())
-    keys = kern.order_keys(x, a, b, bits, np.empty((b - a, x.shape[0]), np.uint64))
+    keys = qkern.order_keys(x, a, b, bits, np.empty((b - a, x.shape[0]), np.uint64))
     keys.sort(axis=1)
-    kern.lagged_quantile_sorted(x, a, keys, bits, *args, out, count)
+    qkern.lagged_quantile_sorted(x, a, keys, bits, *args, out, count)
 
 
 def _ranges(n: int) -> list[tuple[int, int]]:

@@ -184,7 +184,7 @@ def test_model_inputs_look_only_backward() -> None:
 
 @pytest.mark.parametrize("seed", range(6))
 def test_trailing_quantile_kernel_matches_a_sorted_window(seed: int) -> None:
-    from features._label_kernels import lagged_quantile
+    from features._quantile_kernels import lagged_quantile
 
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(3, 400))
