@@ -1,4 +1,4 @@
-"""Compiled single-pass kernels over (time x pool) grids: trailing windows, EWMA, gathers.
+"""Compiled single-pass kernels over (time x pool) grids: trailing windows, EWMA, groups.
 
 Every kernel walks time in the outer loop and pools in the inner one, so it reads and writes
 whole grid rows (the C-order layout) and keeps one running state per pool. Sums accumulate in
@@ -14,8 +14,8 @@ import numpy as np
 from numba import njit
 
 __all__ = ["SUM", "MEAN", "COUNT", "STD", "ROOT_MEAN", "window_stat", "window_max",
-           "window_corr", "ewm_mean", "gather_runs", "gather_clean", "scatter_runs",
-           "group_sum", "group_stats", "group_neighbours", "listed_max"]
+           "window_corr", "ewm_mean", "group_sum", "group_stats", "group_neighbours",
+           "listed_max"]
 
 SUM, MEAN, COUNT, STD, ROOT_MEAN = 0, 1, 2, 3, 4
 
@@ -190,55 +190,6 @@ def ewm_mean(x, alpha, minp, out):  # type: ignore[no-untyped-def]
                         mean[p] = (o * m + v) / (o + 1.0)
                     old[p] = o + 1.0
             out[t, p] = mean[p] if nobs[p] >= minp else np.nan
-    return out
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def gather_runs(w, runs, block, out):  # type: ignore[no-untyped-def]
-    """Long rows from a grid whose rows come one pool after another, each pool's in time
-    order without gaps: ``runs[p]`` = (first row, first period, periods) of pool p, so row
-    ``runs[p, 0] + i`` is ``w[runs[p, 1] + i, p]``. A blocked transpose: ``block`` grid rows
-    of every pool are read while they are in cache.
-    """
-    n_t, n_p = w.shape
-    for t0 in range(0, n_t, block):
-        t1 = min(t0 + block, n_t)
-        for p in range(n_p):
-            r0, a, n = runs[p, 0], runs[p, 1], runs[p, 2]
-            base = r0 - a
-            for t in range(max(t0, a), min(t1, a + n)):
-                out[base + t] = w[t, p]
-    return out
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def gather_clean(w, runs, block, missing, out):  # type: ignore[no-untyped-def]
-    """:func:`gather_runs` that also cleans: every value that is not finite once in ``out``'s
-    dtype, or whose row is flagged in ``missing`` (empty: none), becomes NaN."""
-    n_t, n_p = w.shape
-    flagged = missing.shape[0] > 0
-    for t0 in range(0, n_t, block):
-        t1 = min(t0 + block, n_t)
-        for p in range(n_p):
-            r0, a, n = runs[p, 0], runs[p, 1], runs[p, 2]
-            base = r0 - a
-            for t in range(max(t0, a), min(t1, a + n)):
-                i = base + t
-                out[i] = w[t, p]
-                v = out[i]  # the stored (possibly rounded) value decides
-                if not (v - v == 0) or (flagged and missing[i]):
-                    out[i] = np.nan
-    return out
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def scatter_runs(values, runs, out):  # type: ignore[no-untyped-def]
-    """The inverse of :func:`gather_runs`: long rows into the grid (cells not listed kept)."""
-    n_p = out.shape[1]
-    for p in range(n_p):
-        r0, a, n = runs[p, 0], runs[p, 1], runs[p, 2]
-        for i in range(n):
-            out[a + i, p] = values[r0 + i]
     return out
 
 

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import DTypeLike
 
+from features import _grid_kernels as gkern
 from features import _kernels as kern
 from features.schema import FREQUENCIES, POOL_ID, TIMESTAMP
 
@@ -105,7 +106,7 @@ class Grid:
         if self.runs is None:
             out[self.ti, self.pi] = v
             return out
-        return kern.scatter_runs(v, self.runs, out)
+        return gkern.scatter_runs(v, self.runs, out)
 
     def long(self, w: np.ndarray, dtype: DTypeLike | None = None) -> np.ndarray:
         """Gather a (T, P) matrix back into the long row order (in ``dtype``, default w's)."""
@@ -116,7 +117,7 @@ class Grid:
         if self.runs is None or w.dtype.kind != "f" or dt.kind != "f":
             return w[self.ti, self.pi].astype(dt, copy=False)
         out = np.empty(len(self.ti), dtype=dt)
-        return kern.gather_runs(np.ascontiguousarray(w), self.runs, _GATHER_BLOCK, out)
+        return gkern.gather_runs(np.ascontiguousarray(w), self.runs, _GATHER_BLOCK, out)
 
     def long_into(self, w: np.ndarray, out: np.ndarray,
                   missing: np.ndarray | None = None) -> np.ndarray:
@@ -129,7 +130,7 @@ class Grid:
                 and not (w.ndim == 2 and w.shape[1] > 1 and w.strides[1] == 0)):
             ws = np.ascontiguousarray(w)
             block = max(8, _GATHER_BYTES // max(1, ws.shape[1] * ws.itemsize))
-            return kern.gather_clean(ws, self.runs, block, flags, out)
+            return gkern.gather_clean(ws, self.runs, block, flags, out)
         with np.errstate(over="ignore"):  # too large for float32: infinite, then NaN
             out[...] = self.long(w, out.dtype)
         bad = np.isfinite(out)
