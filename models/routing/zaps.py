@@ -16,7 +16,7 @@ weighted pool, or with non-finite pool data, go through `swap_cost_usd` one by o
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -100,6 +100,23 @@ def _one(states: PoolStates, t0: str, t1: str, chain: str, delta: float,
 
 
 @dataclass(frozen=True)
+class _PoolLookup:
+    """Per position of the caller's name arrays, against one set of pairs: both tokens priced
+    and distinct (``named``), its pair's row (``gid``, -1: none usable), a pair whose pools all
+    lack reserves (``stuck``), token0 sorts first (``low0``), the tokens' USD prices."""
+
+    token0: Names
+    token1: Names
+    chains: Names
+    named: np.ndarray
+    gid: np.ndarray
+    stuck: np.ndarray
+    low0: np.ndarray
+    usd0: np.ndarray
+    usd1: np.ndarray
+
+
+@dataclass(frozen=True)
 class _Pairs:
     """The pairs of one set of pool states: each (chain, token, token) with its usable pools.
 
@@ -117,6 +134,33 @@ class _Pairs:
     low0: np.ndarray
     fast: np.ndarray
     stuck: frozenset[tuple[str, str, str]]
+    looked_up: list[_PoolLookup] = field(default_factory=list, compare=False, repr=False)
+
+    def lookup(self, token0: Names, token1: Names, chains: Names) -> _PoolLookup:
+        """What :func:`_prepare` reads of each position of these name arrays, made once per
+        set of arrays (the books of one bar pass the market's same arrays)."""
+        for kept in self.looked_up:
+            if kept.token0 is token0 and kept.token1 is token1 and kept.chains is chains:
+                return kept
+        t0, t1, ch = (np.asarray(x).astype(str) for x in (token0, token1, chains))
+        known = np.array(sorted(self.usd), str)
+        price = np.array([self.usd[t] for t in known.tolist()], float)
+        lo, hi = np.where(t0 < t1, t0, t1), np.where(t0 < t1, t1, t0)
+        keys = list(zip(ch.tolist(), lo.tolist(), hi.tolist(), strict=True))
+        in0, in1 = np.isin(t0, known), np.isin(t1, known)
+
+        def usd(t: np.ndarray, known_here: np.ndarray) -> np.ndarray:
+            at = np.minimum(np.searchsorted(known, t), max(len(known) - 1, 0))
+            return np.where(known_here, price[at] if len(known) else np.nan, np.nan)
+
+        out = _PoolLookup(
+            token0=token0, token1=token1, chains=chains, named=in0 & in1 & (t0 != t1),
+            gid=np.array([self.groups.get(k, -1) for k in keys], int),
+            stuck=np.array([k in self.stuck for k in keys], bool), low0=t0 < t1,
+            usd0=usd(t0, in0), usd1=usd(t1, in1))
+        self.looked_up.insert(0, out)
+        del self.looked_up[2:]
+        return out
 
     @classmethod
     def of(cls, states: PoolStates) -> _Pairs:
@@ -162,30 +206,24 @@ def _prepare(states: PoolStates, todo: list[int], token0: Names, token1: Names,
     positive amount is not routed (the single-pool cost stands).
     """
     pairs = _Pairs.of(states)
-    known = np.array(sorted(pairs.usd), str)
-    price = np.array([pairs.usd[t] for t in known.tolist()], float)
+    pk = pairs.lookup(token0, token1, chains)
     at = np.asarray(todo, int)
-    t0, t1, ch = (np.asarray(x)[at].astype(str) for x in (token0, token1, chains))
-    named = np.isin(t0, known) & np.isin(t1, known) & (t0 != t1)  # else the router resolves
+    named, gid = pk.named[at], pk.gid[at]  # not named: the router resolves the names
     amount = 0.5 * np.abs(delta[at])
-    lo, hi = np.where(t0 < t1, t0, t1), np.where(t0 < t1, t1, t0)
-    keys = list(zip(ch.tolist(), lo.tolist(), hi.tolist(), strict=True))
-    gid = np.array([pairs.groups.get(k, -1) for k in keys], int)
-    stuck = np.array([k in pairs.stuck for k in keys], bool)
     size = np.append(pairs.valid.sum(axis=1), 0)  # usable pools per pair; gid -1 reads 0
     lone = size[gid] == 1
     # else no route: the single-pool cost stands
     priced = named & np.isfinite(amount) & (amount > 0) & ~lone
     fast = priced & (gid >= 0) & pairs.fast[np.maximum(gid, 0)]
-    slow = at[~named | (priced & ~fast & ((gid >= 0) | stuck))].tolist()
+    slow = at[~named | (priced & ~fast & ((gid >= 0) | pk.stuck[at]))].tolist()
     if not fast.any():
         return None, slow
-    sell = np.where(delta[at] > 0, t0, t1)[fast]
-    buy = np.where(delta[at] > 0, t1, t0)[fast]
+    into = (delta[at] > 0)[fast]  # sells token0 for token1
     rows = at[fast]
-    net, valid = _edges(pairs, gid[fast], sell == lo[fast])
-    return _Zaps(rows, amount[fast] / price[np.searchsorted(known, sell)],
-                 price[np.searchsorted(known, buy)], net, valid), slow
+    low0, usd0, usd1 = pk.low0[rows], pk.usd0[rows], pk.usd1[rows]
+    net, valid = _edges(pairs, gid[fast], np.where(into, low0, ~low0))
+    return _Zaps(rows, amount[fast] / np.where(into, usd0, usd1), np.where(into, usd1, usd0),
+                 net, valid), slow
 
 
 def _edges(pairs: _Pairs, gids: np.ndarray, low_sells: np.ndarray
