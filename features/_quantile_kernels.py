@@ -11,7 +11,7 @@ import numpy as np
 from numba import njit
 from numba.cpython.unsafe.numbers import leading_zeros, trailing_zeros
 
-__all__ = ["lagged_quantile", "lagged_quantile_pooled", "order_keys", "lagged_quantile_sorted"]
+__all__ = ["lagged_quantile_pooled", "order_keys", "lagged_quantile_sorted"]
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -40,31 +40,9 @@ def _tree_select(tree, top, want):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def lagged_quantile(x, lag, w, minp, q, out, count):  # type: ignore[no-untyped-def]
-    """q-quantile ("lower": the int(q (n - 1))-th smallest) of the valid values of x lagged
-    by ``lag`` columns over the trailing w columns, per row (a pool's series, pools x time),
-    into ``out`` (NaN with fewer than ``minp`` values) and the number of valid values into
-    ``count``. Each series' values are ranked by one sort (see ``_follow_quantile``)."""
-    n_p, n_t = x.shape
-    inside = np.zeros((n_t + 63) // 64, np.uint64)
-    rank = np.empty(n_t, np.int64)
-    for p in range(n_p):
-        col = x[p]
-        order = np.argsort(col, kind="mergesort")  # NaN last
-        srt = col[order]
-        for i in range(n_t):
-            rank[order[i]] = i
-        nv = 0
-        for i in range(n_t):
-            nv += col[i] == col[i]
-        _follow_quantile(rank, srt, nv, inside, lag, w, max(minp, 1), q, out[p], count[p])
-    return out, count
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
 def lagged_quantile_pooled(flat, n_t, keys, bits, lag, w, minp, q, out, count):  # type: ignore[no-untyped-def]
-    """As ``lagged_quantile``, but over the valid values of every pool together: at period
-    t, the q-quantile ("lower") of the (periods x pools) grid ``flat`` (flattened, n_t
+    """As :func:`lagged_quantile_sorted`, but over the valid values of every pool together: at
+    period t, the q-quantile ("lower") of the (periods x pools) grid ``flat`` (flattened, n_t
     periods) at periods t - lag - w + 1 .. t - lag into ``out[t]`` (NaN with fewer than
     ``minp`` values) and the number of values into ``count[t]``; ``keys``: the sorted
     ``order_keys`` of flat (index in the lowest ``bits``)."""
@@ -234,9 +212,11 @@ def _rank_by_keys(vals, keys, low, order, srt, rank):  # type: ignore[no-untyped
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def lagged_quantile_sorted(x, a, keys, bits, lag, w, minp, q, out, count):  # type: ignore[no-untyped-def]
-    """As ``lagged_quantile`` for the columns a.. of x (periods x pools) whose sorted
-    ``order_keys`` are the rows of ``keys``: row p - a of ``out`` and ``count`` (pools x
-    periods) gets pool p's trailing quantile and number of values."""
+    """q-quantile ("lower": the int(q (n - 1))-th smallest) of the valid values of each
+    pool's series lagged by ``lag`` periods over the trailing w periods (NaN with fewer than
+    ``minp`` values), for the columns a.. of x (periods x pools) whose sorted ``order_keys``
+    are the rows of ``keys``: row p - a of ``out`` and ``count`` (pools x periods) gets pool
+    p's quantile and number of valid values (see ``_follow_quantile``)."""
     n_t = x.shape[0]
     low = (np.uint64(1) << np.uint64(bits)) - np.uint64(1)
     order = np.empty(n_t, np.int64)

@@ -7,9 +7,14 @@ import numpy as np
 import pytest
 
 from features import _label_kernels as kern
-from features import _quantile_kernels as qkern
 from features._wide import make_grid, rolling_sum
-from features.labels import forward_fee_yield, forward_il, forward_lp_stress, forward_volatility
+from features.labels import (
+    _sorted_quantiles,
+    forward_fee_yield,
+    forward_il,
+    forward_lp_stress,
+    forward_volatility,
+)
 from features.sources.simulator import simulate_market
 from features.stages import wide_inputs
 
@@ -149,11 +154,8 @@ def test_key_ranking_orders_values_that_share_the_kept_bits() -> None:
     x[:, 2] = rng.normal(size=n_t)
     x[::17, 2], x[5, 2], x[6, 2], x[7, 1] = np.nan, np.inf, -np.inf, -0.0
     lag, w, minp, q = 3, 40, 5, 0.7
-    bits = max(1, (n_t - 1).bit_length())
-    keys = qkern.order_keys(x, 0, 3, bits, np.empty((3, n_t), np.uint64))
-    keys.sort(axis=1)
     out, count = np.empty((3, n_t)), np.empty((3, n_t), np.int64)
-    qkern.lagged_quantile_sorted(x, 0, keys, bits, lag, w, minp, q, out, count)
+    _sorted_quantiles(x, 0, 3, (lag, w, minp, q), out, count)
     want, n = _quantile(x, lag, q, w, minp, pooled=False)
     np.testing.assert_array_equal(out, want.T)
     np.testing.assert_array_equal(count, n.T)

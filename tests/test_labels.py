@@ -184,7 +184,7 @@ def test_model_inputs_look_only_backward() -> None:
 
 @pytest.mark.parametrize("seed", range(6))
 def test_trailing_quantile_kernel_matches_a_sorted_window(seed: int) -> None:
-    from features._quantile_kernels import lagged_quantile
+    from features.labels import _sorted_quantiles
 
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(3, 400))
@@ -195,8 +195,8 @@ def test_trailing_quantile_kernel_matches_a_sorted_window(seed: int) -> None:
     x[rng.random(x.shape) < 0.2] = np.nan
     q = [0.0, 0.5, 0.95, 1.0, 0.8, 0.9][seed]
     lag, w, minp = int(rng.integers(0, 30)), int(rng.integers(5, 150)), 10
-    out, count = lagged_quantile(x, lag, w, minp, q, np.empty(x.shape),
-                                 np.empty(x.shape, np.int64))
+    out, count = np.empty(x.shape), np.empty(x.shape, np.int64)  # pools x periods
+    _sorted_quantiles(np.ascontiguousarray(x.T), 0, len(x), (lag, w, minp, q), out, count)
     for p in range(x.shape[0]):
         for t in range(x.shape[1]):
             # the window: values lagged by `lag`, over the trailing w periods
