@@ -143,21 +143,17 @@ class _Pairs:
             if kept.token0 is token0 and kept.token1 is token1 and kept.chains is chains:
                 return kept
         t0, t1, ch = (np.asarray(x).astype(str) for x in (token0, token1, chains))
-        known = np.array(sorted(self.usd), str)
-        price = np.array([self.usd[t] for t in known.tolist()], float)
         lo, hi = np.where(t0 < t1, t0, t1), np.where(t0 < t1, t1, t0)
         keys = list(zip(ch.tolist(), lo.tolist(), hi.tolist(), strict=True))
-        in0, in1 = np.isin(t0, known), np.isin(t1, known)
-
-        def usd(t: np.ndarray, known_here: np.ndarray) -> np.ndarray:
-            at = np.minimum(np.searchsorted(known, t), max(len(known) - 1, 0))
-            return np.where(known_here, price[at] if len(known) else np.nan, np.nan)
-
+        priced = [np.array([t in self.usd for t in x.tolist()], bool) for x in (t0, t1)]
+        usd0, usd1 = (np.array([self.usd.get(t, np.nan) for t in x.tolist()], float)
+                      for x in (t0, t1))
         out = _PoolLookup(
-            token0=token0, token1=token1, chains=chains, named=in0 & in1 & (t0 != t1),
+            token0=token0, token1=token1, chains=chains,
+            named=priced[0] & priced[1] & (t0 != t1),
             gid=np.array([self.groups.get(k, -1) for k in keys], int),
             stuck=np.array([k in self.stuck for k in keys], bool), low0=t0 < t1,
-            usd0=usd(t0, in0), usd1=usd(t1, in1))
+            usd0=usd0, usd1=usd1)
         self.looked_up.insert(0, out)
         del self.looked_up[2:]
         return out
